@@ -1,0 +1,190 @@
+"""Pipeline configuration: a pydantic schema, loaded from YAML files in `pipelines/` plus `--set` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streamvis.errors import ConfigError
+
+Provider = Literal["tensorrt", "cuda", "cpu"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(_Strict):
+    """How sources are opened and kept alive."""
+
+    open_timeout_s: float = Field(10.0, gt=0, description="give up connecting after this long")
+    read_timeout_s: float = Field(10.0, gt=0, description="a live source silent this long has dropped")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    reconnect_attempts: int = Field(10, ge=0, description="live sources: reconnects after a drop (0: none)")
+    reconnect_initial_delay_s: float = Field(0.5, gt=0)
+    reconnect_max_delay_s: float = Field(10.0, gt=0)
+    image_fps: float = Field(30.0, gt=0, description="frame rate given to image folders and globs")
+    max_decode_errors: int = Field(25, ge=0, description="consecutive undecodable packets before giving up")
+    options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg demuxer options")
+
+
+class DetectorConfig(_Strict):
+    """The object detector run on keyframes."""
+
+    type: Literal["yolox"] = "yolox"
+    model: str = Field("yolox-nano", description="registry name (yolox-nano) or a path to an .onnx file")
+    classes: str | None = Field(None, description="class-names file, one a line; default: COCO")
+    confidence: float = Field(0.3, ge=0, le=1)
+    nms_iou: float = Field(0.45, gt=0, le=1)
+    every_n_frames: int = Field(1, ge=1, description="run the detector on every Nth frame (a keyframe)")
+    providers: list[Provider] = Field(default_factory=lambda: ["tensorrt", "cuda", "cpu"], min_length=1)
+    class_filter: list[str] | None = Field(None, description="keep only these class names")
+
+
+class TrackerConfig(_Strict):
+    """Multi-object tracking (the `trackers` library)."""
+
+    enabled: bool = True
+    type: Literal["bytetrack", "sort", "ocsort"] = "bytetrack"
+    lost_track_buffer: int = Field(30, ge=0, description="frames (at 30 fps) a lost track is kept")
+    track_activation_threshold: float = Field(0.4, ge=0, le=1)
+    minimum_consecutive_frames: int = Field(2, ge=1)
+    minimum_iou_threshold: float = Field(0.1, ge=0, le=1)
+
+
+class AnnotatorConfig(_Strict):
+    """What is burnt into the output video."""
+
+    boxes: bool = True
+    labels: bool = True
+    masks: bool = True
+    caption: bool = True
+    show_score: bool = True
+    show_track_id: bool = True
+    mask_opacity: float = Field(0.45, ge=0, le=1)
+
+
+class OutputConfig(_Strict):
+    """Encoding of the annotated MP4."""
+
+    crf: int = Field(23, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "veryfast"
+    copy_audio: bool = True
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline: one file in `pipelines/`."""
+
+    name: str = "detect"
+    description: str = ""
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+BUILTIN_PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+DEFAULT_PIPELINE = "detect"
+
+
+def resolve_pipeline_path(name_or_path: str | Path | None) -> Path | None:
+    """A path as given; a bare name (`detect`) looked up in ./pipelines, then the project's pipelines/."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_PIPELINE
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.parent != Path("."):
+        if not path.is_file():
+            raise ConfigError(f"pipeline file not found: {path}")
+        return path
+    for folder in (Path("pipelines"), BUILTIN_PIPELINES_DIR):
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    if str(name_or_path) == DEFAULT_PIPELINE:
+        return None  # an installed package without the pipelines/ folder: schema defaults equal detect.yaml
+    raise ConfigError(f"unknown pipeline '{name_or_path}': no file pipelines/{name_or_path}.yaml")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`detector.confidence=0.5` -> (["detector", "confidence"], 0.5); the value is read as YAML."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value (for example detector.confidence=0.5), got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a nested dict (creating sections as needed)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for depth, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: depth + 1])
+                raise ConfigError(f"--set {item}: '{where}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _field_names(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = PipelineConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    """One line per problem, each naming the field, what was expected and what was found."""
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        field = ".".join(str(p) for p in loc)
+        if item["type"] == "extra_forbidden":
+            known = ", ".join(_field_names(loc[:-1]))
+            problems.append(f"{field}: unknown field (expected one of: {known})")
+        else:
+            problems.append(f"{field}: {item['msg']} (got {item.get('input')!r})")
+    return f"{origin}: " + "; ".join(problems)
+
+
+def load_pipeline(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load and validate a pipeline; errors name the file and the field."""
+    path = resolve_pipeline_path(name_or_path)
+    data: dict[str, Any] = {}
+    origin = "default pipeline"
+    if path is not None:
+        origin = f"pipeline {path}"
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{origin}: not readable YAML ({str(exc).splitlines()[0]})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{origin}: expected a mapping of sections, found {type(loaded).__name__}")
+        data = loaded
+    if overrides:
+        data = apply_overrides(data, overrides)
+        origin += " with --set " + " ".join(overrides)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from None

@@ -1,0 +1,49 @@
+"""Central types: `Frame` (what a source yields) and `Result` (what the pipeline yields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded video frame.
+
+    `image` is BGR uint8 (H, W, 3), the OpenCV / supervision convention. `pts` is the
+    presentation time in seconds (from the container when it has one, else index / fps).
+    """
+
+    image: np.ndarray
+    index: int
+    pts: float
+    source_id: str
+    decode_ms: float = 0.0
+
+    @property
+    def resolution_wh(self) -> tuple[int, int]:
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+@dataclass(slots=True)
+class SceneDescription:
+    """A narrator's text about one frame."""
+
+    text: str
+    frame_index: int
+    pts: float
+    model: str
+
+
+@dataclass(slots=True)
+class Result:
+    """The pipeline's output for one frame."""
+
+    frame: Frame
+    detections: sv.Detections
+    keyframe: bool
+    annotated: np.ndarray | None = None
+    description: SceneDescription | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)

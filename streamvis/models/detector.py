@@ -1,0 +1,36 @@
+"""The detector protocol and the factory that builds one from the pipeline configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import supervision as sv
+
+from streamvis.config import DetectorConfig
+from streamvis.models.registry import resolve_model
+
+
+class Detector(Protocol):
+    """Maps a BGR image to detections with `data["class_name"]`."""
+
+    name: str
+    provider: str
+    class_names: list[str]
+    last_timings_ms: dict[str, float]
+
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
+
+
+def build_detector(config: DetectorConfig, models_dir: str | Path | None = None) -> Detector:
+    """Resolve the model (path, models folder, cache or download) and load it."""
+    weights, entry = resolve_model(config.model, models_dir)
+    classes: Path | None = Path(config.classes) if config.classes else None
+    if classes is None:
+        sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")
+        classes = sibling if sibling.is_file() else None
+    from streamvis.models.yolox import YoloxDetector
+
+    return YoloxDetector(weights, config.providers, config.confidence, config.nms_iou, classes,
+                         name=entry.name if entry else weights.stem)

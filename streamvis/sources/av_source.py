@@ -1,0 +1,188 @@
+"""Files, V4L2 cameras and network streams (RTSP, RTMP, HTTP(S), HLS, ...) decoded with PyAV.
+
+Files end cleanly and report damage; live sources reconnect with exponential backoff after a drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from streamvis.config import SourceConfig
+from streamvis.errors import DecodeError, SourceError, SourceNotFoundError
+from streamvis.frame import Frame
+from streamvis.sources.base import Source
+from streamvis.sources.uri import SourceSpec
+
+log = logging.getLogger(__name__)
+
+
+def describe_open_error(exc: BaseException, target: str) -> str:
+    """A one-line reason for a failed `av.open`, in words a user can act on."""
+    if isinstance(exc, av.error.FileNotFoundError | FileNotFoundError):
+        return f"input not found: {target}"
+    if isinstance(exc, av.error.ConnectionRefusedError | ConnectionRefusedError):
+        return f"cannot connect to {target}: connection refused (is the server running?)"
+    if isinstance(exc, av.error.InvalidDataError):
+        return (f"cannot open {target}: not a media file FFmpeg can read, or damaged "
+                "(a truncated MP4 whose index is at the end cannot be read)")
+    if isinstance(exc, av.error.ExitError | TimeoutError | av.error.ConnectionResetError):
+        return f"cannot open {target}: no answer before the timeout ({exc.__class__.__name__})"
+    if isinstance(exc, av.error.PermissionError | PermissionError):
+        return f"cannot open {target}: permission denied"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"cannot open {target}: {text}"
+
+
+def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
+    """FFmpeg demuxer options for a spec: transport for RTSP, no built-in HTTP reconnect, the user's extras."""
+    options = dict(spec.options)
+    scheme = spec.target.split(":", 1)[0].lower()
+    if scheme in {"rtsp", "rtsps"}:
+        options.setdefault("rtsp_transport", config.rtsp_transport)
+    if scheme in {"http", "https"}:
+        options.setdefault("reconnect", "0")  # we reconnect ourselves, with logging and backoff
+    options.update(config.options)
+    return options
+
+
+class AVSource(Source):
+    """One video stream of anything FFmpeg opens."""
+
+    def __init__(self, spec: SourceSpec, config: SourceConfig, source_id: str | None = None) -> None:
+        super().__init__(spec.uri, source_id or spec.source_id, live=spec.live)
+        self.spec = spec
+        self.config = config
+        if spec.kind == "file" and not Path(spec.target).exists():
+            raise SourceNotFoundError(f"input not found: {spec.target}")
+        if spec.kind == "device" and not Path(spec.target).exists():
+            raise SourceNotFoundError(f"camera not found: {spec.target} (no such V4L2 device)")
+        # Open now, so that a bad input fails before any output is created.
+        self._container: Any = self._open()
+        stream = self._container.streams.video[0]
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self.report.expected_frames = stream.frames or None if not self.live else None
+        if spec.kind == "file" and self._container.streams.audio:
+            self.audio_path = spec.target
+
+    def _open(self) -> Any:
+        try:
+            container = av.open(
+                self.spec.target,
+                format=self.spec.format,
+                options=open_options(self.spec, self.config),
+                timeout=(self.config.open_timeout_s, self.config.read_timeout_s),
+            )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(describe_open_error(exc, self.spec.target)) from exc
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.spec.target} has no video stream")
+        stream = container.streams.video[0]
+        # Frame threading adds latency; live sources decode with slice threads only.
+        stream.thread_type = "SLICE" if self.live else "AUTO"
+        return container
+
+    def _decode(self, container: Any) -> Iterator[av.VideoFrame]:
+        """Decode packet by packet, so one damaged packet costs a frame, not the file."""
+        stream = container.streams.video[0]
+        consecutive = 0
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as exc:
+                consecutive += 1
+                self.report.decode_errors += 1
+                log.warning("%s: undecodable packet after frame %d (%s)", self.source_id,
+                            self.report.frames, exc.strerror or exc)
+                if consecutive > self.config.max_decode_errors:
+                    raise DecodeError(f"{self.source_id}: {consecutive} consecutive undecodable packets "
+                                      f"after frame {self.report.frames}") from exc
+                continue
+            consecutive = 0
+            yield from decoded
+            if self.closed:
+                return
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        attempt = 0
+        pts_offset = 0.0  # keeps pts increasing across reconnects of a live source
+        last_pts = -1.0
+        container = self._container
+        while not self.closed:
+            first_pts: float | None = None
+            drop_reason = "stream ended"
+            try:
+                if container is None:
+                    container = self._open()
+                    self.report.reconnects += 1
+                    log.warning("%s: reconnected (attempt %d)", self.source_id, attempt)
+                stream = container.streams.video[0]
+                time_base = stream.time_base
+                fps = self.fps or 30.0
+                t0 = time.perf_counter()
+                for vframe in self._decode(container):
+                    image = vframe.to_ndarray(format="bgr24")
+                    if vframe.pts is not None and time_base is not None:
+                        pts = float(vframe.pts * time_base)
+                    else:
+                        pts = index / fps
+                    if self.live:
+                        if first_pts is None:
+                            first_pts = pts
+                            pts_offset = (last_pts + 1 / fps - pts) if last_pts >= 0 else 0.0
+                        pts += pts_offset
+                    decode_ms = (time.perf_counter() - t0) * 1000
+                    last_pts = pts
+                    self.report.frames += 1
+                    attempt = 0
+                    yield Frame(image, index, pts, self.source_id, decode_ms)
+                    index += 1
+                    t0 = time.perf_counter()
+                    if self.closed:
+                        return
+            except SourceError as exc:
+                if not self.live:
+                    raise
+                drop_reason = str(exc)
+            except (av.error.FFmpegError, OSError) as exc:
+                if not self.live:
+                    raise DecodeError(f"{self.source_id}: read error after frame {index}: "
+                                      f"{getattr(exc, 'strerror', None) or exc}") from exc
+                drop_reason = getattr(exc, "strerror", None) or str(exc)
+            finally:
+                if container is not None:
+                    container.close()
+                    container = None
+                    self._container = None
+            if not self.live:
+                self._check_complete(index)
+                return
+            attempt += 1
+            if attempt > self.config.reconnect_attempts:
+                raise SourceError(f"{self.uri}: stream dropped ({drop_reason}) and "
+                                  f"{self.config.reconnect_attempts} reconnect attempts failed")
+            delay = min(self.config.reconnect_initial_delay_s * 2 ** (attempt - 1),
+                        self.config.reconnect_max_delay_s)
+            log.warning("%s: stream dropped (%s); reconnecting in %.1f s (attempt %d of %d)", self.source_id,
+                        drop_reason, delay, attempt, self.config.reconnect_attempts)
+            if self._stop.wait(delay):
+                return
+
+    def _check_complete(self, decoded: int) -> None:
+        expected = self.report.expected_frames
+        if self.report.decode_errors and expected and decoded < expected:
+            self.report.incomplete = (f"decoded {decoded} of the {expected} frames the container lists "
+                                      f"({self.report.decode_errors} undecodable packets: truncated or damaged file)")
+        elif self.report.decode_errors:
+            self.report.incomplete = f"{self.report.decode_errors} undecodable packets were skipped"
+        elif expected and decoded < expected - max(2, expected // 100):
+            self.report.incomplete = (f"decoded {decoded} of the {expected} frames the container lists "
+                                      "(truncated file?)")
