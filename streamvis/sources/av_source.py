@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from fractions import Fraction
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class AVSource(Source):
         stream = self._container.streams.video[0]
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self.report.expected_frames = stream.frames or None if not self.live else None
+        if not self.live and stream.time_base is not None:
+            self.time_base = Fraction(stream.time_base)
         if spec.kind == "file" and self._container.streams.audio:
             self.audio_path = spec.target
 

@@ -6,6 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 from streamvis.frame import Frame
 
@@ -35,6 +36,8 @@ class Source(ABC):
     fps: float | None = None
     #: a file the audio track can be copied from, when the source has one
     audio_path: str | None = None
+    #: the container's time base, when frame pts come from one (lets outputs keep exact timing)
+    time_base: Fraction | None = None
 
     @property
     def expected_frames(self) -> int | None:

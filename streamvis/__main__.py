@@ -1,0 +1,3 @@
+from streamvis.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""`streamvis process`: expand inputs, name outputs, run each input in isolation, summarise."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from streamvis.config import PipelineConfig
+from streamvis.errors import ConfigError, StreamvisError
+from streamvis.models.detector import Detector, build_detector
+from streamvis.offline import run_offline
+from streamvis.pipeline import Pipeline
+from streamvis.progress import FrameProgress
+from streamvis.sinks import EventsWriter, Mp4Writer
+from streamvis.sources import open_source, parse_source_uri
+from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "incomplete", "failed", "interrupted"]
+
+
+@dataclass(slots=True)
+class InputReport:
+    input: str
+    output: Path | None = None
+    events: Path | None = None
+    frames: int = 0
+    seconds: float = 0.0
+    status: Status = "ok"
+    message: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Folders of videos become one input per video; a folder of images (or a glob) stays one input."""
+    expanded: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if videos:
+                expanded.extend(str(v) for v in videos)
+                continue
+            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+                raise ConfigError(f"no videos or images in folder {item}")
+        expanded.append(item)
+    return expanded
+
+
+def output_stem(uri: str) -> str:
+    """A file-name stem for an input: the file's stem, or the URL/device made safe."""
+    spec = parse_source_uri(uri)
+    if spec.kind == "file":
+        return Path(spec.target).stem
+    if spec.kind == "images":
+        target = spec.target.split("*")[0].rstrip("/") or "images"
+        return Path(target).stem or "images"
+    text = re.sub(r"^[a-z]+:/*", "", uri)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "stream"
+
+
+def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[tuple[str, Path, Path | None]]:
+    """(input, mp4, jsonl) per input. One input: `output` is the file. Several: `output` is a folder."""
+    if len(inputs) == 1 and output.suffix.lower() == ".mp4":
+        return [(inputs[0], output, events)]
+    if output.suffix.lower() == ".mp4":
+        raise ConfigError(f"--output {output}: several inputs need an output folder, not a .mp4 file")
+    if events is not None and events.suffix.lower() == ".jsonl" and len(inputs) > 1:
+        raise ConfigError(f"--events {events}: several inputs need an events folder, not a .jsonl file")
+    plans, used = [], set()
+    for uri in inputs:
+        stem = output_stem(uri)
+        unique, n = stem, 2
+        while unique in used:
+            unique, n = f"{stem}_{n}", n + 1
+        used.add(unique)
+        if len(inputs) == 1 and events is not None and events.suffix.lower() == ".jsonl":
+            event_path: Path | None = events
+        else:
+            event_path = events / f"{unique}.jsonl" if events is not None else None
+        plans.append((uri, output / f"{unique}.mp4", event_path))
+    return plans
+
+
+def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, detector: Detector,
+                  show_progress: bool = True) -> InputReport:
+    """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
+    report = InputReport(uri)
+    try:
+        source = open_source(uri, config.source)
+    except StreamvisError as exc:
+        report.status, report.message = "failed", str(exc)
+        return report
+    pipeline = Pipeline(config, detector, source.fps)
+    writer = Mp4Writer(output, source.fps, config.output, source.time_base, source.audio_path)
+    events_writer = None
+    complete = False
+    try:
+        events_writer = EventsWriter(events) if events is not None else None
+        report.events = events
+        with FrameProgress(source.source_id, source.expected_frames, enabled=show_progress) as bar:
+            outcome = run_offline(source, pipeline, writer, events_writer, bar.update)
+        report.seconds = outcome.seconds
+        if outcome.interrupted:
+            report.status = "interrupted"
+            report.message = f"interrupted after {outcome.frames} frames"
+        elif source.report.incomplete:
+            report.status, report.message = "incomplete", source.report.incomplete
+        else:
+            complete = True
+    except StreamvisError as exc:
+        report.status, report.message = "failed", str(exc)
+    except Exception as exc:  # isolation boundary: one input's failure must not stop the others
+        log.debug("%s failed", uri, exc_info=True)
+        report.status, report.message = "failed", f"unexpected {exc.__class__.__name__}: {exc}"
+    finally:
+        report.frames = writer.frames
+        writer.close(complete=complete)
+        if events_writer is not None:
+            events_writer.close()
+        if writer.frames:
+            report.output = output
+    if report.status != "ok" and report.frames:
+        report.message += f"; the output holds the {report.frames} frames processed"
+    return report
+
+
+def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
+                models_dir: str | Path | None = None, show_progress: bool = True,
+                detector: Detector | None = None) -> list[InputReport]:
+    """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising."""
+    plans = plan_outputs(expand_inputs(inputs), output, events)
+    detector = detector or build_detector(config.detector, models_dir)
+    reports = []
+    for uri, mp4, jsonl in plans:
+        report = process_input(uri, mp4, jsonl, config, detector, show_progress)
+        reports.append(report)
+        if report.status == "ok":
+            log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)
+        elif report.status == "interrupted":
+            log.error("%s: %s", uri, report.message)
+            break
+        else:
+            log.error("%s: %s", uri, report.message)
+    return reports

@@ -1,0 +1,84 @@
+"""One pipeline per source: detector on keyframes, tracker on every detection, annotation burnt in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from streamvis.annotate import Annotator
+from streamvis.config import PipelineConfig
+from streamvis.frame import Frame, Result
+from streamvis.models.detector import Detector, build_detector
+from streamvis.serialize import empty_detections
+from streamvis.tracking import Tracker
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames: int = 0
+    keyframes: int = 0
+    stage_ms: dict[str, float] = field(default_factory=dict)  # total ms per stage
+
+    def add(self, timings_ms: dict[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + ms
+
+
+class Pipeline:
+    """Turns frames into results. Not thread-safe: one pipeline per source, called from one thread."""
+
+    def __init__(self, config: PipelineConfig, detector: Detector, fps: float | None = None) -> None:
+        self.config = config
+        self.detector = detector
+        self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled else None
+        self.annotator = Annotator(config.annotator)
+        self.stats = PipelineStats()
+        self._carried = empty_detections()
+        class_filter = config.detector.class_filter
+        unknown = sorted(set(class_filter or []) - set(detector.class_names))
+        if unknown:
+            from streamvis.errors import ConfigError
+
+            raise ConfigError(f"detector.class_filter: {', '.join(unknown)} not among the model's classes")
+        self._keep_classes = set(class_filter) if class_filter else None
+
+    @classmethod
+    def build(cls, config: PipelineConfig, models_dir: str | Path | None = None,
+              fps: float | None = None) -> Pipeline:
+        return cls(config, build_detector(config.detector, models_dir), fps)
+
+    def is_keyframe(self, frame: Frame) -> bool:
+        return frame.index % self.config.detector.every_n_frames == 0
+
+    def _filter(self, detections: sv.Detections) -> sv.Detections:
+        if self._keep_classes is None or not len(detections):
+            return detections
+        keep = np.isin(detections.data["class_name"], list(self._keep_classes))
+        return detections[keep]
+
+    def process(self, frame: Frame, caption: str | None = None) -> Result:
+        """Detect (on keyframes), track, annotate. Between keyframes the last tracked boxes are carried."""
+        timings: dict[str, float] = {}
+        keyframe = self.is_keyframe(frame)
+        if keyframe:
+            t0 = time.perf_counter()
+            detections = self._filter(self.detector.detect(frame.image))
+            timings["detect"] = (time.perf_counter() - t0) * 1e3
+            if self.tracker is not None:
+                t0 = time.perf_counter()
+                detections = self.tracker.update(detections, frame.pts)
+                timings["track"] = (time.perf_counter() - t0) * 1e3
+            self._carried = detections
+            self.stats.keyframes += 1
+        else:
+            detections = self._carried
+        t0 = time.perf_counter()
+        annotated = self.annotator.annotate(frame.image, detections, caption)
+        timings["annotate"] = (time.perf_counter() - t0) * 1e3
+        self.stats.frames += 1
+        self.stats.add(timings)
+        return Result(frame, detections, keyframe, annotated, timings_ms=timings)

@@ -1,0 +1,104 @@
+"""The annotated MP4: H.264 (libx264, yuv420p), faststart, one output frame per input frame at its pts."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from streamvis.config import OutputConfig
+from streamvis.errors import OutputError
+from streamvis.sinks.audio import AudioCopier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIME_BASE = Fraction(1, 90000)
+
+
+class Mp4Writer:
+    """Opens on the first frame (it fixes the size); `close()` always leaves a playable file."""
+
+    def __init__(self, path: Path, fps: float | None, config: OutputConfig | None = None,
+                 time_base: Fraction | None = None, audio_path: str | None = None) -> None:
+        self.path = path
+        self.fps = fps or 30.0
+        self.config = config or OutputConfig()
+        self.time_base = time_base or DEFAULT_TIME_BASE
+        self.audio_path = audio_path if self.config.copy_audio else None
+        self.frames = 0
+        self.last_pts: float | None = None
+        self._last_ticks = -1
+        self._container: Any = None
+        self._video: Any = None
+        self._audio: AudioCopier | None = None
+        self._size_wh: tuple[int, int] | None = None
+
+    def _open(self, width: int, height: int) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        except (OSError, av.error.FFmpegError) as exc:
+            raise OutputError(f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        rate = Fraction(self.fps).limit_denominator(1001)
+        video = self._container.add_stream("libx264", rate=rate)
+        # yuv420p needs even sizes: odd ones are padded by one black row/column.
+        self._size_wh = (width + width % 2, height + height % 2)
+        video.width, video.height = self._size_wh
+        video.pix_fmt = "yuv420p"
+        video.time_base = self.time_base
+        video.codec_context.time_base = self.time_base
+        video.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        self._video = video
+        if self.audio_path:
+            try:
+                self._audio = AudioCopier(self.audio_path, self._container)
+            except (av.error.FFmpegError, ValueError, IndexError) as exc:
+                log.warning("%s: audio not copied (%s)", self.path.name, exc)
+                self._audio = None
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        assert self._size_wh is not None
+        width, height = self._size_wh
+        if image.shape[1] == width and image.shape[0] == height:
+            return image
+        if abs(image.shape[1] - width) <= 1 and abs(image.shape[0] - height) <= 1:
+            return cv2.copyMakeBorder(image, 0, height - image.shape[0], 0, width - image.shape[1],
+                                      cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)  # the source changed size
+
+    def write(self, image_bgr: np.ndarray, pts: float) -> None:
+        """Encode one frame at `pts` seconds (nudged forward one tick if not after the previous one)."""
+        if self._container is None:
+            self._open(image_bgr.shape[1], image_bgr.shape[0])
+        ticks = round(pts / self.time_base)
+        if ticks <= self._last_ticks:
+            ticks = self._last_ticks + 1
+        self._last_ticks = ticks
+        frame = av.VideoFrame.from_ndarray(self._fit(image_bgr), format="bgr24")
+        frame.pts = ticks
+        frame.time_base = self.time_base
+        if self._audio is not None:
+            self._audio.feed_until(pts)
+        for packet in self._video.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+        self.last_pts = pts
+
+    def close(self, complete: bool = True) -> None:
+        """Flush and finalise; an incomplete run keeps audio only up to the last video frame."""
+        if self._container is None:
+            return
+        try:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+            if self._audio is not None:
+                end = None if complete else (self.last_pts or 0.0) + 1 / self.fps
+                self._audio.close(end)
+        finally:
+            self._container.close()
+            self._container = None
