@@ -144,9 +144,9 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)
-        elif report.status == "interrupted":
-            log.error("%s: %s", uri, report.message)
-            break
         else:
-            log.error("%s: %s", uri, report.message)
+            named = uri in report.message or Path(uri).name in report.message
+            log.error("%s", report.message if named else f"{uri}: {report.message}")
+            if report.status == "interrupted":
+                break
     return reports
