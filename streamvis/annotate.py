@@ -16,7 +16,7 @@ def label_texts(detections: sv.Detections, show_track_id: bool = True, show_scor
     names = detections.data.get("class_name")
     labels = []
     for i in range(len(detections)):
-        parts = [str(names[i]) if names is not None else str(detections.class_id[i])]
+        parts = [str(names[i]) if names is not None else str(i)]
         if show_track_id and detections.tracker_id is not None and int(detections.tracker_id[i]) >= 0:
             parts.append(f"#{int(detections.tracker_id[i])}")
         if show_score and detections.confidence is not None:

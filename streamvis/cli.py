@@ -56,7 +56,9 @@ def _summary(reports: list) -> None:
 def process(
     inputs: Annotated[list[str], typer.Argument(help="video files, folders, image globs, URLs, cameras, synthetic:")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output .mp4 (one input) or folder")],
-    events: Annotated[Path | None, typer.Option("--events", help="per-frame detections: .jsonl (one input) or folder")] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="per-frame detections: .jsonl (one input) or folder")
+    ] = None,
     pipeline: PipelineOpt = None,
     set_: SetOpt = None,
     models_dir: ModelsDirOpt = None,
@@ -78,7 +80,7 @@ def process(
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
-    if len(reports) > 1 or any(r.status != "ok" for r in reports) and len(reports) > 1:
+    if len(reports) > 1 or (any(r.status != "ok" for r in reports) and len(reports) > 1):
         _summary(reports)
     if any(r.status == "interrupted" for r in reports):
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from streamvis.errors import ConfigError
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
+DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 
 
 class _Strict(BaseModel):
@@ -40,7 +41,7 @@ class DetectorConfig(_Strict):
     confidence: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.45, gt=0, le=1)
     every_n_frames: int = Field(1, ge=1, description="run the detector on every Nth frame (a keyframe)")
-    providers: list[Provider] = Field(default_factory=lambda: ["tensorrt", "cuda", "cpu"], min_length=1)
+    providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
     class_filter: list[str] | None = Field(None, description="keep only these class names")
 
 

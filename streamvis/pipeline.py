@@ -58,7 +58,9 @@ class Pipeline:
         if self._keep_classes is None or not len(detections):
             return detections
         keep = np.isin(detections.data["class_name"], list(self._keep_classes))
-        return detections[keep]
+        kept = detections[keep]
+        assert isinstance(kept, sv.Detections)
+        return kept
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
         """Detect (on keyframes), track, annotate. Between keyframes the last tracked boxes are carried."""

@@ -22,7 +22,7 @@ def _build(config: TrackerConfig, fps: float) -> Any:
         "minimum_consecutive_frames": config.minimum_consecutive_frames,
         "minimum_iou_threshold": config.minimum_iou_threshold,
     }
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     return cls(**{k: v for k, v in wanted.items() if k in accepted})
 
 

@@ -94,5 +94,5 @@ def test_bad_pipeline_files(tmp_path: Path, content: str, expected: str) -> None
 
 
 def test_missing_pipeline_file() -> None:
-    with pytest.raises(ConfigError, match="pipeline file not found: nowhere/x.yaml"):
+    with pytest.raises(ConfigError, match=r"pipeline file not found: nowhere/x\.yaml"):
         load_pipeline("nowhere/x.yaml")

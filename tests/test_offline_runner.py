@@ -24,7 +24,7 @@ class CountingDetector:
 
     name = "counting"
     provider = "cpu"
-    class_names = ["thing"]
+    class_names = ["thing"]  # noqa: RUF012
 
     def __init__(self, interrupt_at: int | None = None) -> None:
         self.calls = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import logging
 import socket
 import threading
@@ -139,7 +140,7 @@ def ts_stream(tmp_path: Path) -> Iterator[tuple[str, dict[str, object]]]:
     state: dict[str, object] = {"requests": 0, "up": True}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the http.server API)
+        def do_GET(self):
             state["requests"] = int(state["requests"]) + 1  # type: ignore[call-overload]
             if not state["up"]:
                 self.send_error(503)
@@ -178,7 +179,7 @@ def test_live_stream_reconnects_after_a_drop(ts_stream, caplog) -> None:
     assert len(frames) > 30  # frames from the second connection arrived
     assert "stream dropped" in caplog.text and "reconnecting in" in caplog.text
     assert [f.index for f in frames] == list(range(len(frames)))
-    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:], strict=False)), "pts must keep increasing"
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(frames)), "pts must keep increasing"
 
 
 def test_live_stream_gives_up_after_the_attempts(ts_stream) -> None:
@@ -186,6 +187,6 @@ def test_live_stream_gives_up_after_the_attempts(ts_stream) -> None:
     config = SourceConfig(reconnect_attempts=2, reconnect_initial_delay_s=0.05, open_timeout_s=5)
     source = open_source(url, config)
     state["up"] = False
-    with pytest.raises(SourceError, match="stream dropped .* 2 reconnect attempts failed"):
+    with pytest.raises(SourceError, match=r"stream dropped .* 2 reconnect attempts failed"):
         for _ in source:
             pass

@@ -32,5 +32,5 @@ def build_detector(config: DetectorConfig, models_dir: str | Path | None = None)
         classes = sibling if sibling.is_file() else None
     from streamvis.models.yolox import YoloxDetector
 
-    return YoloxDetector(weights, config.providers, config.confidence, config.nms_iou, classes,
+    return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
                          name=entry.name if entry else weights.stem)

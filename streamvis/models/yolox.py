@@ -76,8 +76,8 @@ def postprocess(
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    picked = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), confidence, nms_iou)
-    picked = np.asarray(picked, dtype=int).reshape(-1)
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), confidence, nms_iou)
+    picked = np.asarray(kept, dtype=int).reshape(-1)
     picked = picked[np.argsort(-scores[picked], kind="stable")][:max_detections]
     return boxes[picked].astype(np.float32), scores[picked].astype(np.float32), class_ids[picked]
 

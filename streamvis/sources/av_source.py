@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from fractions import Fraction
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

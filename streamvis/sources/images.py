@@ -40,6 +40,7 @@ class ImageSource(Source):
         if not self.paths:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {target}")
         self.fps = fps
+        self._frame_s = 1 / fps
         self.report.expected_frames = len(self.paths)
 
     def frames(self) -> Iterator[Frame]:
@@ -54,5 +55,5 @@ class ImageSource(Source):
                 log.warning("%s: skipped %s (not a readable image)", self.source_id, path)
                 continue
             self.report.frames += 1
-            yield Frame(image, index, index / self.fps, self.source_id, (time.perf_counter() - t0) * 1000)
+            yield Frame(image, index, index * self._frame_s, self.source_id, (time.perf_counter() - t0) * 1000)
             index += 1

@@ -41,7 +41,8 @@ class SyntheticSource(Source):
         super().__init__(uri, source_id or uri, live=realtime)
         self.width = _int(options, "w", 640, 16)
         self.height = _int(options, "h", 360, 16)
-        self.fps = float(_int(options, "fps", 30, 1))
+        self.fps = fps = float(_int(options, "fps", 30, 1))
+        self._frame_s = 1 / fps
         self.total = _int(options, "frames", 300)
         self.enter_at = _int(options, "enter", 0)
         count = _int(options, "objects", 3, 1)
@@ -104,12 +105,12 @@ class SyntheticSource(Source):
         index = 0
         while not self.closed and (self.total == 0 or index < self.total):
             if self.live:
-                delay = start + index / self.fps - time.monotonic()
+                delay = start + index * self._frame_s - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     break
             t0 = time.perf_counter()
             image = self.render(index)
             decode_ms = (time.perf_counter() - t0) * 1000
             self.report.frames += 1
-            yield Frame(image, index, index / self.fps, self.source_id, decode_ms)
+            yield Frame(image, index, index * self._frame_s, self.source_id, decode_ms)
             index += 1
