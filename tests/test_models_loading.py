@@ -64,7 +64,8 @@ def test_offline_mode_never_downloads(tmp_path: Path, monkeypatch) -> None:
         resolve_model("yolox-nano", None, cache_dir=tmp_path)
 
 
-def test_models_folder_and_cache_lookup(models_dir: Path, tmp_path: Path) -> None:
+def test_models_folder_and_cache_lookup(models_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("STREAMVIS_MODELS_DIR", raising=False)  # scripts/test.sh sets it
     path, entry = resolve_model("yolox-nano", models_dir, cache_dir=tmp_path)
     assert path == models_dir / "yolox-nano" / "yolox_nano.onnx" and entry is REGISTRY["yolox-nano"]
     flat = tmp_path / "flat"
