@@ -98,7 +98,11 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
         return report
-    pipeline = Pipeline(config, detector, source.fps)
+    try:
+        pipeline = Pipeline(config, detector, source.fps)
+    except BaseException:
+        source.close()
+        raise
     writer = Mp4Writer(output, source.fps, config.output, source.time_base, source.audio_path)
     events_writer = None
     complete = False

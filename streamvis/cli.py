@@ -80,7 +80,7 @@ def process(
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
-    if len(reports) > 1 or (any(r.status != "ok" for r in reports) and len(reports) > 1):
+    if len(reports) > 1:
         _summary(reports)
     if any(r.status == "interrupted" for r in reports):
         raise typer.Exit(EXIT_INTERRUPTED)
