@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def reason(exc: BaseException) -> str:
+    """The short reason an OS or FFmpeg error gives (`strerror`), else its text."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 class StreamvisError(Exception):
     """Base class; its message is shown to the user as one line."""
 

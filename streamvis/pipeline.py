@@ -11,6 +11,7 @@ import supervision as sv
 
 from streamvis.annotate import Annotator
 from streamvis.config import PipelineConfig
+from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.models.detector import Detector, build_detector
 from streamvis.serialize import empty_detections
@@ -41,8 +42,6 @@ class Pipeline:
         class_filter = config.detector.class_filter
         unknown = sorted(set(class_filter or []) - set(detector.class_names))
         if unknown:
-            from streamvis.errors import ConfigError
-
             raise ConfigError(f"detector.class_filter: {', '.join(unknown)} not among the model's classes")
         self._keep_classes = set(class_filter) if class_filter else None
 

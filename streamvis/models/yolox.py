@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from streamvis.errors import ModelError
+from streamvis.errors import ModelError, reason
 from streamvis.models.onnx_session import create_session
 
 STRIDES = (8, 16, 32)
@@ -92,7 +92,7 @@ def load_class_names(path: Path | None, num_classes: int) -> list[str]:
     try:
         names = [n.strip() for n in path.read_text(encoding="utf-8").splitlines() if n.strip()]
     except OSError as exc:
-        raise ModelError(f"cannot read class-names file {path}: {exc.strerror}") from exc
+        raise ModelError(f"cannot read class-names file {path}: {reason(exc)}") from exc
     if len(names) != num_classes:
         raise ModelError(f"class-names file {path} has {len(names)} names, the model predicts {num_classes}")
     return names
@@ -115,6 +115,7 @@ class YoloxDetector:
         if len(out_shape) != 3 or not isinstance(out_shape[2], int) or out_shape[2] < 6:
             raise ModelError(f"{weights}: expected a YOLOX output [1,A,5+C], found {out_shape}")
         self.class_names = load_class_names(classes_file, int(out_shape[2]) - 5)
+        self._class_name_array = np.array(self.class_names, dtype=str)
         self.grids, self.strides = make_grids(self.input_hw)
         self.confidence = confidence
         self.nms_iou = nms_iou
@@ -131,6 +132,5 @@ class YoloxDetector:
                                               self.nms_iou, (width, height))
         t3 = time.perf_counter()
         self.last_timings_ms = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
-        names = np.array(self.class_names, dtype=object)[class_ids] if len(class_ids) else np.array([], object)
         return sv.Detections(xyxy=xyxy, confidence=scores, class_id=class_ids.astype(int),
-                             data={"class_name": names.astype(str)})
+                             data={"class_name": self._class_name_array[class_ids]})

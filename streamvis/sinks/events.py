@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from streamvis.errors import OutputError
+from streamvis.errors import OutputError, reason
 from streamvis.frame import Result
 from streamvis.serialize import result_to_json
 
@@ -18,7 +18,7 @@ class EventsWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("w", encoding="utf-8", buffering=1 << 16)
         except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+            raise OutputError(f"cannot write {path}: {reason(exc)}") from exc
         self.lines = 0
 
     def write(self, result: Result) -> None:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from streamvis.config import OutputConfig
-from streamvis.errors import OutputError
+from streamvis.errors import OutputError, reason
 from streamvis.sinks.audio import AudioCopier
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Mp4Writer:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         except (OSError, av.error.FFmpegError) as exc:
-            raise OutputError(f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
+            raise OutputError(f"cannot write {self.path}: {reason(exc)}") from exc
         rate = Fraction(self.fps).limit_denominator(1001)
         video = self._container.add_stream("libx264", rate=rate)
         # yuv420p needs even sizes: odd ones are padded by one black row/column.

@@ -16,7 +16,7 @@ import av
 import av.error
 
 from streamvis.config import SourceConfig
-from streamvis.errors import DecodeError, SourceError, SourceNotFoundError
+from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
 from streamvis.frame import Frame
 from streamvis.sources.base import Source
 from streamvis.sources.uri import SourceSpec
@@ -37,8 +37,7 @@ def describe_open_error(exc: BaseException, target: str) -> str:
         return f"cannot open {target}: no answer before the timeout ({exc.__class__.__name__})"
     if isinstance(exc, av.error.PermissionError | PermissionError):
         return f"cannot open {target}: permission denied"
-    text = getattr(exc, "strerror", None) or str(exc)
-    return f"cannot open {target}: {text}"
+    return f"cannot open {target}: {reason(exc)}"
 
 
 def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
@@ -103,7 +102,7 @@ class AVSource(Source):
                 consecutive += 1
                 self.report.decode_errors += 1
                 log.warning("%s: undecodable packet after frame %d (%s)", self.source_id,
-                            self.report.frames, exc.strerror or exc)
+                            self.report.frames, reason(exc))
                 if consecutive > self.config.max_decode_errors:
                     raise DecodeError(f"{self.source_id}: {consecutive} consecutive undecodable packets "
                                       f"after frame {self.report.frames}") from exc
@@ -120,7 +119,7 @@ class AVSource(Source):
         last_pts = -1.0
         container = self._container
         while not self.closed:
-            first_pts: float | None = None
+            rebase = self.live  # the first frame of each connection continues the previous pts
             drop_reason = "stream ended"
             try:
                 if container is None:
@@ -137,11 +136,10 @@ class AVSource(Source):
                         pts = float(vframe.pts * time_base)
                     else:
                         pts = index / fps
-                    if self.live:
-                        if first_pts is None:
-                            first_pts = pts
-                            pts_offset = (last_pts + 1 / fps - pts) if last_pts >= 0 else 0.0
-                        pts += pts_offset
+                    if rebase:
+                        rebase = False
+                        pts_offset = (last_pts + 1 / fps - pts) if last_pts >= 0 else 0.0
+                    pts += pts_offset
                     decode_ms = (time.perf_counter() - t0) * 1000
                     last_pts = pts
                     self.report.frames += 1
@@ -158,8 +156,8 @@ class AVSource(Source):
             except (av.error.FFmpegError, OSError) as exc:
                 if not self.live:
                     raise DecodeError(f"{self.source_id}: read error after frame {index}: "
-                                      f"{getattr(exc, 'strerror', None) or exc}") from exc
-                drop_reason = getattr(exc, "strerror", None) or str(exc)
+                                      f"{reason(exc)}") from exc
+                drop_reason = reason(exc)
             finally:
                 if container is not None:
                     container.close()
