@@ -6,11 +6,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamvis.errors import ConfigError
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
+TorchDevice = Literal["auto", "cuda", "mps", "cpu"]
+TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
+FlorenceTask = Literal["<OD>", "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>",
+                       "<DENSE_REGION_CAPTION>", "<OCR_WITH_REGION>"]
+PROMPTED_TASKS = ("<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>")
+DEFAULT_MODELS = {
+    "yolox": "yolox-nano",
+    "florence2": "florence-community/Florence-2-base",
+    "sam2": "facebook/sam2.1-hiera-tiny",
+    "edgetam": "yonigozlan/EdgeTAM-hf",
+    "sam": "facebook/sam-vit-base",
+}
 DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 
 
@@ -32,17 +44,81 @@ class SourceConfig(_Strict):
     options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg demuxer options")
 
 
-class DetectorConfig(_Strict):
-    """The object detector run on keyframes."""
+def _fill_default_model(data: Any, default_type: str) -> Any:
+    """`model` left out (or null) becomes the default model of the chosen `type`."""
+    if isinstance(data, dict) and data.get("model") is None:
+        kind = data.get("type", default_type)
+        if kind in DEFAULT_MODELS:
+            data = {**data, "model": DEFAULT_MODELS[kind]}
+    return data
 
-    type: Literal["yolox"] = "yolox"
-    model: str = Field("yolox-nano", description="registry name (yolox-nano) or a path to an .onnx file")
-    classes: str | None = Field(None, description="class-names file, one a line; default: COCO")
+
+class DetectorConfig(_Strict):
+    """The object detector run on keyframes: YOLOX (ONNX Runtime) or Florence-2 (transformers)."""
+
+    type: Literal["yolox", "florence2"] = "yolox"
+    model: str | None = Field(None, description="yolox: registry name or .onnx path; florence2: hub id or folder "
+                                                "(default: yolox-nano / florence-community/Florence-2-base)")
+    classes: str | None = Field(None, description="yolox: class-names file, one a line; default: COCO")
     confidence: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.45, gt=0, le=1)
     every_n_frames: int = Field(1, ge=1, description="run the detector on every Nth frame (a keyframe)")
     providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
     class_filter: list[str] | None = Field(None, description="keep only these class names")
+    task: FlorenceTask = Field("<OD>", description="florence2: the task token")
+    prompt: str = Field("", description="florence2: text for open-vocabulary and grounding tasks, "
+                                        "e.g. 'person. dog. red car'")
+    num_beams: int = Field(1, ge=1, description="florence2: 1 is greedy decoding")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="florence2: generation length cap")
+    batch_size: int = Field(1, ge=1, le=64, description="florence2: frames per generate() call")
+    device: TorchDevice = Field("auto", description="florence2: cuda, then mps, then cpu when auto")
+    dtype: TorchDtype = Field("auto", description="florence2: auto is float16/bfloat16 on GPU, float32 on CPU")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        return _fill_default_model(data, "yolox")
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectorConfig:
+        if self.type == "florence2" and self.task in PROMPTED_TASKS and not self.prompt.strip():
+            raise ValueError(f"detector.prompt: task {self.task} needs a text prompt (e.g. 'person. dog')")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        return self.model or DEFAULT_MODELS[self.type]
+
+
+class SegmenterConfig(_Strict):
+    """Box-prompted masks: SAM 2.1 / EdgeTAM streaming video sessions, or SAM (v1) image-only."""
+
+    type: Literal["none", "sam2", "edgetam", "sam"] = "none"
+    model: str | None = Field(None, description="hub id or local folder (default per type: "
+                                                "facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, "
+                                                "facebook/sam-vit-base)")
+    device: TorchDevice = "auto"
+    dtype: TorchDtype = "auto"
+    match_iou: float = Field(0.3, gt=0, le=1, description="keyframe detection to tracked object: least box IoU")
+    reprompt_iou: float = Field(0.5, ge=0, le=1, description="re-prompt a matched object whose propagated box "
+                                                             "overlaps its detection less than this (0: never)")
+    max_missed_keyframes: int = Field(3, ge=1, description="remove an object unmatched at this many keyframes")
+    max_objects: int = Field(32, ge=1, description="objects tracked at once; new ones beyond are ignored")
+    max_conditioning_frames: int = Field(4, ge=1, description="prompted frames kept in memory per object")
+    mask_threshold: float = Field(0.0, description="mask logit threshold")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        return _fill_default_model(data, "none")
+
+    @property
+    def enabled(self) -> bool:
+        return self.type != "none"
+
+    @property
+    def model_id(self) -> str:
+        return self.model or DEFAULT_MODELS[self.type]
 
 
 class TrackerConfig(_Strict):
@@ -85,6 +161,7 @@ class PipelineConfig(_Strict):
     description: str = ""
     source: SourceConfig = Field(default_factory=SourceConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -158,7 +235,9 @@ def format_validation_error(error: ValidationError, origin: str) -> str:
     for item in error.errors():
         loc = tuple(item["loc"])
         field = ".".join(str(p) for p in loc)
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "value_error":
+            problems.append(str(item["msg"]).removeprefix("Value error, "))
+        elif item["type"] == "extra_forbidden":
             known = ", ".join(_field_names(loc[:-1]))
             problems.append(f"{field}: unknown field (expected one of: {known})")
         else:

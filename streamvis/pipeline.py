@@ -1,4 +1,5 @@
-"""One pipeline per source: detector on keyframes, tracker on every detection, annotation burnt in."""
+"""One pipeline per source: detector on keyframes; SAM 2 propagation or a tracker carries objects between
+keyframes; masks, boxes and labels burnt in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.models.detector import Detector, build_detector
+from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.serialize import empty_detections
 from streamvis.tracking import Tracker
 
@@ -32,23 +34,28 @@ class PipelineStats:
 class Pipeline:
     """Turns frames into results. Not thread-safe: one pipeline per source, called from one thread."""
 
-    def __init__(self, config: PipelineConfig, detector: Detector, fps: float | None = None) -> None:
+    def __init__(self, config: PipelineConfig, detector: Detector, fps: float | None = None,
+                 segmenter: Segmenter | None = None) -> None:
         self.config = config
         self.detector = detector
-        self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled else None
+        self.segmenter = segmenter
+        # A video segmenter gives object ids itself (SAM 2 memory); otherwise a tracker does.
+        propagating = segmenter is not None and segmenter.propagates
+        self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None
         self.annotator = Annotator(config.annotator)
         self.stats = PipelineStats()
         self._carried = empty_detections()
         class_filter = config.detector.class_filter
         unknown = sorted(set(class_filter or []) - set(detector.class_names))
-        if unknown:
+        if unknown and not getattr(detector, "open_vocabulary", False):
             raise ConfigError(f"detector.class_filter: {', '.join(unknown)} not among the model's classes")
         self._keep_classes = set(class_filter) if class_filter else None
 
     @classmethod
     def build(cls, config: PipelineConfig, models_dir: str | Path | None = None,
               fps: float | None = None) -> Pipeline:
-        return cls(config, build_detector(config.detector, models_dir), fps)
+        detector = build_detector(config.detector, models_dir)
+        return cls(config, detector, fps, build_segmenter(config.segmenter))
 
     def is_keyframe(self, frame: Frame) -> bool:
         return frame.index % self.config.detector.every_n_frames == 0
@@ -62,10 +69,24 @@ class Pipeline:
         return kept
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Detect (on keyframes), track, annotate. Between keyframes the last tracked boxes are carried."""
+        """Detect (on keyframes), segment or track, annotate.
+
+        With a video segmenter, masks are propagated to every frame; without one, the last tracked boxes (and
+        keyframe masks) are carried between keyframes.
+        """
         timings: dict[str, float] = {}
         keyframe = self.is_keyframe(frame)
-        if keyframe:
+        if self.segmenter is not None and self.segmenter.propagates:
+            found = None
+            if keyframe:
+                t0 = time.perf_counter()
+                found = self._filter(self.detector.detect(frame.image))
+                timings["detect"] = (time.perf_counter() - t0) * 1e3
+                self.stats.keyframes += 1
+            t0 = time.perf_counter()
+            detections = self.segmenter.update(frame.image, found)
+            timings["segment"] = (time.perf_counter() - t0) * 1e3
+        elif keyframe:
             t0 = time.perf_counter()
             detections = self._filter(self.detector.detect(frame.image))
             timings["detect"] = (time.perf_counter() - t0) * 1e3
@@ -73,6 +94,10 @@ class Pipeline:
                 t0 = time.perf_counter()
                 detections = self.tracker.update(detections, frame.pts)
                 timings["track"] = (time.perf_counter() - t0) * 1e3
+            if self.segmenter is not None:
+                t0 = time.perf_counter()
+                detections = self.segmenter.update(frame.image, detections)
+                timings["segment"] = (time.perf_counter() - t0) * 1e3
             self._carried = detections
             self.stats.keyframes += 1
         else:

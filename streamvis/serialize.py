@@ -10,9 +10,31 @@ import supervision as sv
 from streamvis.frame import Result
 
 
+def masks_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Bool masks (N, H, W) to COCO RLE dicts `{"size": [h, w], "counts": "..."}` (compressed string counts)."""
+    from pycocotools import mask as mask_utils
+
+    if len(masks) == 0:
+        return []
+    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+def rle_to_masks(rles: list[dict[str, Any]]) -> np.ndarray:
+    """The inverse of `masks_to_rle`: (N, H, W) bool."""
+    from pycocotools import mask as mask_utils
+
+    if not rles:
+        return np.zeros((0, 0, 0), dtype=bool)
+    coded = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
+    return np.asarray(mask_utils.decode(coded), dtype=bool).transpose(2, 0, 1)
+
+
 def detections_to_json(detections: sv.Detections, decimals: int = 1) -> list[dict[str, Any]]:
-    """One dict per detection: xyxy pixels, class name and id, score, track id (None while unconfirmed)."""
+    """One dict per detection: xyxy pixels, class name and id, score, track id (None while unconfirmed; the
+    segmenter's object id when SAM 2 carries the objects) and, when masks exist, the mask as COCO RLE."""
     names = detections.data.get("class_name")
+    rles = masks_to_rle(np.asarray(detections.mask)) if detections.mask is not None else None
     out = []
     for i in range(len(detections)):
         item: dict[str, Any] = {"xyxy": [round(float(v), decimals) for v in detections.xyxy[i]]}
@@ -22,6 +44,8 @@ def detections_to_json(detections: sv.Detections, decimals: int = 1) -> list[dic
         item["score"] = round(float(detections.confidence[i]), 4) if detections.confidence is not None else None
         track = detections.tracker_id[i] if detections.tracker_id is not None else -1
         item["track_id"] = int(track) if track is not None and int(track) >= 0 else None
+        if rles is not None:
+            item["mask"] = rles[i]
         out.append(item)
     return out
 

@@ -17,15 +17,21 @@ class Detector(Protocol):
 
     name: str
     provider: str
-    class_names: list[str]
     last_timings_ms: dict[str, float]
+
+    @property
+    def class_names(self) -> list[str]: ...
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
 
 
 def build_detector(config: DetectorConfig, models_dir: str | Path | None = None) -> Detector:
     """Resolve the model (path, models folder, cache or download) and load it."""
-    weights, entry = resolve_model(config.model, models_dir)
+    if config.type == "florence2":
+        from streamvis.models.florence2 import Florence2Detector
+
+        return Florence2Detector(config)
+    weights, entry = resolve_model(config.model_id, models_dir)
     classes: Path | None = Path(config.classes) if config.classes else None
     if classes is None:
         sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")

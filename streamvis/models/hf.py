@@ -1,0 +1,82 @@
+"""Loading transformers models: hub ids or local folders, offline mode, device and dtype choice.
+
+Every transformers-backed model (Florence-2, SAM 2.1, EdgeTAM, SAM) is loaded through `load_pretrained`, so a
+user's hub id, a local folder and the tiny test models all take the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from streamvis.errors import ModelError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def offline_mode() -> bool:
+    """True when `HF_HUB_OFFLINE` or `STREAMVIS_OFFLINE` is set: only local folders and the cache are used."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "STREAMVIS_OFFLINE"))
+
+
+def resolve_device(device: str) -> str:
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error, not a fallback."""
+    import torch
+
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if device == "auto":
+        return next(name for name in ("cuda", "mps", "cpu") if available[name])
+    if not available.get(device, False):
+        raise ModelError(f"device '{device}' was asked for but is not available here (use device: auto or cpu)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """`auto`: bfloat16 on GPUs that support it, else float16 on cuda/mps; float32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _how_to_provide(model_id: str, field: str) -> str:
+    return (f"download it where the hub is reachable (`hf download {model_id}`) and copy the Hugging Face cache, "
+            f"or set {field} to a local folder")
+
+
+def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained(model_id)` with one-line errors naming the model, the field and the way out.
+
+    `model_id` is a hub id (`facebook/sam2.1-hiera-tiny`) or a folder holding `config.json`. In offline mode
+    only the local cache is consulted.
+    """
+    path = Path(model_id).expanduser()
+    is_folder = path.is_dir()
+    looks_local = is_folder or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
+    if looks_local and not is_folder:
+        raise ModelError(f"{field}: folder {model_id} does not exist")
+    offline = offline_mode()
+    source = str(path) if is_folder else model_id
+    try:
+        return loader.from_pretrained(source, local_files_only=offline or is_folder, **kwargs)
+    except OSError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if is_folder:
+            raise ModelError(f"{field}: folder {model_id} is not a usable model ({text})") from None
+        if offline:
+            raise ModelError(f"{field}: model '{model_id}' is not in the local cache and offline mode is on "
+                             f"(HF_HUB_OFFLINE/STREAMVIS_OFFLINE); {_how_to_provide(model_id, field)}") from None
+        raise ModelError(f"{field}: model '{model_id}' could not be fetched from the Hugging Face hub ({text}); "
+                         f"{_how_to_provide(model_id, field)}") from None
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"{field}: '{model_id}' could not be loaded as {getattr(loader, '__name__', loader)} "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

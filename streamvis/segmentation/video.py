@@ -1,0 +1,180 @@
+"""Streaming video segmentation: SAM 2.1 or EdgeTAM, one session for the whole stream, bounded memory.
+
+On a keyframe the detections are matched to the objects already tracked: a match keeps its object id (and is
+re-prompted when its mask has drifted off the detection), an unmatched detection becomes a new object added to
+the running session, and an object unmatched for `max_missed_keyframes` keyframes is removed. Every frame, the
+session propagates all objects' masks; `prune_session` keeps it to SAM 2's memory window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from streamvis.config import SegmenterConfig
+from streamvis.models.hf import load_pretrained, resolve_device, resolve_dtype
+from streamvis.models.sam_processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
+from streamvis.segmentation.matching import box_iou, match_detections
+from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
+from streamvis.serialize import empty_detections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class TrackedObject:
+    object_id: int
+    class_id: int
+    class_name: str
+    confidence: float
+    detected_xyxy: np.ndarray  # box of the detection it was last matched to
+    xyxy: np.ndarray  # latest box: from its mask, else the detection
+    missed_keyframes: int = 0
+
+
+def _model_classes(kind: str) -> tuple[Any, Any]:
+    if kind == "edgetam":
+        from transformers import EdgeTamVideoInferenceSession, EdgeTamVideoModel
+
+        return EdgeTamVideoModel, EdgeTamVideoInferenceSession
+    from transformers import Sam2VideoInferenceSession, Sam2VideoModel
+
+    return Sam2VideoModel, Sam2VideoInferenceSession
+
+
+class VideoSegmenter:
+    """Masks on every frame with stable object ids; call `update` once per frame, in order."""
+
+    propagates = True
+
+    def __init__(self, config: SegmenterConfig, model: Any = None) -> None:
+        import torch
+
+        self.config = config
+        self.name = config.model_id
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        model_cls, self._session_cls = _model_classes(config.type)
+        if model is None:
+            model = load_pretrained(model_cls, self.name, "segmenter.model", dtype=self.dtype)
+        self.model = model.to(self.device).eval()
+        size = self.model.config.image_size
+        self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        self.num_maskmem = int(self.model.config.num_maskmem)
+        self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
+        self._torch = torch
+        self.objects: dict[int, TrackedObject] = {}
+        self._next_id = 1
+        self.frame_idx = -1
+        self.session = self._new_session()
+        self.last_timings_ms: dict[str, float] = {}
+        self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
+        log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
+
+    def _new_session(self) -> Any:
+        return self._session_cls(inference_device=self.device, inference_state_device=self.device,
+                                 video_storage_device=self.device, dtype=self.dtype)
+
+    @property
+    def session_bytes(self) -> int:
+        return session_nbytes(self.session)
+
+    def _on_keyframe(self, detections: sv.Detections) -> list[int]:
+        """Match, add, re-prompt and remove objects; returns the ids to prompt on this frame."""
+        ids = list(self.objects)
+        tracked = [self.objects[i] for i in ids]
+        propagated = np.array([o.xyxy for o in tracked], np.float32).reshape(-1, 4)
+        last = np.array([o.detected_xyxy for o in tracked], np.float32).reshape(-1, 4)
+        pairs, new_rows, missed_cols = match_detections(detections.xyxy, propagated, last, self.config.match_iou)
+        names = detections.data.get("class_name", np.array([""] * len(detections)))
+        confidence = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+        class_ids = detections.class_id if detections.class_id is not None else np.zeros(len(detections), int)
+        prompt_ids: list[int] = []
+        for row, col in pairs:
+            obj = tracked[col]
+            box = detections.xyxy[row].astype(np.float32)
+            drifted = float(box_iou(box, obj.xyxy)[0, 0]) < self.config.reprompt_iou
+            obj.class_id, obj.class_name = int(class_ids[row]), str(names[row])
+            obj.confidence, obj.detected_xyxy, obj.missed_keyframes = float(confidence[row]), box, 0
+            if drifted:
+                obj.xyxy = box
+                prompt_ids.append(obj.object_id)
+        gone = []
+        for col in missed_cols:
+            tracked[col].missed_keyframes += 1
+            if tracked[col].missed_keyframes >= self.config.max_missed_keyframes:
+                gone.append(tracked[col].object_id)
+        for object_id in gone:
+            del self.objects[object_id]
+        remove_objects(self.session, gone)
+        for row in new_rows:
+            if len(self.objects) >= self.config.max_objects:
+                log.warning("segmenter: %d objects tracked (segmenter.max_objects); new ones ignored",
+                            len(self.objects))
+                break
+            box = detections.xyxy[row].astype(np.float32)
+            obj = TrackedObject(self._next_id, int(class_ids[row]), str(names[row]), float(confidence[row]), box,
+                                box)
+            self.objects[obj.object_id] = obj
+            prompt_ids.append(obj.object_id)
+            self._next_id += 1
+        if gone or prompt_ids:
+            log.debug("segmenter: frame %d prompts %s, removed %s", self.frame_idx, prompt_ids, gone)
+        return prompt_ids
+
+    def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections:
+        """Segment one frame. `detections` on keyframes (possibly empty), None between keyframes."""
+        t0 = time.perf_counter()
+        self.frame_idx += 1
+        height, width = image_bgr.shape[:2]
+        self.session.video_height, self.session.video_width = height, width
+        prompt_ids = self._on_keyframe(detections) if detections is not None else []
+        if not self.objects:
+            self.last_timings_ms = {"segment": (time.perf_counter() - t0) * 1e3}
+            return empty_detections()
+        if prompt_ids:
+            boxes = np.array([self.objects[i].detected_xyxy for i in prompt_ids], np.float32)
+            add_box_prompts(self.session, self.frame_idx, prompt_ids,
+                            scale_boxes_square(boxes, (width, height), self.image_size))
+        pixels = self._torch.from_numpy(preprocess_square(image_bgr, self.image_size))
+        t1 = time.perf_counter()
+        with self._torch.inference_mode():
+            out = self.model(inference_session=self.session, frame_idx=self.frame_idx,
+                             frame=pixels.to(self.device, self.dtype))
+        t2 = time.perf_counter()
+        masks = upsample_masks(out.pred_masks[:, 0].float(), (width, height), self.config.mask_threshold)
+        present = (out.object_score_logits.float().reshape(-1) > 0).cpu().numpy()
+        prune_session(self.session, self.frame_idx, self.num_maskmem, self.max_object_pointers,
+                      self.config.max_conditioning_frames)
+        result = self._detections(list(out.object_ids), masks, present)
+        self.last_timings_ms = {"segment_pre": (t1 - t0) * 1e3, "segment": (t2 - t1) * 1e3,
+                                "segment_post": (time.perf_counter() - t2) * 1e3}
+        return result
+
+    def _detections(self, object_ids: list[int], masks: np.ndarray, present: np.ndarray) -> sv.Detections:
+        """Objects the model sees on this frame, with their masks; boxes are the masks' extents."""
+        mask_boxes = masks_to_xyxy(masks)
+        keep = []
+        for i, object_id in enumerate(object_ids):
+            obj = self.objects.get(int(object_id))
+            if obj is None or not present[i] or not masks[i].any():
+                continue  # occluded or out of view on this frame: kept in the session, not drawn
+            obj.xyxy = mask_boxes[i]
+            keep.append((i, obj))
+        if not keep:
+            return empty_detections()
+        rows = [i for i, _ in keep]
+        objs = [obj for _, obj in keep]
+        return sv.Detections(
+            xyxy=mask_boxes[rows],
+            mask=masks[rows],
+            confidence=np.array([o.confidence for o in objs], np.float32),
+            class_id=np.array([o.class_id for o in objs], int),
+            tracker_id=np.array([o.object_id for o in objs], int),
+            data={"class_name": np.array([o.class_name for o in objs], dtype=str)},
+        )
