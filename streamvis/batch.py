@@ -14,6 +14,7 @@ from streamvis.models.detector import Detector, build_detector
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
+from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.sinks import EventsWriter, Mp4Writer
 from streamvis.sources import open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
@@ -90,7 +91,7 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
 
 
 def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, detector: Detector,
-                  show_progress: bool = True) -> InputReport:
+                  show_progress: bool = True, segmenter: Segmenter | None = None) -> InputReport:
     """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
     report = InputReport(uri)
     try:
@@ -99,7 +100,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         report.status, report.message = "failed", str(exc)
         return report
     try:
-        pipeline = Pipeline(config, detector, source.fps)
+        pipeline = Pipeline(config, detector, source.fps, segmenter)
     except BaseException:
         source.close()
         raise
@@ -139,12 +140,16 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                 models_dir: str | Path | None = None, show_progress: bool = True,
                 detector: Detector | None = None) -> list[InputReport]:
-    """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising."""
+    """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising.
+
+    Models are loaded once; each input gets fresh tracking and segmentation state.
+    """
     plans = plan_outputs(expand_inputs(inputs), output, events)
     detector = detector or build_detector(config.detector, models_dir)
+    segmenter = build_segmenter(config.segmenter)
     reports = []
     for uri, mp4, jsonl in plans:
-        report = process_input(uri, mp4, jsonl, config, detector, show_progress)
+        report = process_input(uri, mp4, jsonl, config, detector, show_progress, segmenter)
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)

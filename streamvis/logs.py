@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
@@ -22,5 +23,8 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("streamvis").setLevel(level)
+    if quiet or not sys.stderr.isatty():
+        # transformers/huggingface_hub bars ("Loading weights") only on a terminal, as with our own progress
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not debug:
         logging.getLogger("libav").setLevel(logging.CRITICAL)  # FFmpeg's own chatter; our errors say enough

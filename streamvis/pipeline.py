@@ -39,6 +39,8 @@ class Pipeline:
         self.config = config
         self.detector = detector
         self.segmenter = segmenter
+        if segmenter is not None:
+            segmenter.reset()  # a pipeline is one stream: no objects carried over from another
         # A video segmenter gives object ids itself (SAM 2 memory); otherwise a tracker does.
         propagating = segmenter is not None and segmenter.propagates
         self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None

@@ -98,3 +98,64 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     exe = Path(sys.executable).parent / "streamvis"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=cwd or ROOT)
+
+
+def publish_to_hf_cache(folder: Path, repo_id: str, cache_dir: Path) -> None:
+    """Lay out `folder` in a Hugging Face hub cache as snapshot `repo_id`@main, as `hf download` would."""
+    import shutil
+
+    commit = "0" * 40
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(folder, snapshot, dirs_exist_ok=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+class TinyModels:
+    """Random-weight tiny models as local folders and as hub ids in a private HF cache (offline)."""
+
+    FLORENCE = "streamvis-test/tiny-florence2"
+    SAM2 = "streamvis-test/tiny-sam2.1"
+    EDGETAM = "streamvis-test/tiny-edgetam"
+    SAM = "streamvis-test/tiny-sam"
+
+    def __init__(self, root: Path) -> None:
+        from streamvis.models.random_init import build_florence2, build_sam, build_sam2_video
+
+        self.root = root
+        self.florence = build_florence2(root / "florence2")
+        self.sam2 = build_sam2_video(root / "sam2")
+        self.edgetam = build_sam2_video(root / "edgetam", kind="edgetam")
+        self.sam = build_sam(root / "sam")
+        self.hf_cache = root / "hf-cache"
+        for folder, repo_id in ((self.florence, self.FLORENCE), (self.sam2, self.SAM2),
+                                (self.edgetam, self.EDGETAM), (self.sam, self.SAM)):
+            publish_to_hf_cache(folder, repo_id, self.hf_cache)
+
+    @property
+    def offline_env(self) -> dict[str, str]:
+        """Environment in which the hub ids above resolve from the private cache, as a user's would offline."""
+        return {"HF_HUB_CACHE": str(self.hf_cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    return TinyModels(tmp_path_factory.mktemp("tiny-models"))
+
+
+def cut_clip(source: Path, path: Path, frames: int) -> Path:
+    """The first `frames` frames of `source` re-encoded (H.264) with their timing, for short real-media tests."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream("libx264", rate=stream.average_rate)
+        out.width, out.height, out.pix_fmt = stream.width, stream.height, "yuv420p"
+        out.options = {"preset": "ultrafast", "crf": "18"}
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= frames:
+                break
+            for packet in out.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")):
+                dst.mux(packet)
+        for packet in out.encode():
+            dst.mux(packet)
+    return path

@@ -9,6 +9,7 @@ here by pure functions.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -76,6 +77,14 @@ def answer_to_boxes(task: str, answer: dict[str, Any]) -> tuple[np.ndarray, list
     return xyxy, labels
 
 
+_TOKEN_FRAGMENT = re.compile(r"[<>]|^/?loc_\d+$")
+
+
+def is_token_fragment(label: str) -> bool:
+    """True for 'labels' that are pieces of special tokens (`loc_12>`, `OD>`): malformed output, not a class."""
+    return bool(_TOKEN_FRAGMENT.search(label))
+
+
 class ClassVocabulary:
     """Stable class ids for open-vocabulary labels: prompt phrases first (in order), new labels appended."""
 
@@ -95,13 +104,14 @@ class ClassVocabulary:
 
 def boxes_to_detections(xyxy: np.ndarray, labels: list[str], vocabulary: ClassVocabulary,
                         resolution_wh: tuple[int, int]) -> sv.Detections:
-    """Clip to the frame, drop empty boxes and empty labels; Florence-2 gives no scores, so confidence is 1."""
+    """Clip to the frame; drop empty boxes and empty or malformed labels. Florence-2 gives no scores: 1."""
     width, height = resolution_wh
     xyxy = xyxy.copy()
     if len(xyxy):
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-    keep = [i for i in range(len(labels)) if labels[i] and xyxy[i, 2] > xyxy[i, 0] and xyxy[i, 3] > xyxy[i, 1]]
+    keep = [i for i in range(len(labels)) if labels[i] and not is_token_fragment(labels[i])
+            and xyxy[i, 2] > xyxy[i, 0] and xyxy[i, 3] > xyxy[i, 1]]
     names = [labels[i] for i in keep]
     return sv.Detections(
         xyxy=xyxy[keep].reshape(-1, 4).astype(np.float32),

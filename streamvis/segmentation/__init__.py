@@ -20,6 +20,9 @@ class Segmenter(Protocol):
 
     def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections: ...
 
+    def reset(self) -> None:
+        """Forget all objects (a new stream); the loaded model is kept."""
+
 
 def build_segmenter(config: SegmenterConfig) -> Segmenter | None:
     """The configured segmenter, loaded (hub id, local folder or cache), or None when `type: none`."""

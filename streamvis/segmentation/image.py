@@ -43,6 +43,9 @@ class ImageSegmenter:
         self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
         log.info("segmenter: SAM %s on %s", self.name, self.provider)
 
+    def reset(self) -> None:
+        """Stateless between frames: nothing to forget."""
+
     def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections:
         if detections is None or not len(detections):
             return detections if detections is not None else sv.Detections.empty()

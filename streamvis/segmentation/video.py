@@ -69,16 +69,18 @@ class VideoSegmenter:
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
         self._torch = torch
         self.objects: dict[int, TrackedObject] = {}
-        self._next_id = 1
-        self.frame_idx = -1
-        self.session = self._new_session()
+        self.reset()
         self.last_timings_ms: dict[str, float] = {}
         self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
         log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
 
-    def _new_session(self) -> Any:
-        return self._session_cls(inference_device=self.device, inference_state_device=self.device,
-                                 video_storage_device=self.device, dtype=self.dtype)
+    def reset(self) -> None:
+        """A new stream: a fresh session, no objects, ids from 1 again; the loaded model is kept."""
+        self.objects = {}
+        self._next_id = 1
+        self.frame_idx = -1
+        self.session = self._session_cls(inference_device=self.device, inference_state_device=self.device,
+                                         video_storage_device=self.device, dtype=self.dtype)
 
     @property
     def session_bytes(self) -> int:
