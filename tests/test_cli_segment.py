@@ -105,3 +105,21 @@ def test_prompt_required_for_grounding(tmp_path: Path, person_clip: Path) -> Non
                      "--set", "detector.prompt=")
     assert result.returncode == 2
     assert "detector.prompt" in result.stderr and "needs a text prompt" in result.stderr
+
+
+def test_yolox_with_sam_image_masks_on_keyframes(tiny_models: TinyModels, person_clip: Path, models_dir: Path,
+                                                 tmp_path: Path) -> None:
+    clip = cut_clip(person_clip, tmp_path / "person-80.mp4", 80)
+    events = tmp_path / "sam.jsonl"
+    result = run_cli("process", str(clip), "-o", str(tmp_path / "sam.mp4"), "--events", str(events), "-q",
+                     "--models-dir", str(models_dir), "--set", "detector.every_n_frames=4",
+                     "--set", "segmenter.type=sam", "--set", f"segmenter.model={tiny_models.SAM}",
+                     env=tiny_models.offline_env)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(events)
+    assert len(rows) == 80
+    with_people = [row for row in rows if any(d["class_name"] == "person" for d in row["detections"])]
+    assert with_people  # the person walks in around frame 60
+    for row in rows:
+        for det in row["detections"]:
+            assert rle_to_masks([det["mask"]]).shape == (1, 432, 768)  # keyframe masks, carried in between

@@ -18,7 +18,7 @@ import supervision as sv
 
 from streamvis.config import PROMPTED_TASKS, DetectorConfig
 from streamvis.errors import ModelError
-from streamvis.models.hf import load_pretrained, resolve_device, resolve_dtype
+from streamvis.models.hf import load_model, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +135,12 @@ class Florence2Detector:
         self.name = config.model_id
         self.task = config.task
         self.text = task_text(config.task, config.prompt)
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
         self.processor = load_pretrained(AutoProcessor, self.name, "detector.model")
-        self.model = load_pretrained(Florence2ForConditionalGeneration, self.name, "detector.model",
-                                     dtype=self.dtype).to(self.device).eval()
+        self.model, self.device, self.dtype, self.provider = load_model(
+            Florence2ForConditionalGeneration, self.name, "detector.model", config.device, config.dtype)
         self._torch = torch
         phrases = split_prompt(config.prompt) if config.task in PROMPTED_TASKS else []
         self.vocabulary = ClassVocabulary(phrases)
-        self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
         self.last_timings_ms: dict[str, float] = {}
         log.info("detector: Florence-2 %s task %s on %s", self.name, self.task, self.provider)
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import supervision as sv
 
 from streamvis.config import SegmenterConfig
-from streamvis.models.hf import load_pretrained, resolve_device, resolve_dtype
+from streamvis.models.hf import load_model
 from streamvis.models.sam_processing import preprocess_longest_side, scale_boxes_longest_side, upsample_masks
 
 log = logging.getLogger(__name__)
@@ -25,22 +24,18 @@ class ImageSegmenter:
 
     propagates = False
 
-    def __init__(self, config: SegmenterConfig, model: Any = None) -> None:
+    def __init__(self, config: SegmenterConfig) -> None:
         import torch
         from transformers import SamModel
 
         self.config = config
         self.name = config.model_id
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
-        if model is None:
-            model = load_pretrained(SamModel, self.name, "segmenter.model", dtype=self.dtype)
-        self.model = model.to(self.device).eval()
+        self.model, self.device, self.dtype, self.provider = load_model(
+            SamModel, self.name, "segmenter.model", config.device, config.dtype)
         size = self.model.config.vision_config.image_size
         self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self._torch = torch
         self.last_timings_ms: dict[str, float] = {}
-        self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
         log.info("segmenter: SAM %s on %s", self.name, self.provider)
 
     def reset(self) -> None:

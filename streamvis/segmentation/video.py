@@ -17,7 +17,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import SegmenterConfig
-from streamvis.models.hf import load_pretrained, resolve_device, resolve_dtype
+from streamvis.models.hf import load_model
 from streamvis.models.sam_processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
 from streamvis.segmentation.matching import box_iou, match_detections
 from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
@@ -52,17 +52,14 @@ class VideoSegmenter:
 
     propagates = True
 
-    def __init__(self, config: SegmenterConfig, model: Any = None) -> None:
+    def __init__(self, config: SegmenterConfig) -> None:
         import torch
 
         self.config = config
         self.name = config.model_id
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
         model_cls, self._session_cls = _model_classes(config.type)
-        if model is None:
-            model = load_pretrained(model_cls, self.name, "segmenter.model", dtype=self.dtype)
-        self.model = model.to(self.device).eval()
+        self.model, self.device, self.dtype, self.provider = load_model(
+            model_cls, self.name, "segmenter.model", config.device, config.dtype)
         size = self.model.config.image_size
         self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self.num_maskmem = int(self.model.config.num_maskmem)
@@ -71,7 +68,6 @@ class VideoSegmenter:
         self.objects: dict[int, TrackedObject] = {}
         self.reset()
         self.last_timings_ms: dict[str, float] = {}
-        self.provider = f"torch:{self.device}:{str(self.dtype).removeprefix('torch.')}"
         log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
 
     def reset(self) -> None:
