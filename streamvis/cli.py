@@ -88,6 +88,60 @@ def process(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def serve(
+    source: Annotated[list[str], typer.Option("--source", "-s", help="a source to serve (repeatable)")],
+    pipeline: PipelineOpt = None,
+    set_: SetOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    token: Annotated[str | None, typer.Option(envvar="STREAMVIS_TOKEN", help="required on every request")] = None,
+    certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) for HTTPS")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    ice_server: Annotated[list[str] | None, typer.Option(
+        "--ice-server", help="STUN/TURN for viewers outside the LAN: stun:host:port, turn:user:pass@host:port")] = None,
+    codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
+    loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
+    models_dir: ModelsDirOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve annotated live video to browsers and WebRTC clients (viewer page, /offer, WHEP, /metrics)."""
+    setup_logging(debug, False)
+    from streamvis.config import load_pipeline
+    from streamvis.live.runner import LiveSettings
+    from streamvis.server.app import ServerSettings
+    from streamvis.server.serve import build_streams, check_exposure, run, ssl_context
+
+    try:
+        if codec not in ("h264", "vp8"):
+            raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
+        check_exposure(host, token)
+        context = ssl_context(certfile, keyfile)
+        config = load_pipeline(pipeline, set_ or [])
+        streams = build_streams(source, config, models_dir, LiveSettings(loop_files=loop))
+        run(streams, host, port, ServerSettings(token=token, codec=codec, ice_servers=ice_server or []), context)
+    except ConfigError as exc:
+        _fail(exc, debug, EXIT_USAGE)
+    except StreamvisError as exc:
+        _fail(exc, debug, EXIT_FAILED)
+    except OSError as exc:  # the port is taken, the address is not ours
+        _fail(StreamvisError(f"cannot serve on {host}:{port}: {exc.strerror or exc}"), debug, EXIT_FAILED)
+
+
+@app.command()
+def cert(
+    out: Annotated[Path, typer.Option("--out", help="folder for cert.pem and key.pem")] = Path("certs"),
+    host: Annotated[list[str] | None, typer.Option("--host", help="names/addresses it is for (repeatable)")] = None,
+    days: Annotated[int, typer.Option(help="validity in days")] = 365,
+) -> None:
+    """Make a self-signed certificate for HTTPS on a LAN (browsers give pages the camera only over HTTPS)."""
+    setup_logging(False, False)
+    from streamvis.server.serve import make_self_signed
+
+    certfile, keyfile = make_self_signed(out, host or ["localhost", "127.0.0.1"], days)
+    log.info("wrote %s and %s; serve with --certfile %s --keyfile %s", certfile, keyfile, certfile, keyfile)
+
+
 def _fail(exc: BaseException, debug: bool, code: int) -> None:
     if debug:
         log.exception("%s", exc)

@@ -70,43 +70,46 @@ class Pipeline:
         assert isinstance(kept, sv.Detections)
         return kept
 
-    def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Detect (on keyframes), segment or track, annotate.
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        """The detector plus the class filter: what a keyframe feeds to `apply` (thread-safe for one caller)."""
+        return self._filter(self.detector.detect(image_bgr))
 
-        With a video segmenter, masks are propagated to every frame; without one, the last tracked boxes (and
-        keyframe masks) are carried between keyframes.
-        """
-        timings: dict[str, float] = {}
-        keyframe = self.is_keyframe(frame)
+    def process(self, frame: Frame, caption: str | None = None) -> Result:
+        """Offline: detect on keyframes, then `apply`. Every frame is annotated."""
+        if not self.is_keyframe(frame):
+            return self.apply(frame, None, caption)
+        t0 = time.perf_counter()
+        detections = self.detect(frame.image)
+        return self.apply(frame, detections, caption, {"detect": (time.perf_counter() - t0) * 1e3})
+
+    def apply(self, frame: Frame, detections: sv.Detections | None, caption: str | None = None,
+              timings: dict[str, float] | None = None) -> Result:
+        """Segment or track, then annotate. `detections` is a keyframe's (maybe from an earlier frame, live),
+        None between keyframes: a video segmenter then propagates masks, otherwise the last boxes are carried."""
+        timings = dict(timings or {})
+        keyframe = detections is not None
+        if keyframe:
+            self.stats.keyframes += 1
         if self.segmenter is not None and self.segmenter.propagates:
-            found = None
-            if keyframe:
-                t0 = time.perf_counter()
-                found = self._filter(self.detector.detect(frame.image))
-                timings["detect"] = (time.perf_counter() - t0) * 1e3
-                self.stats.keyframes += 1
             t0 = time.perf_counter()
-            detections = self.segmenter.update(frame.image, found)
+            out = self.segmenter.update(frame.image, detections)
             timings["segment"] = (time.perf_counter() - t0) * 1e3
-        elif keyframe:
-            t0 = time.perf_counter()
-            detections = self._filter(self.detector.detect(frame.image))
-            timings["detect"] = (time.perf_counter() - t0) * 1e3
+        elif detections is not None:
+            out = detections
             if self.tracker is not None:
                 t0 = time.perf_counter()
-                detections = self.tracker.update(detections, frame.pts)
+                out = self.tracker.update(out, frame.pts)
                 timings["track"] = (time.perf_counter() - t0) * 1e3
             if self.segmenter is not None:
                 t0 = time.perf_counter()
-                detections = self.segmenter.update(frame.image, detections)
+                out = self.segmenter.update(frame.image, out)
                 timings["segment"] = (time.perf_counter() - t0) * 1e3
-            self._carried = detections
-            self.stats.keyframes += 1
+            self._carried = out
         else:
-            detections = self._carried
+            out = self._carried
         t0 = time.perf_counter()
-        annotated = self.annotator.annotate(frame.image, detections, caption)
+        annotated = self.annotator.annotate(frame.image, out, caption)
         timings["annotate"] = (time.perf_counter() - t0) * 1e3
         self.stats.frames += 1
         self.stats.add(timings)
-        return Result(frame, detections, keyframe, annotated, timings_ms=timings)
+        return Result(frame, out, keyframe, annotated, timings_ms=timings)

@@ -1,0 +1,176 @@
+"""A Python viewer for `streamvis serve`: connects with aiortc over WHEP (or /offer), receives the annotated video,
+and prints (or collects) the data channel's per-frame detections.
+
+    python clients/python/streamvis_client.py http://127.0.0.1:8080 --stream people --frames 100
+    python clients/python/streamvis_client.py https://host:8443 --token SECRET --save frames/ --every 30
+    python clients/python/streamvis_client.py http://127.0.0.1:8080 --via offer --json
+
+Needs only aiortc and aiohttp (both streamvis dependencies). `watch()` is the same code as a library call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+
+@dataclass
+class WatchReport:
+    frames: int = 0
+    messages: int = 0
+    seconds: float = 0.0
+    first_frame_s: float | None = None
+    frame_messages: list[dict[str, Any]] = field(default_factory=list)
+    status_messages: list[dict[str, Any]] = field(default_factory=list)
+    resolution_wh: tuple[int, int] | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+async def _negotiate(session: aiohttp.ClientSession, base: str, stream: str, via: str, sdp: str,
+                     headers: dict[str, str]) -> tuple[str, str | None]:
+    if via == "whep":
+        async with session.post(urljoin(base, f"/whep/{stream}"), data=sdp,
+                                headers={**headers, "Content-Type": "application/sdp"}) as resp:
+            text = await resp.text()
+            if resp.status != 201:
+                raise RuntimeError(f"WHEP {resp.status}: {text.strip()}")
+            return text, resp.headers.get("Location")
+    async with session.post(urljoin(base, "/offer"), json={"sdp": sdp, "type": "offer", "stream": stream},
+                            headers=headers) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"/offer {resp.status}: {(await resp.text()).strip()}")
+        return (await resp.json())["sdp"], None
+
+
+async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float = 60.0, via: str = "whep",
+                token: str | None = None, on_frame: Callable[[Any, int], None] | None = None,
+                on_message: Callable[[dict[str, Any]], None] | None = None, keep_messages: bool = True,
+                insecure: bool = False) -> WatchReport:
+    """Receive `frames` video frames (or until `timeout_s`), then hang up (DELETE for WHEP)."""
+    report = WatchReport()
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    channel = pc.createDataChannel("events")
+    done = asyncio.Event()
+
+    @channel.on("message")
+    def on_channel_message(raw: str) -> None:
+        message = json.loads(raw)
+        report.messages += 1
+        if keep_messages:
+            (report.frame_messages if message.get("type") == "frame" else report.status_messages).append(message)
+        if on_message:
+            on_message(message)
+
+    async def consume(track: Any) -> None:
+        start = time.monotonic()
+        while report.frames < frames:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            if report.first_frame_s is None:
+                report.first_frame_s = time.monotonic() - start
+                start = time.monotonic()
+            report.frames += 1
+            report.resolution_wh = (frame.width, frame.height)
+            if on_frame:
+                on_frame(frame, report.frames)
+        report.seconds = time.monotonic() - start
+        done.set()
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        if track.kind == "video":
+            asyncio.ensure_future(consume(track))
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ssl_arg: Any = ssl.create_default_context() if not insecure else False
+    location = None
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_arg)) as session:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            answer, location = await _negotiate(session, base_url, stream, via, pc.localDescription.sdp, headers)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            try:
+                await asyncio.wait_for(done.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        finally:
+            if location:
+                async with session.delete(urljoin(base_url, location), headers=headers):
+                    pass
+            await pc.close()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Watch a streamvis stream over WebRTC.")
+    parser.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--stream", default=None, help="stream id (default: the first in /streams)")
+    parser.add_argument("--frames", type=int, default=100, help="stop after this many frames")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--via", choices=["whep", "offer"], default="whep")
+    parser.add_argument("--token", default=None)
+    parser.add_argument("--insecure", action="store_true", help="accept a self-signed certificate")
+    parser.add_argument("--save", type=Path, default=None, help="save frames as PNG into this folder")
+    parser.add_argument("--every", type=int, default=30, help="with --save: every Nth frame")
+    parser.add_argument("--json", action="store_true", help="print data-channel messages as JSON lines")
+    args = parser.parse_args()
+
+    async def run() -> WatchReport:
+        stream = args.stream
+        if stream is None:
+            headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+            connector = aiohttp.TCPConnector(ssl=False if args.insecure else ssl.create_default_context())
+            async with aiohttp.ClientSession(connector=connector) as session, \
+                    session.get(urljoin(args.url, "/streams"), headers=headers) as resp:
+                resp.raise_for_status()
+                stream = (await resp.json())["streams"][0]["id"]
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+
+        def on_frame(frame: Any, n: int) -> None:
+            if args.save and n % args.every == 0:
+                frame.to_image().save(args.save / f"{stream}-{n:06d}.png")
+
+        def on_message(message: dict[str, Any]) -> None:
+            if args.json:
+                print(json.dumps(message), flush=True)
+            elif message.get("type") == "frame":
+                names = [d.get("class_name") for d in message.get("detections", [])]
+                print(f"frame {message['frame_index']:6d} pts {message['pts']:8.3f}s  {', '.join(names)}",
+                      flush=True)
+            else:
+                print(f"{message.get('type')}: {message}", flush=True)
+
+        return await watch(args.url, stream, args.frames, args.timeout, args.via, args.token, on_frame,
+                           on_message, keep_messages=False, insecure=args.insecure)
+
+    try:
+        report = asyncio.run(run())
+    except (aiohttp.ClientError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps), {report.messages} messages",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

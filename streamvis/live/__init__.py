@@ -1,0 +1,1 @@
+"""Live mode: newest-frame-wins scheduling, per-stream statistics."""

@@ -1,0 +1,1 @@
+"""The WebRTC server: viewers, WHEP/WHIP, metrics."""

@@ -1,0 +1,233 @@
+"""`streamvis serve`: an aiohttp server with one live pipeline per source and any number of WebRTC viewers.
+
+Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in aiortc's examples),
+`POST /whep/{stream}` + `DELETE /whep/{stream}/{session}` (WHEP playback), `GET /metrics` (Prometheus),
+`GET /healthz`. With a token set, every request must carry it (`Authorization: Bearer`, or `?token=` for
+the page itself) or gets 401 and nothing else. The event loop runs no model code and no codec: sources,
+pipelines and detectors run in threads (see `streamvis.live`), encoders in aiortc's own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer
+
+from streamvis.frame import Result
+from streamvis.live.runner import LiveStream
+from streamvis.live.stats import prometheus_text
+from streamvis.serialize import result_to_json
+from streamvis.server.peers import Viewer
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "clients" / "web"
+MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
+
+
+@dataclass
+class ServerSettings:
+    token: str | None = None
+    codec: str = "h264"
+    ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
+    web_dir: Path = WEB_DIR
+
+
+def _ice_server(url: str) -> RTCIceServer:
+    """`turn:user:pass@host:port` -> RTCIceServer(urls, username, credential); `stun:host:port` as is."""
+    scheme, _, rest = url.partition(":")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        return RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password)
+    return RTCIceServer(urls=url)
+
+
+class StreamHub:
+    """The streams, their viewers, and the fan-out from pipeline threads to the event loop."""
+
+    def __init__(self, streams: dict[str, LiveStream], settings: ServerSettings) -> None:
+        self.streams = streams
+        self.settings = settings
+        self.viewers: dict[str, Viewer] = {}
+        self.rtc_config = RTCConfiguration([_ice_server(u) for u in settings.ice_servers])
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for stream in self.streams.values():
+            stream.subscribe(functools.partial(self._from_thread, stream))
+            stream.on_status(functools.partial(self._status_from_thread, stream))
+            stream.start()
+
+    def _status_from_thread(self, stream: LiveStream, status: str) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._status, stream, status)
+
+    def _from_thread(self, stream: LiveStream, result: Result) -> None:
+        if self.loop is not None and any(v.stream is stream for v in list(self.viewers.values())):
+            message = json.dumps({"type": "frame", "stream": stream.stream_id, **result_to_json(result),
+                                  "stats": stream.stats.snapshot() if result.frame.index % 15 == 0 else None})
+            self.loop.call_soon_threadsafe(self._fan_out, stream, result, message)
+
+    def _fan_out(self, stream: LiveStream, result: Result, message: str) -> None:
+        for viewer in list(self.viewers.values()):
+            if viewer.stream is stream:
+                viewer.track.push(result)
+                viewer.send(message)
+
+    def _status(self, stream: LiveStream, status: str) -> None:
+        for viewer in list(self.viewers.values()):
+            if viewer.stream is stream:
+                viewer.send({"type": "status", "stream": stream.stream_id, "status": status})
+
+    async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
+        viewer = Viewer(stream, self.rtc_config)
+        self.viewers[viewer.id] = viewer
+        stream.stats.viewers += 1
+        asyncio.get_running_loop().create_task(self._reap(viewer))
+        try:
+            await viewer.answer(sdp, sdp_type, self.settings.codec)
+        except Exception:
+            await viewer.close()
+            raise
+        return viewer
+
+    async def _reap(self, viewer: Viewer) -> None:
+        await viewer.closed.wait()
+        if self.viewers.pop(viewer.id, None) is not None:
+            viewer.stream.stats.viewers -= 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _stream_or_404(hub: StreamHub, name: str) -> LiveStream:
+    stream = hub.streams.get(name)
+    if stream is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": f"no stream '{name}' (streams: {', '.join(hub.streams)})"}),
+                               content_type="application/json")
+    return stream
+
+
+def _check_sdp(sdp: object) -> str:
+    if not isinstance(sdp, str) or not sdp.startswith("v=0") or "m=video" not in sdp:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "expected an SDP offer with a video section"}),
+                                 content_type="application/json")
+    return sdp
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = request.app["settings"].token
+    if token:
+        given = request.query.get("token", "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.Response(status=401, text="401: a valid token is required\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="streamvis"'})
+    return await handler(request)
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(request.app["settings"].web_dir / "index.html")
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.json_response({"streams": [
+        {"id": name, "status": s.status, "resolution_wh": s.resolution_wh, "pipeline": s.pipeline.config.name,
+         "stats": s.stats.snapshot()} for name, s in hub.streams.items()]})
+
+
+async def offer(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "expected a JSON body {\"sdp\": ..., \"type\": \"offer\", \"stream\": ...}")
+    if not isinstance(body, dict) or body.get("type") != "offer":
+        return _error(400, "expected {\"sdp\": ..., \"type\": \"offer\", \"stream\": ...}")
+    name = body.get("stream") or next(iter(hub.streams))
+    stream = _stream_or_404(hub, str(name))
+    try:
+        viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer")
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id})
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    stream = _stream_or_404(hub, request.match_info["stream"])
+    if request.content_type != "application/sdp":
+        return _error(415, "WHEP expects Content-Type: application/sdp")
+    sdp = _check_sdp(await request.text())
+    try:
+        viewer = await hub.add_viewer(stream, sdp, "offer")
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    location = f"/whep/{stream.stream_id}/{viewer.id}"
+    return web.Response(status=201, text=viewer.pc.localDescription.sdp, content_type="application/sdp",
+                        headers={"Location": location})
+
+
+async def whep_delete(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    viewer = hub.viewers.get(request.match_info["session"])
+    if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHEP session")
+    await viewer.close()
+    return web.Response(status=200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
+                        content_type="text/plain", charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.json_response({"ok": True, "streams": {n: s.status for n, s in hub.streams.items()}})
+
+
+def build_app(streams: dict[str, LiveStream], settings: ServerSettings) -> web.Application:
+    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
+    hub = StreamHub(streams, settings)
+    app["hub"], app["settings"] = hub, settings
+
+    async def on_startup(app: web.Application) -> None:
+        hub.start(asyncio.get_running_loop())
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/", index)
+    app.router.add_get("/streams", list_streams)
+    app.router.add_post("/offer", offer)
+    app.router.add_post("/whep/{stream}", whep_post)
+    app.router.add_delete("/whep/{stream}/{session}", whep_delete)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    if settings.web_dir.is_dir():
+        app.router.add_static("/web/", settings.web_dir)
+    return app

@@ -1,0 +1,131 @@
+"""Assembling and running `streamvis serve`: streams from sources, safety checks, TLS, loopback ICE."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import re
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from streamvis.config import PipelineConfig
+from streamvis.errors import ConfigError
+from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.models.detector import build_detector
+from streamvis.pipeline import Pipeline
+from streamvis.segmentation import build_segmenter
+from streamvis.server.app import ServerSettings, build_app
+from streamvis.sources import open_source, parse_source_uri
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def restrict_ice_to_loopback() -> None:
+    """Offer only 127.0.0.1 as an ICE host candidate (aioice leaves loopback out by default).
+
+    For a server bound to loopback: its viewers are on this machine, and nothing should leave it.
+    """
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+
+
+def stream_ids(sources: list[str]) -> list[str]:
+    """Short unique ids from sources: `videos/people.mp4` -> `people`, `/dev/video0` -> `video0`."""
+    ids: list[str] = []
+    for uri in sources:
+        spec = parse_source_uri(uri)
+        base = Path(spec.target.split("?")[0]).stem if spec.kind in ("file", "device", "images") else spec.kind
+        base = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-") or "stream"
+        name, n = base, 2
+        while name in ids:
+            name, n = f"{base}-{n}", n + 1
+        ids.append(name)
+    return ids
+
+
+def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
+                  settings: LiveSettings) -> dict[str, LiveStream]:
+    """One pipeline per source; the detector is loaded once and shared, segmenters hold per-stream state."""
+    detector = build_detector(config.detector, models_dir)
+    streams = {}
+    for name, uri in zip(stream_ids(sources), sources, strict=True):
+        if parse_source_uri(uri).kind == "file":
+            open_source(uri, config.source).close()  # a missing or unreadable file fails before serving
+        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter))
+        streams[name] = LiveStream(name, functools.partial(open_source, uri, config.source), pipeline, settings)
+    return streams
+
+
+def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ConfigError("HTTPS needs both --certfile and --keyfile")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the certificate {certfile} / key {keyfile}: {exc}") from None
+    return context
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    if not is_loopback(host) and not token:
+        raise ConfigError(f"serving on {host} (not loopback) needs a token: --token or STREAMVIS_TOKEN; "
+                          "every request will then have to carry it")
+
+
+def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,
+        context: ssl.SSLContext | None) -> None:
+    check_exposure(host, server.token)
+    if is_loopback(host):
+        restrict_ice_to_loopback()
+    app = build_app(streams, server)
+    scheme = "https" if context else "http"
+    log.info("serving %s on %s://%s:%d/%s", ", ".join(streams), scheme, host, port,
+             "?token=..." if server.token else "")
+    web.run_app(app, host=host, port=port, ssl_context=context, print=None, handle_signals=True)
+
+
+def make_self_signed(out_dir: Path, hosts: list[str], days: int = 365) -> tuple[Path, Path]:
+    """A self-signed certificate for LAN use (a phone's browser only gives a page its camera over HTTPS)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False).sign(key, hashes.SHA256()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    certfile, keyfile = out_dir / "cert.pem", out_dir / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    keyfile.chmod(0o600)
+    return certfile, keyfile
