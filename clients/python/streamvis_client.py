@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import ssl
 import sys
@@ -95,10 +96,12 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
         report.seconds = time.monotonic() - start
         done.set()
 
+    consumers: list[asyncio.Task[None]] = []
+
     @pc.on("track")
     def on_track(track: Any) -> None:
         if track.kind == "video":
-            asyncio.ensure_future(consume(track))
+            consumers.append(asyncio.ensure_future(consume(track)))
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ssl_arg: Any = ssl.create_default_context() if not insecure else False
@@ -108,10 +111,8 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
             await pc.setLocalDescription(await pc.createOffer())
             answer, location = await _negotiate(session, base_url, stream, via, pc.localDescription.sdp, headers)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout_s)
-            except TimeoutError:
-                pass
         finally:
             if location:
                 async with session.delete(urljoin(base_url, location), headers=headers):

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "clients" / "web"
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
+TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
 
 
 @dataclass
@@ -135,7 +136,7 @@ def _check_sdp(sdp: object) -> str:
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     token = request.app["settings"].token
     if token:
-        given = request.query.get("token", "")
+        given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             given = header[7:]
@@ -146,7 +147,11 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(request.app["settings"].web_dir / "index.html")
+    response = web.FileResponse(request.app["settings"].web_dir / "index.html")
+    token = request.query.get("token")
+    if token and request.app["settings"].token:  # the middleware has checked it
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
+    return response
 
 
 async def list_streams(request: web.Request) -> web.Response:

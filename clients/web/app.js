@@ -1,0 +1,123 @@
+// streamvis viewer: picks a stream, connects over /offer, shows the annotated video, the objects from the
+// data channel, live stats and narration. No build step; plain ES2020.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+let pc = null;
+let frames = 0;
+let lastFrames = 0;
+let statsTimer = null;
+
+function setState(text) { $("state").textContent = text; }
+
+async function loadStreams() {
+  const resp = await fetch("/streams", { headers });
+  if (!resp.ok) { setState(`Cannot list streams (${resp.status})`); return; }
+  const { streams } = await resp.json();
+  const select = $("stream");
+  select.replaceChildren(...streams.map((s) => new Option(`${s.id} (${s.status})`, s.id)));
+  const wanted = params.get("stream");
+  if (wanted) select.value = wanted;
+}
+
+function showObjects(detections) {
+  const items = detections.map((d) => {
+    const li = document.createElement("li");
+    const id = d.track_id === null || d.track_id === undefined ? "" : ` #${d.track_id}`;
+    const score = d.score === null || d.score === undefined ? "" : ` ${(d.score * 100).toFixed(0)}%`;
+    li.textContent = `${d.class_name}${id}${score}`;
+    return li;
+  });
+  $("objects").replaceChildren(...items);
+}
+
+function addNarration(text) {
+  const box = $("narration");
+  if (box.dataset.started !== "1") { box.textContent = ""; box.dataset.started = "1"; }
+  const p = document.createElement("p");
+  p.textContent = text;
+  box.append(p);
+  while (box.childElementCount > 20) box.firstElementChild.remove();
+}
+
+function onMessage(event) {
+  const msg = JSON.parse(event.data);
+  window.streamvisMessages = (window.streamvisMessages || 0) + 1;
+  if (msg.type === "frame") {
+    window.streamvisLastFrame = msg;
+    showObjects(msg.detections || []);
+    if (msg.description) addNarration(msg.description.text);
+    if (msg.stats) {
+      $("server-fps").textContent = msg.stats.fps_out.toFixed(1);
+      $("dropped").textContent = String(msg.stats.dropped);
+      const lat = (msg.stats.latency_ms || {}).server_latency;
+      if (lat) $("latency").textContent = `${lat.p50.toFixed(0)} / ${lat.p95.toFixed(0)} ms`;
+    }
+  } else if (msg.type === "status") {
+    setState(`Stream ${msg.stream}: ${msg.status}`);
+  } else if (msg.type === "narration") {
+    addNarration(msg.text);
+  }
+}
+
+async function connect(event) {
+  if (event) event.preventDefault();
+  await disconnect();
+  const stream = $("stream").value;
+  pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  const channel = pc.createDataChannel("events");
+  channel.onmessage = onMessage;
+  pc.ontrack = (e) => { $("video").srcObject = e.streams[0] || new MediaStream([e.track]); };
+  pc.onconnectionstatechange = () => setState(`Connection: ${pc ? pc.connectionState : "closed"}`);
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIce(pc);
+  const resp = await fetch("/offer", {
+    method: "POST",
+    headers: { ...headers, "Content-Type": "application/json" },
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", stream }),
+  });
+  if (!resp.ok) { setState(`Server refused (${resp.status}): ${await resp.text()}`); return; }
+  await pc.setRemoteDescription(await resp.json());
+  $("connect").disabled = true;
+  $("disconnect").disabled = false;
+  statsTimer = setInterval(updateStats, 1000);
+}
+
+function waitForIce(conn) {
+  if (conn.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => { if (conn.iceGatheringState === "complete") resolve(); };
+    conn.addEventListener("icegatheringstatechange", check);
+    setTimeout(resolve, 3000);
+  });
+}
+
+async function updateStats() {
+  if (!pc) return;
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      frames = s.framesDecoded || 0;
+      $("frames").textContent = String(frames);
+      $("fps").textContent = String(frames - lastFrames);
+      lastFrames = frames;
+      window.streamvisFramesDecoded = frames;
+    }
+  });
+}
+
+async function disconnect() {
+  if (statsTimer) clearInterval(statsTimer);
+  statsTimer = null;
+  if (pc) { pc.close(); pc = null; }
+  $("connect").disabled = false;
+  $("disconnect").disabled = true;
+}
+
+$("controls").addEventListener("submit", connect);
+$("disconnect").addEventListener("click", () => { disconnect(); setState("Disconnected"); });
+loadStreams().then(() => { if (params.get("autoplay") === "1") connect(); });

@@ -1,0 +1,88 @@
+"""The viewer page in headless Chromium (Debian's package, driven by Playwright) against `streamvis serve`, over
+HTTP and over HTTPS with a certificate from `streamvis cert`: video frames decode, data-channel messages arrive
+and name what YOLOX sees, the page is keyboard operable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MODELS, PERSON_VIDEO, _need
+from test_serve import STREAM, Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+         "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
+         "--disable-features=WebRtcHideLocalIpsWithMdns", "--ignore-certificate-errors"]
+
+
+def _browser_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is missing in CI: scripts/test.sh installs it")
+        pytest.skip("needs playwright (pip install -e .[test])")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: scripts/test.sh installs Debian's chromium")
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    return sync_playwright
+
+
+def _watch_page(url: str) -> dict:
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
+            page.keyboard.press("Tab")  # keyboard only: focus the stream picker, then the Connect button
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "connect"
+            page.keyboard.press("Enter")
+            page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 60", timeout=60_000)
+            page.wait_for_function("window.streamvisLastFrame && window.streamvisLastFrame.detections.some("
+                                   "d => d.class_name === 'person')", timeout=60_000)
+            return page.evaluate("""() => ({frames: window.streamvisFramesDecoded,
+                messages: window.streamvisMessages, objects: document.querySelectorAll('#objects li').length,
+                state: document.getElementById('state').textContent,
+                live: document.getElementById('narration').getAttribute('aria-live')})""")
+        finally:
+            browser.close()
+
+
+def test_viewer_in_chromium() -> None:
+    _need(PERSON_VIDEO)
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    try:
+        srv.wait_ready()
+        seen = _watch_page(srv.url + "/")
+    finally:
+        srv.stop()
+    assert seen["frames"] >= 60 and seen["messages"] >= 60 and seen["objects"] >= 1
+    assert seen["live"] == "polite" and "connected" in seen["state"]
+
+
+def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
+    _need(PERSON_VIDEO)
+    exe = Path(sys.executable).parent / "streamvis"
+    made = subprocess.run([str(exe), "cert", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--token", "t0k",
+                 "--certfile", str(cert), "--keyfile", str(key), scheme="https")
+    context = ssl.create_default_context(cafile=str(cert))  # the self-signed certificate verifies for 127.0.0.1
+    try:
+        srv.wait_ready({"Authorization": "Bearer t0k"}, context=context)
+        seen = _watch_page(srv.url + f"/?token=t0k&stream={STREAM}")
+    finally:
+        srv.stop()
+    assert seen["frames"] >= 60 and seen["objects"] >= 1

@@ -1,0 +1,202 @@
+"""`streamvis serve` on 127.0.0.1 with the YOLOX pipeline, driven by the Python client (WHEP, /offer) and by
+raw HTTP: several viewers, one pipeline, abrupt hang-ups, tokens, bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from streamvis.server.serve import restrict_ice_to_loopback
+
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+import itertools
+
+from streamvis_client import watch
+
+STREAM = "intel_one-by-one-person-detection"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http") -> None:
+        self.port = free_port()
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).parent / "streamvis"
+        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
+
+    def wait_ready(self, headers: dict[str, str] | None = None, timeout: float = 60, context=None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
+            try:
+                request = urllib.request.Request(self.url + "/healthz", headers=headers or {})
+                with urllib.request.urlopen(request, timeout=2, context=context) as resp:
+                    if json.load(resp)["streams"][STREAM] == "live":
+                        return
+            except (urllib.error.URLError, ConnectionError, KeyError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError("server did not become ready")
+
+    def get(self, path: str, headers: dict[str, str] | None = None, data: bytes | None = None,
+            method: str | None = None, content_type: str | None = None) -> tuple[int, str]:
+        all_headers = dict(headers or {})
+        if content_type:
+            all_headers["Content-Type"] = content_type
+        request = urllib.request.Request(self.url + path, data=data, headers=all_headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=20) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metric(self, name: str, headers: dict[str, str] | None = None) -> float:
+        status, text = self.get("/metrics", headers)
+        assert status == 200
+        for line in text.splitlines():
+            if line.startswith(f"streamvis_{name}{{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"metric {name} missing")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    from conftest import MODELS, PERSON_VIDEO, _need
+
+    _need(PERSON_VIDEO)
+    _need(MODELS / "yolox-nano")
+    restrict_ice_to_loopback()  # this process's aiortc clients, like the server, stay on 127.0.0.1
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_python_client_over_whep_gets_frames_and_detections(server: Server) -> None:
+    report = asyncio.run(watch(server.url, STREAM, frames=90, timeout_s=40))
+    assert report.frames == 90 and report.resolution_wh == (768, 432)
+    assert report.status_messages[0]["type"] == "hello"
+    frames = report.frame_messages
+    assert len(frames) >= 80
+    assert all(b["frame_index"] > a["frame_index"] for a, b in itertools.pairwise(frames))
+    names = {d["class_name"] for m in frames for d in m["detections"]}
+    assert "person" in names or "tvmonitor" in names
+    assert server.metric("viewers") == 0  # the WHEP session was deleted
+
+
+def test_offer_endpoint_and_three_viewers_one_pipeline(server: Server) -> None:
+    async def three() -> list:
+        before = server.metric("keyframes_total"), server.metric("frames_out_total")
+        tasks = [watch(server.url, STREAM, frames=40, timeout_s=30, via=via) for via in ("whep", "offer", "whep")]
+        reports = await asyncio.gather(*tasks)
+        after = server.metric("keyframes_total"), server.metric("frames_out_total")
+        return [reports, before, after]
+
+    reports, before, after = asyncio.run(three())
+    assert [r.frames for r in reports] == [40, 40, 40]
+    keyframes, published = after[0] - before[0], after[1] - before[1]
+    assert published >= 40 and keyframes <= published + 1  # the detector ran once per frame, not per viewer
+
+
+def test_abrupt_hangup_does_not_disturb_others(server: Server) -> None:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    async def scenario() -> tuple[int, int]:
+        rude = RTCPeerConnection()
+        rude.addTransceiver("video", direction="recvonly")
+        await rude.setLocalDescription(await rude.createOffer())
+        status, answer = await asyncio.to_thread(server.get, f"/whep/{STREAM}", None,
+                                                 rude.localDescription.sdp.encode(), "POST", "application/sdp")
+        assert status == 201
+        await rude.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        polite = asyncio.ensure_future(watch(server.url, STREAM, frames=50, timeout_s=30))
+        await asyncio.sleep(2)
+        await rude.close()  # no DELETE: the peer just vanishes
+        report = await polite
+        return report.frames, len(report.frame_messages)
+
+    frames, messages = asyncio.run(scenario())
+    assert frames == 50 and messages >= 40
+    assert server.get("/healthz")[0] == 200
+
+
+@pytest.mark.parametrize(("path", "body", "content_type", "method", "status", "says"), [
+    (f"/whep/{STREAM}", b"not an sdp", "application/sdp", "POST", 400, "SDP offer"),
+    ("/whep/nope", b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "application/sdp", "POST", 404, "no stream 'nope'"),
+    (f"/whep/{STREAM}", b"v=0", "text/plain", "POST", 415, "application/sdp"),
+    ("/offer", b"{not json", "application/json", "POST", 400, "JSON"),
+    ("/offer", json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 X 96\r\n"}).encode(), "application/json",
+     "POST", 400, "unusable SDP"),
+    ("/offer", b"x" * 200_000, "application/json", "POST", 413, ""),
+    (f"/whep/{STREAM}/nosuchsession", None, None, "DELETE", 404, "no such WHEP session"),
+])
+def test_bad_requests_get_clear_4xx_and_server_stays_up(server: Server, path, body, content_type, method, status,
+                                                        says) -> None:
+    got, text = server.get(path, data=body, method=method, content_type=content_type)
+    assert got == status and says in text
+    assert server.get("/healthz")[0] == 200
+
+
+def test_streams_healthz_metrics_page(server: Server) -> None:
+    status, text = server.get("/streams")
+    assert status == 200
+    info = json.loads(text)["streams"][0]
+    assert info["id"] == STREAM and info["resolution_wh"] == [768, 432] and info["pipeline"] == "detect"
+    status, text = server.get("/metrics")
+    assert status == 200 and "# TYPE streamvis_stage_latency_ms histogram" in text
+    assert f'streamvis_stage_latency_ms_bucket{{stream="{STREAM}",stage="detect",le="+Inf"}}' in text
+    assert server.get("/")[0] == 200 and server.get("/web/app.js")[0] == 200
+
+
+def test_token_required_everywhere(person_video: Path, models_dir: Path) -> None:
+    srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--token", "s3cret")
+    try:
+        srv.wait_ready({"Authorization": "Bearer s3cret"})
+        for method, path in [("GET", "/"), ("GET", "/streams"), ("GET", "/metrics"), ("GET", "/healthz"),
+                             ("GET", "/web/app.js"), ("POST", "/offer"), ("POST", f"/whep/{STREAM}"),
+                             ("DELETE", f"/whep/{STREAM}/x")]:
+            status, text = srv.get(path, method=method, data=b"" if method == "POST" else None)
+            assert status == 401 and STREAM not in text, (method, path)
+            assert srv.get(path, headers={"Authorization": "Bearer wrong"}, method=method)[0] == 401
+        assert srv.get("/streams", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert srv.get("/?token=s3cret")[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_non_loopback_without_token_refused(person_video: Path, tmp_path: Path) -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "streamvis"), "serve", "--source", str(person_video),
+                             "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "STREAMVIS_TOKEN"})
+    assert result.returncode == 2 and "needs a token" in result.stderr
