@@ -90,7 +90,8 @@ def process(
 
 @app.command()
 def serve(
-    source: Annotated[list[str], typer.Option("--source", "-s", help="a source to serve (repeatable)")],
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", "-s", help="a source to serve (repeatable); none: streams come from WHIP publishers")] = None,
     pipeline: PipelineOpt = None,
     set_: SetOpt = None,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
@@ -118,8 +119,9 @@ def serve(
         check_exposure(host, token)
         context = ssl_context(certfile, keyfile)
         config = load_pipeline(pipeline, set_ or [])
-        streams = build_streams(source, config, models_dir, LiveSettings(loop_files=loop))
-        run(streams, host, port, ServerSettings(token=token, codec=codec, ice_servers=ice_server or []), context)
+        streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop))
+        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [])
+        run(streams, host, port, settings, context, make_stream)
     except ConfigError as exc:
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:

@@ -200,3 +200,35 @@ def test_non_loopback_without_token_refused(person_video: Path, tmp_path: Path) 
                              "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k != "STREAMVIS_TOKEN"})
     assert result.returncode == 2 and "needs a token" in result.stderr
+
+
+def test_whip_publisher_becomes_an_annotated_stream(server: Server, person_video: Path) -> None:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaPlayer
+
+    async def scenario():
+        player = MediaPlayer(str(person_video))  # decodes in its own thread, paced like a camera
+        publisher = RTCPeerConnection()
+        publisher.addTransceiver(player.video, direction="sendonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        status, answer = await asyncio.to_thread(server.get, "/whip/phone", None,
+                                                 publisher.localDescription.sdp.encode(), "POST", "application/sdp")
+        assert status == 201, answer
+        await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        seen_person = asyncio.Event()
+
+        def on_message(message: dict) -> None:
+            if any(d["class_name"] == "person" for d in message.get("detections", [])):
+                seen_person.set()
+
+        report = await watch(server.url, "phone", frames=100, timeout_s=40, on_message=on_message)
+        streams = json.loads((await asyncio.to_thread(server.get, "/streams"))[1])["streams"]
+        await publisher.close()
+        player.video.stop()
+        return report, seen_person.is_set(), streams
+
+    report, saw_person, streams = asyncio.run(scenario())
+    assert report.frames == 100 and report.resolution_wh == (768, 432)
+    assert saw_person  # YOLOX ran on the published camera: the person walking in was detected
+    assert {s["id"] for s in streams} >= {"phone", STREAM}
+    assert server.get("/whip/bad%20name!", data=b"v=0", method="POST", content_type="application/sdp")[0] == 400

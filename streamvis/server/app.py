@@ -1,7 +1,8 @@
 """`streamvis serve`: an aiohttp server with one live pipeline per source and any number of WebRTC viewers.
 
 Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in aiortc's examples),
-`POST /whep/{stream}` + `DELETE /whep/{stream}/{session}` (WHEP playback), `GET /metrics` (Prometheus),
+`POST /whep/{stream}` + `DELETE /whep/{stream}/{session}` (WHEP playback), `POST /whip/{stream}` +
+`DELETE /whip/{stream}/{session}` (WHIP ingest: a published camera becomes a stream), `GET /metrics` (Prometheus),
 `GET /healthz`. With a token set, every request must carry it (`Authorization: Bearer`, or `?token=` for
 the page itself) or gets 401 and nothing else. The event loop runs no model code and no codec: sources,
 pipelines and detectors run in threads (see `streamvis.live`), encoders in aiortc's own threads.
@@ -14,6 +15,7 @@ import functools
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,11 @@ from streamvis.frame import Result
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.serialize import result_to_json
+from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
+from streamvis.sources.base import Source
+
+StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +61,56 @@ def _ice_server(url: str) -> RTCIceServer:
 class StreamHub:
     """The streams, their viewers, and the fan-out from pipeline threads to the event loop."""
 
-    def __init__(self, streams: dict[str, LiveStream], settings: ServerSettings) -> None:
+    def __init__(self, streams: dict[str, LiveStream], settings: ServerSettings,
+                 make_stream: StreamFactory | None = None) -> None:
         self.streams = streams
         self.settings = settings
+        self.make_stream = make_stream
         self.viewers: dict[str, Viewer] = {}
+        self.publishers: dict[str, Publisher] = {}
         self.rtc_config = RTCConfiguration([_ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         for stream in self.streams.values():
-            stream.subscribe(functools.partial(self._from_thread, stream))
-            stream.on_status(functools.partial(self._status_from_thread, stream))
-            stream.start()
+            self._attach(stream)
+
+    def _attach(self, stream: LiveStream) -> None:
+        stream.subscribe(functools.partial(self._from_thread, stream))
+        stream.on_status(functools.partial(self._status_from_thread, stream))
+        stream.start()
+
+    async def add_publisher(self, name: str, sdp: str) -> Publisher:
+        """A WHIP publisher becomes stream `name` (replacing an earlier publisher's stream of that name)."""
+        if self.make_stream is None:
+            raise web.HTTPNotImplemented(text="this server takes no WHIP publishers")
+        old = self.streams.get(name)
+        if old is not None and not any(p.stream_id == name for p in self.publishers.values()) \
+                and old.status == "live":
+            raise web.HTTPConflict(text=json.dumps({"error": f"stream '{name}' is a configured source"}),
+                                   content_type="application/json")
+        for previous in [p for p in self.publishers.values() if p.stream_id == name]:
+            await previous.close()
+        publisher = Publisher(name, self.rtc_config)
+        try:
+            answer = await publisher.answer(sdp)
+        except Exception:
+            await publisher.close()
+            raise
+        self.publishers[publisher.id] = publisher
+        stream = self.make_stream(name, lambda: publisher.source)
+        if old is not None:
+            await asyncio.get_running_loop().run_in_executor(None, old.stop)
+        self.streams[name] = stream
+        self._attach(stream)
+        publisher.answer_sdp = answer
+        asyncio.get_running_loop().create_task(self._reap_publisher(publisher))
+        return publisher
+
+    async def _reap_publisher(self, publisher: Publisher) -> None:
+        await publisher.closed.wait()
+        self.publishers.pop(publisher.id, None)
 
     def _status_from_thread(self, stream: LiveStream, status: str) -> None:
         if self.loop is not None:
@@ -109,6 +152,7 @@ class StreamHub:
 
     async def close(self) -> None:
         await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in list(self.publishers.values())), return_exceptions=True)
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))
 
@@ -202,6 +246,31 @@ async def whep_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def whip_post(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    name = request.match_info["stream"]
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+        return _error(400, "stream names are letters, digits, '-' and '_' (at most 64)")
+    if request.content_type != "application/sdp":
+        return _error(415, "WHIP expects Content-Type: application/sdp")
+    sdp = _check_sdp(await request.text())
+    try:
+        publisher = await hub.add_publisher(name, sdp)
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    return web.Response(status=201, text=publisher.answer_sdp, content_type="application/sdp",
+                        headers={"Location": f"/whip/{name}/{publisher.id}"})
+
+
+async def whip_delete(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    publisher = hub.publishers.get(request.match_info["session"])
+    if publisher is None or publisher.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHIP session")
+    await publisher.close()
+    return web.Response(status=200)
+
+
 async def metrics(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
@@ -213,9 +282,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "streams": {n: s.status for n, s in hub.streams.items()}})
 
 
-def build_app(streams: dict[str, LiveStream], settings: ServerSettings) -> web.Application:
+def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
+              make_stream: StreamFactory | None = None) -> web.Application:
+    """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
     app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
-    hub = StreamHub(streams, settings)
+    hub = StreamHub(streams, settings, make_stream)
     app["hub"], app["settings"] = hub, settings
 
     async def on_startup(app: web.Application) -> None:
@@ -231,6 +302,8 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings) -> web.A
     app.router.add_post("/offer", offer)
     app.router.add_post("/whep/{stream}", whep_post)
     app.router.add_delete("/whep/{stream}/{session}", whep_delete)
+    app.router.add_post("/whip/{stream}", whip_post)
+    app.router.add_delete("/whip/{stream}/{session}", whip_delete)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     if settings.web_dir.is_dir():

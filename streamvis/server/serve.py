@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -17,8 +18,8 @@ from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.models.detector import build_detector
 from streamvis.pipeline import Pipeline
 from streamvis.segmentation import build_segmenter
-from streamvis.server.app import ServerSettings, build_app
-from streamvis.sources import open_source, parse_source_uri
+from streamvis.server.app import ServerSettings, StreamFactory, build_app
+from streamvis.sources import Source, open_source, parse_source_uri
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,23 @@ def stream_ids(sources: list[str]) -> list[str]:
 
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
-                  settings: LiveSettings) -> dict[str, LiveStream]:
-    """One pipeline per source; the detector is loaded once and shared, segmenters hold per-stream state."""
+                  settings: LiveSettings) -> tuple[dict[str, LiveStream], StreamFactory]:
+    """One pipeline per source; the detector is loaded once and shared, segmenters hold per-stream state.
+
+    Also returns the factory that builds the same kind of stream for a WHIP publisher.
+    """
     detector = build_detector(config.detector, models_dir)
+
+    def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
+        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter))
+        return LiveStream(name, open_fn, pipeline, settings)
+
     streams = {}
     for name, uri in zip(stream_ids(sources), sources, strict=True):
         if parse_source_uri(uri).kind == "file":
             open_source(uri, config.source).close()  # a missing or unreadable file fails before serving
-        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter))
-        streams[name] = LiveStream(name, functools.partial(open_source, uri, config.source), pipeline, settings)
-    return streams
+        streams[name] = make_stream(name, functools.partial(open_source, uri, config.source))
+    return streams, make_stream
 
 
 def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
@@ -89,11 +97,11 @@ def check_exposure(host: str, token: str | None) -> None:
 
 
 def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,
-        context: ssl.SSLContext | None) -> None:
+        context: ssl.SSLContext | None, make_stream: StreamFactory | None = None) -> None:
     check_exposure(host, server.token)
     if is_loopback(host):
         restrict_ice_to_loopback()
-    app = build_app(streams, server)
+    app = build_app(streams, server, make_stream)
     scheme = "https" if context else "http"
     log.info("serving %s on %s://%s:%d/%s", ", ".join(streams), scheme, host, port,
              "?token=..." if server.token else "")

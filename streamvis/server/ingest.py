@@ -1,0 +1,112 @@
+"""WHIP ingest: a browser camera, OBS, ffmpeg or aiortc publishes a WebRTC video track that becomes a live source.
+
+The publisher's track is received by aiortc (decoded in aiortc's own thread); its frames go into a small
+newest-wins queue, and are converted to BGR in the stream's reader thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from streamvis.frame import Frame
+from streamvis.sources.base import Source
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+class TrackSource(Source):
+    """A live source fed with `av.VideoFrame`s by `push` (from the event loop); newest frames win."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"whip:{stream_id}", stream_id, live=True)
+        self._frames: queue.Queue[Any] = queue.Queue(maxsize=2)  # overflow: drop the oldest
+        self.dropped = 0
+
+    def push(self, frame: Any) -> None:
+        while True:
+            try:
+                self._frames.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self._frames.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def end(self) -> None:
+        self.push(_END)
+
+    def frames(self) -> Iterator[Frame]:
+        index, first_pts = 0, None
+        while not self.closed:
+            try:
+                item = self._frames.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            start = time.perf_counter()
+            image = item.to_ndarray(format="bgr24")
+            pts = float(item.pts * item.time_base) if item.pts is not None and item.time_base else time.monotonic()
+            first_pts = pts if first_pts is None else first_pts
+            self.report.frames += 1
+            yield Frame(image, index, pts - first_pts, self.source_id, (time.perf_counter() - start) * 1e3)
+            index += 1
+
+
+class Publisher:
+    """One WHIP session: the peer connection that receives the publisher's video into a `TrackSource`."""
+
+    def __init__(self, stream_id: str, rtc_config: RTCConfiguration) -> None:
+        self.id = uuid.uuid4().hex
+        self.stream_id = stream_id
+        self.source = TrackSource(stream_id)
+        self.pc = RTCPeerConnection(rtc_config)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closed = asyncio.Event()
+        self.answer_sdp = ""
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.ensure_future(self._pump(track)))
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+    async def _pump(self, track: Any) -> None:
+        try:
+            while True:
+                self.source.push(await track.recv())
+        except MediaStreamError:
+            pass
+        finally:
+            self.source.end()
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.direction = "recvonly"
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.source.end()
+        await self.pc.close()
