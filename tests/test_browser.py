@@ -86,3 +86,32 @@ def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
     finally:
         srv.stop()
     assert seen["frames"] >= 60 and seen["objects"] >= 1
+
+
+def test_viewer_publishes_its_camera_and_watches_it_annotated() -> None:
+    """The page publishes Chromium's fake camera over WHIP and plays the annotated result back."""
+    _need(PERSON_VIDEO)
+    sync_playwright = _browser_or_skip()
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    try:
+        srv.wait_ready()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page()
+                page.goto(srv.url + "/")
+                page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
+                page.fill("#publish-name", "phone")
+                page.focus("#publish")
+                page.keyboard.press("Enter")
+                page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 30", timeout=60_000)
+                watched = page.evaluate("window.streamvisLastFrame.stream")
+                size = page.evaluate("[document.getElementById('video').videoWidth, "
+                                     "document.getElementById('video').videoHeight]")
+            finally:
+                browser.close()
+        streams = srv.get("/streams")[1]
+    finally:
+        srv.stop()
+    assert watched == "phone" and '"phone"' in streams
+    assert size[0] > 0 and size[1] > 0

@@ -118,6 +118,32 @@ async function disconnect() {
   $("disconnect").disabled = true;
 }
 
+// Publish this device's camera over WHIP, then watch it annotated (the phone-in-hand use; needs HTTPS off
+// localhost, because browsers give pages the camera only in a secure context).
+let publisher = null;
+async function publish(event) {
+  event.preventDefault();
+  const name = $("publish-name").value;
+  if (!navigator.mediaDevices) { setState("This page needs HTTPS to use the camera"); return; }
+  const media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: false });
+  if (publisher) publisher.close();
+  publisher = new RTCPeerConnection();
+  media.getVideoTracks().forEach((t) => publisher.addTransceiver(t, { direction: "sendonly" }));
+  await publisher.setLocalDescription(await publisher.createOffer());
+  await waitForIce(publisher);
+  const resp = await fetch(`/whip/${encodeURIComponent(name)}`, {
+    method: "POST", headers: { ...headers, "Content-Type": "application/sdp" }, body: publisher.localDescription.sdp,
+  });
+  if (resp.status !== 201) { setState(`Publishing refused (${resp.status}): ${await resp.text()}`); return; }
+  await publisher.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+  setState(`Publishing camera as ${name}`);
+  await new Promise((r) => setTimeout(r, 500));
+  await loadStreams();
+  $("stream").value = name;
+  await connect();
+}
+
+$("publish-form").addEventListener("submit", publish);
 $("controls").addEventListener("submit", connect);
 $("disconnect").addEventListener("click", () => { disconnect(); setState("Disconnected"); });
 loadStreams().then(() => { if (params.get("autoplay") === "1") connect(); });
