@@ -34,8 +34,7 @@ class RateMeter:
                 self._times.popleft()
             if len(self._times) < 2:
                 return 0.0
-            span = max(now - self._times[0], 1e-6)
-            return (len(self._times) - 1) / span if span < self.window_s else len(self._times) / self.window_s
+            return (len(self._times) - 1) / max(now - self._times[0], 1e-6)
 
 
 class Latency:

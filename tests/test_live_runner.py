@@ -1,0 +1,129 @@
+"""The live scheduler with a stand-in detector of controlled speed (it tests scheduling, not a model):
+newest frame wins with drops counted, detector results applied when they arrive or dropped when stale,
+one detector run at a time, status on end, and the Prometheus text."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import supervision as sv
+
+from streamvis.config import PipelineConfig
+from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.stats import Latency, RateMeter, StreamStats, prometheus_text
+from streamvis.pipeline import Pipeline
+from streamvis.sources import open_source
+
+
+class SlowDetector:
+    """Returns one fixed box after `delay_s`; counts calls and concurrent calls."""
+
+    name, provider, last_timings_ms = "slow", "test", {}
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["thing"]
+
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        with self._lock:
+            self.calls += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(self.delay_s)
+        with self._lock:
+            self.active -= 1
+        return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32), confidence=np.ones(1, np.float32),
+                             class_id=np.zeros(1, int), data={"class_name": np.array(["thing"])})
+
+
+def _run(delay_s: float, settings: LiveSettings, fps: int = 60, frames: int = 90):
+    config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
+    detector = SlowDetector(delay_s)
+    stream = LiveStream("t", lambda: open_source(f"synthetic:?w=160&h=96&fps={fps}&frames={frames}&realtime=1"),
+                        Pipeline(config, detector), settings)
+    results = []
+    statuses = []
+    stream.subscribe(results.append)
+    stream.on_status(statuses.append)
+    stream.start()
+    deadline = time.monotonic() + 30
+    while stream.status in ("starting", "live") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stream.stop()
+    return stream, detector, results, statuses
+
+
+def test_fast_detector_applies_to_the_frame_it_ran_on() -> None:
+    stream, detector, results, statuses = _run(0.002, LiveSettings())
+    assert statuses == ["live", "ended"]
+    assert stream.stats.frames_out == len(results) and stream.stats.dropped + len(results) == stream.stats.frames_in
+    keyframes = [r for r in results if r.keyframe]
+    assert len(keyframes) >= 0.8 * len(results)  # nearly every frame gets its own detections
+    assert all(len(r.detections) == 1 for r in keyframes)
+    assert detector.max_active == 1
+
+
+def test_newest_frame_wins_and_drops_are_counted() -> None:
+    # the detector takes 50 ms and the pipeline waits for it inline: ~20 fps out of a 60 fps source
+    stream, detector, results, _ = _run(0.05, LiveSettings(inline_wait_ms=200), fps=60, frames=120)
+    indices = [r.frame.index for r in results]
+    assert indices == sorted(set(indices))  # never an older frame after a newer one
+    assert stream.stats.dropped > 30 and stream.stats.dropped + len(results) == stream.stats.frames_in
+    assert detector.max_active == 1 and detector.calls <= len(results) + 1
+
+
+def test_slow_results_are_applied_late_and_carried_between() -> None:
+    stream, detector, results, _ = _run(0.1, LiveSettings(inline_wait_ms=0, staleness_s=1.0), fps=60, frames=120)
+    keyframes = [r for r in results if r.keyframe]
+    assert 3 <= len(keyframes) < len(results) / 3  # a result every ~100 ms, applied when it arrives
+    first = next(i for i, r in enumerate(results) if r.keyframe)
+    assert all(len(r.detections) == 1 for r in results[first:])  # carried on the frames in between
+    assert stream.stats.stale_results == 0 and detector.max_active == 1
+
+
+def test_stale_results_are_dropped() -> None:
+    stream, _, results, _ = _run(0.3, LiveSettings(inline_wait_ms=0, staleness_s=0.05), fps=60, frames=90)
+    assert stream.stats.stale_results >= 2 and not any(r.keyframe for r in results)
+
+
+def test_failing_source_reports_status() -> None:
+    config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
+    stream = LiveStream("bad", lambda: open_source("/no/such/file.mp4"), Pipeline(config, SlowDetector(0)))
+    statuses = []
+    stream.on_status(statuses.append)
+    stream.start()
+    time.sleep(1)
+    stream.stop()
+    assert statuses and statuses[-1].startswith("failed: ") and "/no/such/file.mp4" in statuses[-1]
+
+
+def test_rates_latency_and_prometheus_text() -> None:
+    meter = RateMeter(window_s=1.0)
+    for i in range(11):
+        meter.tick(100.0 + i * 0.1)
+    assert abs(meter.rate(101.0) - 10.0) < 0.6
+    latency = Latency()
+    for ms in (1, 2, 3, 4, 100):
+        latency.add(ms)
+    p50, p95 = latency.percentiles()
+    assert p50 == 3 and 70 < p95 <= 100
+    stats = StreamStats("cam")
+    stats.frames_in, stats.dropped = 10, 2
+    stats.stage("detect", 4.0)
+    stats.stage("detect", 40.0)
+    text = prometheus_text([stats])
+    assert 'streamvis_dropped_frames_total{stream="cam"} 2' in text
+    assert 'streamvis_stage_latency_ms_bucket{stream="cam",stage="detect",le="5"} 1' in text
+    assert 'streamvis_stage_latency_ms_bucket{stream="cam",stage="detect",le="50"} 2' in text
+    assert 'streamvis_stage_latency_ms_count{stream="cam",stage="detect"} 2' in text
+    assert text.endswith("\n") and stats.snapshot()["latency_ms"]["detect"]["p50"] == 22.0
