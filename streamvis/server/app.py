@@ -27,8 +27,9 @@ from streamvis.frame import Result
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.serialize import result_to_json
+from streamvis.server.encoder import PacketTrack, SharedEncoder
 from streamvis.server.ingest import Publisher
-from streamvis.server.peers import Viewer
+from streamvis.server.peers import ResultTrack, Viewer
 from streamvis.sources.base import Source
 
 StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
@@ -68,6 +69,7 @@ class StreamHub:
         self.make_stream = make_stream
         self.viewers: dict[str, Viewer] = {}
         self.publishers: dict[str, Publisher] = {}
+        self.encoders: dict[str, SharedEncoder] = {}  # H.264: one encoder per stream, shared by its viewers
         self.rtc_config = RTCConfiguration([_ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -117,6 +119,9 @@ class StreamHub:
             self.loop.call_soon_threadsafe(self._status, stream, status)
 
     def _from_thread(self, stream: LiveStream, result: Result) -> None:
+        encoder = self.encoders.get(stream.stream_id)
+        if encoder is not None and encoder.stream is stream and encoder.active:
+            encoder.push(result)
         if self.loop is not None and any(v.stream is stream for v in list(self.viewers.values())):
             message = json.dumps({"type": "frame", "stream": stream.stream_id, **result_to_json(result),
                                   "stats": stream.stats.snapshot() if result.frame.index % 15 == 0 else None})
@@ -125,7 +130,8 @@ class StreamHub:
     def _fan_out(self, stream: LiveStream, result: Result, message: str) -> None:
         for viewer in list(self.viewers.values()):
             if viewer.stream is stream:
-                viewer.track.push(result)
+                if isinstance(viewer.track, ResultTrack):
+                    viewer.track.push(result)
                 viewer.send(message)
 
     def _status(self, stream: LiveStream, status: str) -> None:
@@ -134,7 +140,15 @@ class StreamHub:
                 viewer.send({"type": "status", "stream": stream.stream_id, "status": status})
 
     async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
-        viewer = Viewer(stream, self.rtc_config)
+        track = None
+        if self.settings.codec == "h264":
+            encoder = self.encoders.get(stream.stream_id)
+            if encoder is None or encoder.stream is not stream:
+                if encoder is not None:
+                    encoder.close()
+                encoder = self.encoders[stream.stream_id] = SharedEncoder(stream, asyncio.get_running_loop())
+            track = PacketTrack(encoder)
+        viewer = Viewer(stream, self.rtc_config, track)
         self.viewers[viewer.id] = viewer
         stream.stats.viewers += 1
         asyncio.get_running_loop().create_task(self._reap(viewer))
@@ -153,6 +167,8 @@ class StreamHub:
     async def close(self) -> None:
         await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in list(self.publishers.values())), return_exceptions=True)
+        for encoder in self.encoders.values():
+            encoder.close()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))
 

@@ -1,7 +1,9 @@
-"""WebRTC viewers: one peer connection each, fed from their stream's latest result (newest wins).
+"""WebRTC viewers: one peer connection each, fed from their stream (newest wins).
 
 The pipeline runs once per stream; each viewer gets the annotated video track and, on a data channel the
-viewer opens, one JSON message per frame (serialised once per frame, shared by all viewers).
+viewer opens, one JSON message per frame (serialised once per frame, shared by all viewers). With H.264 the
+video is encoded once per stream (`streamvis.server.encoder`); with VP8 aiortc encodes per viewer
+(`ResultTrack`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,36 @@ VIDEO_CLOCK = 90_000
 MAX_CHANNEL_BUFFER = 1 << 20  # bytes queued on a data channel before messages are skipped for that viewer
 
 
+def _instrument_encoders() -> None:
+    """Measure each frame from decode to encoded packets (what `server_latency` reports).
+
+    aiortc encodes inside its RTP sender, out of our reach, so its H.264 and VP8 encoders are wrapped once:
+    the frame carries (stream stats, decode time) in `opaque`, and the time is recorded when `encode` returns.
+    """
+    from aiortc.codecs.h264 import H264Encoder
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    for encoder_cls in (H264Encoder, Vp8Encoder):
+        original = encoder_cls.encode
+        if getattr(original, "_streamvis", False):
+            continue
+
+        def encode(self: Any, frame: av.VideoFrame, force_keyframe: bool = False,
+                   _original: Any = original) -> tuple[list[bytes], int]:
+            out = _original(self, frame, force_keyframe)
+            tag = getattr(frame, "opaque", None)
+            if isinstance(tag, tuple) and len(tag) == 2:
+                stats, decoded_at = tag
+                stats.stage("server_latency", (time.monotonic() - decoded_at) * 1e3)
+            return out
+
+        encode._streamvis = True  # type: ignore[attr-defined]
+        encoder_cls.encode = encode  # type: ignore[method-assign,assignment]
+
+
+_instrument_encoders()
+
+
 class ResultTrack(VideoStreamTrack):
     """A video track that yields the newest annotated frame; frames a slow peer missed are skipped."""
 
@@ -49,7 +81,8 @@ class ResultTrack(VideoStreamTrack):
         frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         decoded_at = self.stream.decoded_at[result.frame.index % 256]
-        self.stream.stats.stage("server_latency", (time.monotonic() - decoded_at) * 1e3)
+        self.stream.stats.stage("to_encoder", (time.monotonic() - decoded_at) * 1e3)
+        frame.opaque = (self.stream.stats, decoded_at)
         self.frames_sent += 1
         return frame
 
@@ -57,11 +90,11 @@ class ResultTrack(VideoStreamTrack):
 class Viewer:
     """One peer: its connection, its track, its data channel (once the peer opens one)."""
 
-    def __init__(self, stream: LiveStream, rtc_config: RTCConfiguration) -> None:
+    def __init__(self, stream: LiveStream, rtc_config: RTCConfiguration, track: Any = None) -> None:
         self.id = uuid.uuid4().hex
         self.stream = stream
         self.pc = RTCPeerConnection(rtc_config)
-        self.track = ResultTrack(stream)
+        self.track = track if track is not None else ResultTrack(stream)
         self.channel: Any = None
         self.closed = asyncio.Event()
 
@@ -98,4 +131,5 @@ class Viewer:
         if self.closed.is_set():
             return
         self.closed.set()
+        self.track.stop()
         await self.pc.close()
