@@ -43,7 +43,8 @@ class Server:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **(env or {})})
 
-    def wait_ready(self, headers: dict[str, str] | None = None, timeout: float = 60, context=None) -> None:
+    def wait_ready(self, headers: dict[str, str] | None = None, timeout: float = 60, context=None,
+                   stream: str = STREAM) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -51,7 +52,7 @@ class Server:
             try:
                 request = urllib.request.Request(self.url + "/healthz", headers=headers or {})
                 with urllib.request.urlopen(request, timeout=2, context=context) as resp:
-                    if json.load(resp)["streams"][STREAM] == "live":
+                    if json.load(resp)["streams"][stream] == "live":
                         return
             except (urllib.error.URLError, ConnectionError, KeyError):
                 pass
@@ -232,3 +233,35 @@ def test_whip_publisher_becomes_an_annotated_stream(server: Server, person_video
     assert saw_person  # YOLOX ran on the published camera: the person walking in was detected
     assert {s["id"] for s in streams} >= {"phone", STREAM}
     assert server.get("/whip/bad%20name!", data=b"v=0", method="POST", content_type="application/sdp")[0] == 400
+
+
+def test_source_that_ends_sends_status_and_server_stays_up(tmp_path: Path, person_video: Path,
+                                                           models_dir: Path) -> None:
+    from conftest import cut_clip
+
+    clip = cut_clip(person_video, tmp_path / "short.mp4", 40)  # 4 s at 10 fps, served once (no --loop)
+    srv = Server("--source", str(clip), "--models-dir", str(models_dir))
+    try:
+        srv.wait_ready(stream="short")
+        report = asyncio.run(watch(srv.url, "short", frames=1000, timeout_s=8))
+        statuses = [m["status"] for m in report.status_messages if m["type"] == "status"]
+        assert "ended" in statuses and report.frames > 5
+        status, text = srv.get("/healthz")
+        assert status == 200 and json.loads(text)["streams"]["short"] == "ended"
+    finally:
+        srv.stop()
+
+
+def test_python_client_script(server: Server) -> None:
+    """The client as a user runs it: a script printing data-channel messages as JSON lines."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = ("import runpy, sys; from streamvis.server.serve import restrict_ice_to_loopback; "
+            "restrict_ice_to_loopback(); sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, str(ROOT / "clients/python/streamvis_client.py"),
+                             server.url, "--frames", "20", "--json"], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert messages[0]["type"] == "hello" and any(m["type"] == "frame" for m in messages)
+    assert "20 frames" in result.stderr

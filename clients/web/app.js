@@ -10,13 +10,15 @@ let pc = null;
 let frames = 0;
 let lastFrames = 0;
 let statsTimer = null;
+let iceServers = [];
 
 function setState(text) { $("state").textContent = text; }
 
 async function loadStreams() {
   const resp = await fetch("/streams", { headers });
   if (!resp.ok) { setState(`Cannot list streams (${resp.status})`); return; }
-  const { streams } = await resp.json();
+  const { streams, ice_servers: ice } = await resp.json();
+  iceServers = ice || [];
   const select = $("stream");
   select.replaceChildren(...streams.map((s) => new Option(`${s.id} (${s.status})`, s.id)));
   const wanted = params.get("stream");
@@ -67,7 +69,7 @@ async function connect(event) {
   if (event) event.preventDefault();
   await disconnect();
   const stream = $("stream").value;
-  pc = new RTCPeerConnection();
+  pc = new RTCPeerConnection({ iceServers });
   pc.addTransceiver("video", { direction: "recvonly" });
   const channel = pc.createDataChannel("events");
   channel.onmessage = onMessage;
@@ -127,7 +129,7 @@ async function publish(event) {
   if (!navigator.mediaDevices) { setState("This page needs HTTPS to use the camera"); return; }
   const media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: false });
   if (publisher) publisher.close();
-  publisher = new RTCPeerConnection();
+  publisher = new RTCPeerConnection({ iceServers });
   media.getVideoTracks().forEach((t) => publisher.addTransceiver(t, { direction: "sendonly" }));
   await publisher.setLocalDescription(await publisher.createOffer());
   await waitForIce(publisher);
