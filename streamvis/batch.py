@@ -11,11 +11,13 @@ from typing import Literal
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.models.detector import Detector, build_detector
+from streamvis.narration.narrator import Narrator
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
 from streamvis.segmentation import Segmenter, build_segmenter
-from streamvis.sinks import EventsWriter, Mp4Writer
+from streamvis.sinks import CaptionsWriter, EventsWriter, Mp4Writer, ResultSink, Sinks
+from streamvis.sinks.narration_audio import mux_audio_description
 from streamvis.sources import open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -29,6 +31,7 @@ class InputReport:
     input: str
     output: Path | None = None
     events: Path | None = None
+    captions: Path | None = None
     frames: int = 0
     seconds: float = 0.0
     status: Status = "ok"
@@ -91,7 +94,9 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
 
 
 def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, detector: Detector,
-                  show_progress: bool = True, segmenter: Segmenter | None = None) -> InputReport:
+                  show_progress: bool = True, segmenter: Segmenter | None = None,
+                  narrator: Narrator | None = None, captions: Path | None = None,
+                  audio_description: bool = False) -> InputReport:
     """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
     report = InputReport(uri)
     try:
@@ -100,18 +105,23 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         report.status, report.message = "failed", str(exc)
         return report
     try:
-        pipeline = Pipeline(config, detector, source.fps, segmenter)
+        pipeline = Pipeline(config, detector, source.fps, segmenter, narrator)
     except BaseException:
         source.close()
         raise
     writer = Mp4Writer(output, source.fps, config.output, source.time_base, source.audio_path)
-    events_writer = None
+    sinks: list[ResultSink] = []
     complete = False
     try:
-        events_writer = EventsWriter(events) if events is not None else None
+        if events is not None:
+            sinks.append(EventsWriter(events))
         report.events = events
+        cue_writer = None
+        if captions is not None or audio_description:
+            cue_writer = CaptionsWriter(captions, config.narrator.speech_rate_wpm)
+            sinks.append(cue_writer)
         with FrameProgress(source.source_id, source.expected_frames, enabled=show_progress) as bar:
-            outcome = run_offline(source, pipeline, writer, events_writer, bar.update)
+            outcome = run_offline(source, pipeline, writer, Sinks(sinks) if sinks else None, bar.update)
         report.seconds = outcome.seconds
         if outcome.interrupted:
             report.status = "interrupted"
@@ -128,18 +138,25 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     finally:
         report.frames = writer.frames
         writer.close(complete=complete)
-        if events_writer is not None:
-            events_writer.close()
+        for sink in sinks:
+            sink.close()
+        report.captions = captions if captions is not None and writer.frames else None
         if writer.frames:
             report.output = output
     if report.status != "ok" and report.frames:
         report.message += f"; the output holds the {report.frames} frames processed"
+    if audio_description and writer.frames and cue_writer is not None and cue_writer.cues:
+        try:
+            mux_audio_description(output, cue_writer.cues, config.narrator.voice, config.narrator.speech_rate_wpm)
+        except StreamvisError as exc:
+            report.status, report.message = "failed", str(exc)
     return report
 
 
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                 models_dir: str | Path | None = None, show_progress: bool = True,
-                detector: Detector | None = None) -> list[InputReport]:
+                detector: Detector | None = None, captions: Path | None = None,
+                audio_description: bool = False) -> list[InputReport]:
     """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising.
 
     Models are loaded once; each input gets fresh tracking and segmentation state.
@@ -147,9 +164,17 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
     plans = plan_outputs(expand_inputs(inputs), output, events)
     detector = detector or build_detector(config.detector, models_dir)
     segmenter = build_segmenter(config.segmenter)
+    if (captions is not None or audio_description) and not config.narrator.enabled:
+        raise ConfigError("--captions and --audio-description need a narrator: use -p narrate or set "
+                          "narrator.type (florence2 or vlm)")
+    narrator = Narrator(config.narrator) if config.narrator.enabled else None
     reports = []
     for uri, mp4, jsonl in plans:
-        report = process_input(uri, mp4, jsonl, config, detector, show_progress, segmenter)
+        vtt = None
+        if captions is not None:
+            vtt = captions if len(plans) == 1 and captions.suffix.lower() == ".vtt" else captions / f"{mp4.stem}.vtt"
+        report = process_input(uri, mp4, jsonl, config, detector, show_progress, segmenter, narrator, vtt,
+                               audio_description)
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)

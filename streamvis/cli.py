@@ -61,6 +61,10 @@ def process(
     ] = None,
     pipeline: PipelineOpt = None,
     set_: SetOpt = None,
+    captions: Annotated[Path | None, typer.Option(
+        "--captions", help="narration as WebVTT: .vtt (one input) or folder; needs a narrator")] = None,
+    audio_description: Annotated[bool, typer.Option(
+        "--audio-description", help="mux the spoken narration into the MP4 as an extra audio track")] = False,
     models_dir: ModelsDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings and errors only")] = False,
     debug: DebugOpt = False,
@@ -72,7 +76,8 @@ def process(
 
     try:
         config = load_pipeline(pipeline, set_ or [])
-        reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet)
+        reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet,
+                              captions=captions, audio_description=audio_description)
     except KeyboardInterrupt:
         log.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -121,6 +121,48 @@ class SegmenterConfig(_Strict):
         return self.model or DEFAULT_MODELS[self.type]
 
 
+HAZARDS = ["car", "bus", "truck", "motorbike", "motorcycle", "bicycle", "train", "dog"]
+
+
+class NarratorConfig(_Strict):
+    """Spoken scene descriptions: which model, when to speak, how to speak."""
+
+    type: Literal["none", "florence2", "vlm"] = "none"
+    model: str | None = Field(None, description="florence2: Florence-2 hub id or folder; vlm: an image-text-to-text "
+                                                "model (SmolVLM/Idefics3, PaliGemma 2, ...)")
+    task: Literal["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OCR>"] = Field(
+        "<CAPTION>", description="florence2: the caption task (or <OCR> to read text aloud)")
+    prompt: str = Field("Describe what is in front of the camera in one short sentence, for a blind person. "
+                        "Mention obstacles and hazards first.", description="vlm: the instruction")
+    max_new_tokens: int = Field(40, ge=1, le=1024)
+    device: TorchDevice = "auto"
+    dtype: TorchDtype = "auto"
+    period_s: float = Field(20.0, ge=0, description="speak at least this often (0: only on changes)")
+    min_gap_s: float = Field(4.0, ge=0, description="at least this long between descriptions")
+    trigger_classes: list[str] | None = Field(None, description="new or lost tracks of these trigger (None: all)")
+    hazard_classes: list[str] = Field(default_factory=lambda: list(HAZARDS),
+                                      description="these jump the queue and are named first")
+    scene_change: float = Field(0.35, ge=0, le=1, description="histogram distance that counts as a new scene")
+    dedup_similarity: float = Field(0.75, ge=0, le=1, description="do not repeat a text this similar to the last")
+    objects_in_text: bool = Field(True, description="append what the detector sees, with positions")
+    speech: bool = Field(True, description="server-side speech (espeak-ng) for audio tracks")
+    voice: str = Field("en", description="espeak-ng voice")
+    speech_rate_wpm: int = Field(165, ge=80, le=450)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("model") is None:
+            default = {"florence2": DEFAULT_MODELS["florence2"], "vlm": "HuggingFaceTB/SmolVLM-256M-Instruct"}
+            if data.get("type") in default:
+                data = {**data, "model": default[data["type"]]}
+        return data
+
+    @property
+    def enabled(self) -> bool:
+        return self.type != "none"
+
+
 class TrackerConfig(_Strict):
     """Multi-object tracking (the `trackers` library)."""
 
@@ -162,6 +204,7 @@ class PipelineConfig(_Strict):
     source: SourceConfig = Field(default_factory=SourceConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    narrator: NarratorConfig = Field(default_factory=NarratorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -35,6 +35,9 @@ class SceneDescription:
     frame_index: int
     pts: float
     model: str
+    reason: str = ""  # what triggered it: start, periodic, scene, new:<class>, lost:<class>, hazard:<class>, ask
+    latency_ms: float = 0.0  # from trigger to text
+    question: str | None = None
 
 
 @dataclass(slots=True)

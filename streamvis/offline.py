@@ -17,7 +17,7 @@ from typing import Any
 
 from streamvis.frame import Frame, Result
 from streamvis.pipeline import Pipeline
-from streamvis.sinks import EventsWriter, Mp4Writer
+from streamvis.sinks import Mp4Writer, ResultSink
 from streamvis.sources import Source
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     return False
 
 
-def run_offline(source: Source, pipeline: Pipeline, writer: Mp4Writer, events: EventsWriter | None,
+def run_offline(source: Source, pipeline: Pipeline, writer: Mp4Writer, events: ResultSink | None,
                 on_frame: Callable[[int], None] | None = None) -> RunOutcome:
     frames_q: queue.Queue[Frame | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block

@@ -15,6 +15,7 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.models.detector import Detector, build_detector
+from streamvis.narration.narrator import Narrator
 from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.serialize import empty_detections
 from streamvis.tracking import Tracker
@@ -35,8 +36,13 @@ class Pipeline:
     """Turns frames into results. Not thread-safe: one pipeline per source, called from one thread."""
 
     def __init__(self, config: PipelineConfig, detector: Detector, fps: float | None = None,
-                 segmenter: Segmenter | None = None) -> None:
+                 segmenter: Segmenter | None = None, narrator: Narrator | None = None) -> None:
         self.config = config
+        self.narrator = narrator
+        self.narrate_inline = True  # offline: describe on the frame that triggers; live mode uses a worker
+        self._caption: tuple[str, float] | None = None  # latest description and the pts it shows until
+        if narrator is not None:
+            narrator.reset()
         self.detector = detector
         self.segmenter = segmenter
         if segmenter is not None:
@@ -57,7 +63,8 @@ class Pipeline:
     def build(cls, config: PipelineConfig, models_dir: str | Path | None = None,
               fps: float | None = None) -> Pipeline:
         detector = build_detector(config.detector, models_dir)
-        return cls(config, detector, fps, build_segmenter(config.segmenter))
+        narrator = Narrator(config.narrator) if config.narrator.enabled else None
+        return cls(config, detector, fps, build_segmenter(config.segmenter), narrator)
 
     def is_keyframe(self, frame: Frame) -> bool:
         return frame.index % self.config.detector.every_n_frames == 0
@@ -107,9 +114,22 @@ class Pipeline:
             self._carried = out
         else:
             out = self._carried
+        description = None
+        if self.narrator is not None and self.narrate_inline:
+            t0 = time.perf_counter()
+            description = self.narrator.step(frame, out)
+            timings["narrate"] = (time.perf_counter() - t0) * 1e3
+            if description is not None:
+                self.show_caption(description.text, frame.pts)
+        if caption is None and self._caption is not None and frame.pts <= self._caption[1]:
+            caption = self._caption[0]
         t0 = time.perf_counter()
         annotated = self.annotator.annotate(frame.image, out, caption)
         timings["annotate"] = (time.perf_counter() - t0) * 1e3
         self.stats.frames += 1
         self.stats.add(timings)
-        return Result(frame, out, keyframe, annotated, timings_ms=timings)
+        return Result(frame, out, keyframe, annotated, description, timings_ms=timings)
+
+    def show_caption(self, text: str, pts: float) -> None:
+        """Burn `text` into the frames from `pts` for as long as it takes to read (at least 3 s)."""
+        self._caption = (text, pts + max(3.0, len(text.split()) / 2.5))

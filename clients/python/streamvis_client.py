@@ -35,6 +35,9 @@ class WatchReport:
     seconds: float = 0.0
     first_frame_s: float | None = None
     frame_messages: list[dict[str, Any]] = field(default_factory=list)
+    narration_messages: list[dict[str, Any]] = field(default_factory=list)
+    audio_samples: int = 0
+    audio_peak_rms: float = 0.0  # loudest 20 ms of the narration audio track, 0..1 of full scale
     status_messages: list[dict[str, Any]] = field(default_factory=list)
     resolution_wh: tuple[int, int] | None = None
 
@@ -62,11 +65,16 @@ async def _negotiate(session: aiohttp.ClientSession, base: str, stream: str, via
 async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float = 60.0, via: str = "whep",
                 token: str | None = None, on_frame: Callable[[Any, int], None] | None = None,
                 on_message: Callable[[dict[str, Any]], None] | None = None, keep_messages: bool = True,
-                insecure: bool = False) -> WatchReport:
-    """Receive `frames` video frames (or until `timeout_s`), then hang up (DELETE for WHEP)."""
+                insecure: bool = False, audio: bool = False) -> WatchReport:
+    """Receive `frames` video frames (or until `timeout_s`), then hang up (DELETE for WHEP).
+
+    With `audio`, also take the narration audio track and measure its level.
+    """
     report = WatchReport()
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
     channel = pc.createDataChannel("events")
     done = asyncio.Event()
 
@@ -75,7 +83,10 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
         message = json.loads(raw)
         report.messages += 1
         if keep_messages:
-            (report.frame_messages if message.get("type") == "frame" else report.status_messages).append(message)
+            kind = message.get("type")
+            target = {"frame": report.frame_messages, "narration": report.narration_messages}.get(
+                kind, report.status_messages)
+            target.append(message)
         if on_message:
             on_message(message)
 
@@ -98,10 +109,24 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
 
     consumers: list[asyncio.Task[None]] = []
 
+    async def listen(track: Any) -> None:
+        import numpy as np
+
+        while not done.is_set():
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            samples = frame.to_ndarray().astype(np.float64) / 32768.0
+            report.audio_samples += samples.shape[-1]
+            report.audio_peak_rms = max(report.audio_peak_rms, float(np.sqrt(np.mean(samples**2))))
+
     @pc.on("track")
     def on_track(track: Any) -> None:
         if track.kind == "video":
             consumers.append(asyncio.ensure_future(consume(track)))
+        elif track.kind == "audio":
+            consumers.append(asyncio.ensure_future(listen(track)))
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ssl_arg: Any = ssl.create_default_context() if not insecure else False

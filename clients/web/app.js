@@ -36,7 +36,17 @@ function showObjects(detections) {
   $("objects").replaceChildren(...items);
 }
 
+function speak(text) {
+  if (!$("speak").checked || !window.speechSynthesis) return;
+  const said = $("verbosity").value === "short" ? text.split(/(?<=[.!?])\s/)[0] : text;
+  const utterance = new SpeechSynthesisUtterance(said);
+  utterance.rate = Number($("rate").value);
+  window.speechSynthesis.speak(utterance);
+}
+
 function addNarration(text) {
+  window.streamvisNarrations = (window.streamvisNarrations || 0) + 1;
+  speak(text);
   const box = $("narration");
   if (box.dataset.started !== "1") { box.textContent = ""; box.dataset.started = "1"; }
   const p = document.createElement("p");
@@ -61,7 +71,7 @@ function onMessage(event) {
   } else if (msg.type === "status") {
     setState(`Stream ${msg.stream}: ${msg.status}`);
   } else if (msg.type === "narration") {
-    addNarration(msg.text);
+    addNarration(msg.question ? `${msg.question} — ${msg.text}` : msg.text);
   }
 }
 
@@ -145,6 +155,31 @@ async function publish(event) {
   await connect();
 }
 
+async function ask(event) {
+  if (event) event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  setState("Asking…");
+  const resp = await fetch("/ask", {
+    method: "POST", headers: { ...headers, "Content-Type": "application/json" },
+    body: JSON.stringify({ question, stream: $("stream").value }),
+  });
+  // The answer also arrives as a narration event on the data channel (spoken there); show errors here.
+  if (!resp.ok) setState(`No answer (${resp.status}): ${(await resp.json()).error}`);
+  else setState("Answered");
+}
+
+const Recognition = window.SpeechRecognition || window.webkitSpeechRecognition;
+if (Recognition) {
+  $("ask-voice").hidden = false;
+  $("ask-voice").addEventListener("click", () => {
+    const rec = new Recognition();
+    rec.onresult = (e) => { $("question").value = e.results[0][0].transcript; ask(); };
+    rec.start();
+  });
+}
+
+$("ask-form").addEventListener("submit", ask);
 $("publish-form").addEventListener("submit", publish);
 $("controls").addEventListener("submit", connect);
 $("disconnect").addEventListener("click", () => { disconnect(); setState("Disconnected"); });

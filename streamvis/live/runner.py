@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import supervision as sv
 
 from streamvis.errors import StreamvisError
-from streamvis.frame import Frame, Result
+from streamvis.frame import Frame, Result, SceneDescription
 from streamvis.live.stats import StreamStats
+from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline import Pipeline
 from streamvis.sources import Source
 
@@ -64,6 +65,10 @@ class LiveStream:
         self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
+        self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
+        if pipeline.narrator is not None:
+            pipeline.narrate_inline = False  # descriptions run in the narrator's worker, never in this loop
+        self._narration_listeners: list[Callable[[SceneDescription], None]] = []
         self.decoded_at = [0.0] * 256  # monotonic time each recent frame index was decoded (index % 256)
 
     # -- subscription -------------------------------------------------------------------------------------
@@ -78,6 +83,34 @@ class LiveStream:
 
     def on_status(self, callback: Callable[[str], None]) -> None:
         self._status_listeners.append(callback)
+
+    def on_narration(self, callback: Callable[[SceneDescription], None]) -> None:
+        self._narration_listeners.append(callback)
+
+    def _narrated(self, future: Future[SceneDescription | None]) -> None:
+        try:
+            description = future.result()
+        except Exception:
+            log.exception("stream %s: narration failed", self.stream_id)
+            return
+        if description is None:
+            return
+        self.stats.stage("narrate", description.latency_ms)
+        self.pipeline.show_caption(description.text, description.pts)
+        for listener in list(self._narration_listeners):
+            try:
+                listener(description)
+            except Exception:
+                log.exception("narration listener failed")
+
+    def ask(self, question: str) -> Future[SceneDescription | None]:
+        """Answer a question about the newest frame (a narration event too); raises if nothing to look at."""
+        latest = self.latest
+        if self.narrator is None or latest is None:
+            raise RuntimeError("no narrator runs on this stream" if self.narrator is None else "no frame yet")
+        future = self.narrator.ask(latest.frame, latest.detections, question)
+        future.add_done_callback(self._narrated)
+        return future
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -103,6 +136,8 @@ class LiveStream:
         for thread in self._threads:
             thread.join(timeout=5)
         self._detector.shutdown(wait=False, cancel_futures=True)
+        if self.narrator is not None:
+            self.narrator.close()
 
     def _read(self) -> None:
         try:
@@ -186,6 +221,10 @@ class LiveStream:
                         else:
                             self.stats.stale_results += 1
                 result = self.pipeline.apply(frame, keyframe, timings=timings)
+                if self.narrator is not None:
+                    pending_description = self.narrator.step(frame, result.detections)
+                    if pending_description is not None:
+                        pending_description.add_done_callback(self._narrated)
                 for stage, ms in result.timings_ms.items():
                     self.stats.stage(stage, ms)
                 self.stats.stage("pipeline", (time.perf_counter() - start) * 1e3)

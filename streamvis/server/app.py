@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
 
-from streamvis.frame import Result
+from streamvis.frame import Result, SceneDescription
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.serialize import result_to_json
@@ -81,6 +81,7 @@ class StreamHub:
     def _attach(self, stream: LiveStream) -> None:
         stream.subscribe(functools.partial(self._from_thread, stream))
         stream.on_status(functools.partial(self._status_from_thread, stream))
+        stream.on_narration(functools.partial(self._narration_from_thread, stream))
         stream.start()
 
     async def add_publisher(self, name: str, sdp: str) -> Publisher:
@@ -113,6 +114,34 @@ class StreamHub:
     async def _reap_publisher(self, publisher: Publisher) -> None:
         await publisher.closed.wait()
         self.publishers.pop(publisher.id, None)
+
+    def _narration_from_thread(self, stream: LiveStream, description: SceneDescription) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._narration, stream, description)
+
+    def _narration(self, stream: LiveStream, description: SceneDescription) -> None:
+        message = narration_message(stream.stream_id, description)
+        listeners = [v for v in self.viewers.values() if v.stream is stream]
+        for viewer in listeners:
+            viewer.send(message)
+        if any(v.audio is not None for v in listeners) and self.loop is not None:
+            self.loop.create_task(self._speak(stream, description.text))
+
+    async def _speak(self, stream: LiveStream, text: str) -> None:
+        """Synthesise once (espeak-ng, in a thread) and queue the speech on every listening viewer's track."""
+        from streamvis.narration.speech import SpeechError, resample, synthesize
+        from streamvis.server.audio import RATE
+
+        narrator = stream.pipeline.config.narrator
+        try:
+            samples, rate = await asyncio.to_thread(synthesize, text, narrator.voice, narrator.speech_rate_wpm)
+        except SpeechError as exc:
+            log.warning("stream %s: %s", stream.stream_id, exc)
+            return
+        speech = resample(samples, rate, RATE)
+        for viewer in list(self.viewers.values()):
+            if viewer.stream is stream:
+                viewer.speak(speech)
 
     def _status_from_thread(self, stream: LiveStream, status: str) -> None:
         if self.loop is not None:
@@ -153,7 +182,8 @@ class StreamHub:
         stream.stats.viewers += 1
         asyncio.get_running_loop().create_task(self._reap(viewer))
         try:
-            await viewer.answer(sdp, sdp_type, self.settings.codec)
+            narrator = stream.pipeline.config.narrator
+            await viewer.answer(sdp, sdp_type, self.settings.codec, narrator.enabled and narrator.speech)
         except Exception:
             await viewer.close()
             raise
@@ -171,6 +201,12 @@ class StreamHub:
             encoder.close()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))
+
+
+def narration_message(stream_id: str, d: SceneDescription) -> dict[str, Any]:
+    return {"type": "narration", "stream": stream_id, "text": d.text, "frame_index": d.frame_index,
+            "pts": round(d.pts, 3), "reason": d.reason, "question": d.question, "model": d.model,
+            "latency_ms": round(d.latency_ms, 1)}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -289,6 +325,27 @@ async def whip_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def ask(request: web.Request) -> web.Response:
+    """`{"stream": ..., "question": ...}` -> the answer about the newest frame, also sent as a narration event."""
+    hub: StreamHub = request.app["hub"]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "expected a JSON body {\"question\": ..., \"stream\": ...}")
+    question = body.get("question") if isinstance(body, dict) else None
+    if not isinstance(question, str) or not question.strip() or len(question) > 500:
+        return _error(400, "expected a question: a non-empty string of at most 500 characters")
+    stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
+    try:
+        future = stream.ask(question.strip())
+    except RuntimeError as exc:
+        return _error(409, str(exc))
+    description = await asyncio.wrap_future(future)
+    if description is None:
+        return _error(502, "the narrator gave no answer")
+    return web.json_response(narration_message(stream.stream_id, description))
+
+
 async def metrics(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
@@ -322,6 +379,7 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_delete("/whep/{stream}/{session}", whep_delete)
     app.router.add_post("/whip/{stream}", whip_post)
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
+    app.router.add_post("/ask", ask)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     if settings.web_dir.is_dir():

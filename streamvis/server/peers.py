@@ -96,6 +96,7 @@ class Viewer:
         self.pc = RTCPeerConnection(rtc_config)
         self.track = track if track is not None else ResultTrack(stream)
         self.channel: Any = None
+        self.audio: Any = None  # a NarrationAudioTrack when the stream narrates and the viewer takes audio
         self.closed = asyncio.Event()
 
         @self.pc.on("datachannel")
@@ -108,6 +109,11 @@ class Viewer:
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 
+    def speak(self, samples: Any) -> None:
+        """Narration as audio (48 kHz int16 mono), for viewers that took the audio track."""
+        if self.audio is not None:
+            self.audio.play(samples)
+
     def send(self, message: dict[str, Any] | str) -> None:
         channel = self.channel
         if channel is None or channel.readyState != "open" or channel.bufferedAmount > MAX_CHANNEL_BUFFER:
@@ -117,8 +123,14 @@ class Viewer:
         except Exception:  # a peer that vanished mid-send: its own close handler cleans up
             log.debug("viewer %s: send failed", self.id, exc_info=True)
 
-    async def answer(self, offer_sdp: str, offer_type: str, codec: str) -> RTCSessionDescription:
+    async def answer(self, offer_sdp: str, offer_type: str, codec: str,
+                     narration_audio: bool = False) -> RTCSessionDescription:
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+        if narration_audio and "m=audio" in offer_sdp:
+            from streamvis.server.audio import NarrationAudioTrack
+
+            self.audio = NarrationAudioTrack()
+            self.pc.addTransceiver(self.audio, direction="sendonly")
         preferred = [c for c in RTCRtpSender.getCapabilities("video").codecs
                      if c.mimeType.lower() == f"video/{codec}"]
         if preferred:
@@ -132,4 +144,6 @@ class Viewer:
             return
         self.closed.set()
         self.track.stop()
+        if self.audio is not None:
+            self.audio.stop()
         await self.pc.close()

@@ -1,0 +1,143 @@
+"""Narrator backends: Florence-2 captions / OCR, and chat VLMs through `AutoModelForImageTextToText`.
+
+Both map (frame, what the detector sees, optional question) to text. Chat VLMs get the objects with their
+positions in the prompt, so their words match the boxes; Florence-2 cannot be prompted for captions, so the
+narrator appends the objects sentence itself. Processors used are the Pillow ones: no torchvision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamvis.config import NarratorConfig
+from streamvis.errors import ModelError
+from streamvis.models.hf import load_model, load_pretrained
+
+log = logging.getLogger(__name__)
+
+
+class NarratorBackend(Protocol):
+    name: str
+    provider: str
+    grounded_prompt: bool  # True when the objects sentence goes into the prompt (else it is appended)
+    last_ms: float
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str: ...
+
+
+def _pil(image_bgr: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
+
+
+class FlorenceNarrator:
+    """Florence-2 `<CAPTION>` / `<DETAILED_CAPTION>` / `<MORE_DETAILED_CAPTION>`, or `<OCR>` to read text.
+
+    Florence-2 answers no free questions: a question about text ("what does the sign say?") is answered by OCR,
+    any other by the detailed caption.
+    """
+
+    grounded_prompt = False
+
+    def __init__(self, config: NarratorConfig) -> None:
+        import torch
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        self.config = config
+        self.name = str(config.model)
+        self.processor = load_pretrained(AutoProcessor, self.name, "narrator.model")
+        self.model, self.device, self.dtype, self.provider = load_model(
+            Florence2ForConditionalGeneration, self.name, "narrator.model", config.device, config.dtype)
+        self._torch = torch
+        self.last_ms = 0.0
+
+    def _run(self, image_bgr: np.ndarray, task: str) -> str:
+        inputs = self.processor(text=[task], images=[_pil(image_bgr)], return_tensors="pt").to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with self._torch.inference_mode():
+            out = self.model.generate(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                                      max_new_tokens=self.config.max_new_tokens, num_beams=1, do_sample=False)
+        text = self.processor.batch_decode(out, skip_special_tokens=False)[0]
+        answer = self.processor.post_process_generation(text, task=task, image_size=image_bgr.shape[1::-1])
+        return clean_text(str(answer.get(task, "")))
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str:
+        start = time.perf_counter()
+        task = self.config.task
+        if question is not None:
+            task = "<OCR>" if any(w in question.lower() for w in ("read", "say", "text", "written", "sign")) \
+                else "<DETAILED_CAPTION>"
+        text = self._run(image_bgr, task)
+        if task == "<OCR>":
+            text = f"The text reads: {text}" if text else "I cannot read any text."
+        self.last_ms = (time.perf_counter() - start) * 1e3
+        return text
+
+
+class ChatVLMNarrator:
+    """Any image-text-to-text model with a chat template (SmolVLM / Idefics3, Qwen2.5-VL, ...) or plain prompts
+    (PaliGemma 2: `caption en`, `answer en ...`)."""
+
+    grounded_prompt = True
+
+    def __init__(self, config: NarratorConfig) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.config = config
+        self.name = str(config.model)
+        self.processor = load_pretrained(AutoProcessor, self.name, "narrator.model")
+        self.model, self.device, self.dtype, self.provider = load_model(
+            AutoModelForImageTextToText, self.name, "narrator.model", config.device, config.dtype)
+        self._torch = torch
+        self._chat = getattr(self.processor, "chat_template", None) is not None
+        self.last_ms = 0.0
+
+    def prompt_text(self, objects: str, question: str | None) -> str:
+        """The instruction (or the question), grounded in the objects the detector sees."""
+        ask = question or self.config.prompt
+        if not self._chat:  # PaliGemma-style task prefixes
+            return f"answer en {question}" if question else "caption en"
+        return f"{ask}\nThe detector sees: {objects}" if objects else ask
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str:
+        start = time.perf_counter()
+        text = self.prompt_text(objects, question)
+        if self._chat:
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        else:
+            text = "<image>" + text
+        inputs = self.processor(text=text, images=[_pil(image_bgr)], return_tensors="pt")
+        inputs.pop("labels", None)
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with self._torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        answer = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
+        self.last_ms = (time.perf_counter() - start) * 1e3
+        return clean_text(answer)
+
+
+def clean_text(text: str) -> str:
+    """One line of speakable text: special tokens, control characters and extra spaces removed."""
+    import re
+
+    text = re.sub(r"<[^<>\s]{1,40}>", " ", text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split()).strip()
+
+
+def build_narrator_backend(config: NarratorConfig) -> NarratorBackend:
+    if config.type == "florence2":
+        return FlorenceNarrator(config)
+    if config.type == "vlm":
+        return ChatVLMNarrator(config)
+    raise ModelError(f"narrator.type '{config.type}' has no backend")

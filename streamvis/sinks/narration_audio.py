@@ -1,0 +1,70 @@
+"""The spoken narration as an audio-description track in the MP4: a second pass that copies the video (and
+original audio) packets and adds an AAC track with each cue spoken at its time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from streamvis.errors import OutputError
+from streamvis.narration.speech import resample, synthesize
+
+log = logging.getLogger(__name__)
+RATE = 48_000
+
+
+def narration_pcm(cues: list[tuple[float, float, str]], duration_s: float, voice: str,
+                  words_per_minute: int) -> np.ndarray:
+    """int16 mono at 48 kHz, `duration_s` long (or longer, for a last cue that runs over), speech at cue starts."""
+    track = np.zeros(int(duration_s * RATE) + 1, np.int16)
+    for start, _end, text in cues:
+        samples, rate = synthesize(text, voice, words_per_minute)
+        speech = resample(samples, rate, RATE)
+        at = int(start * RATE)
+        if at + len(speech) > len(track):
+            track = np.concatenate([track, np.zeros(at + len(speech) - len(track), np.int16)])
+        track[at:at + len(speech)] = speech  # a cue that overlaps the next is cut off by it
+    return track
+
+
+def mux_audio_description(mp4: Path, cues: list[tuple[float, float, str]], voice: str = "en",
+                          words_per_minute: int = 165) -> None:
+    """Rewrite `mp4` with an added AAC track (`title=Audio description`) speaking `cues`."""
+    tmp = mp4.with_suffix(".narrated.tmp.mp4")
+    try:
+        with av.open(str(mp4)) as src:
+            duration = float(src.duration / av.time_base) if src.duration else max((c[1] for c in cues), default=0)
+            pcm = narration_pcm(cues, duration, voice, words_per_minute)
+            with av.open(str(tmp), "w", options={"movflags": "+faststart"}) as dst:
+                mapping = {}
+                for stream in src.streams:
+                    if stream.type in ("video", "audio"):
+                        mapping[stream.index] = dst.add_stream_from_template(stream)
+                narration = dst.add_stream("aac", rate=RATE)
+                narration.layout = "mono"
+                narration.metadata["title"] = "Audio description"
+                narration.metadata["language"] = "eng"
+                for packet in src.demux(*[s for s in src.streams if s.index in mapping]):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = mapping[packet.stream.index]
+                    dst.mux(packet)
+                step = 1024
+                for offset in range(0, len(pcm), step):
+                    frame = av.AudioFrame.from_ndarray(pcm[None, offset:offset + step], format="s16", layout="mono")
+                    frame.sample_rate = RATE
+                    frame.pts = offset
+                    frame.time_base = Fraction(1, RATE)
+                    for packet in narration.encode(frame):
+                        dst.mux(packet)
+                for packet in narration.encode():
+                    dst.mux(packet)
+        os.replace(tmp, mp4)
+    except (OSError, av.FFmpegError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot add the audio-description track to {mp4}: {exc}") from None
