@@ -20,6 +20,7 @@ VIDEOS = MEDIA / "videos"
 PERSON_VIDEO = VIDEOS / "intel_one-by-one-person-detection.mp4"
 CAR_VIDEO = VIDEOS / "intel_car-detection.mp4"
 YOLOX_NANO = MODELS / "yolox-nano" / "yolox_nano.onnx"
+sys.path.insert(0, str(ROOT / "clients" / "python"))  # the Python client, as the tests and benchmarks use it
 
 
 def _need(path: Path) -> None:

@@ -16,6 +16,8 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.models.detector import build_detector
+from streamvis.narration.backends import build_narrator_backend
+from streamvis.narration.narrator import Narrator
 from streamvis.pipeline import Pipeline
 from streamvis.segmentation import build_segmenter
 from streamvis.server.app import ServerSettings, StreamFactory, build_app
@@ -59,14 +61,17 @@ def stream_ids(sources: list[str]) -> list[str]:
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
                   settings: LiveSettings) -> tuple[dict[str, LiveStream], StreamFactory]:
-    """One pipeline per source; the detector is loaded once and shared, segmenters hold per-stream state.
+    """One pipeline per source; the detector and narrator model are loaded once and shared, segmenters and
+    narration policies hold per-stream state.
 
     Also returns the factory that builds the same kind of stream for a WHIP publisher.
     """
     detector = build_detector(config.detector, models_dir)
+    backend = build_narrator_backend(config.narrator) if config.narrator.enabled else None
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
-        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter))
+        narrator = Narrator(config.narrator, backend) if backend is not None else None
+        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter), narrator)
         return LiveStream(name, open_fn, pipeline, settings)
 
     streams = {}
