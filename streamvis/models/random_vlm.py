@@ -33,8 +33,12 @@ def _bpe_tokenizer(specials: list[str], **named: str) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=bpe, **named)
 
 
-def build_idefics3(folder: str | Path, seed: int = 0) -> Path:
-    """A tiny SmolVLM-style Idefics3 model (SigLIP-like vision, Llama text) with its processor and chat template."""
+def build_idefics3(folder: str | Path, seed: int = 0, preset: str = "tiny") -> Path:
+    """A SmolVLM-style Idefics3 model (SigLIP vision, Llama text) with its processor and chat template.
+
+    `real` has SmolVLM-256M-Instruct's architecture (SigLIP base/16 at 512, pixel shuffle 4, SmolLM2-135M),
+    for latency measurements; `tiny` is for tests.
+    """
     import torch
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
@@ -43,18 +47,26 @@ def build_idefics3(folder: str | Path, seed: int = 0) -> Path:
                 "<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
     tokenizer = _bpe_tokenizer(specials, bos_token="<|im_start|>", eos_token="<end_of_utterance>",
                                pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
-                                                do_image_splitting=False)
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
-                                  chat_template=IDEFICS3_CHAT_TEMPLATE)  # (32 / 8)^2 patches / scale 2^2
+    if preset == "real":
+        image, patch, scale = 512, 16, 4
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        text = dict(vocab_size=49280, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192)
+    else:
+        image, patch, scale = 32, 8, 2
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+        text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": image * 2},
+                                                max_image_size={"longest_edge": image}, do_image_splitting=False)
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                  image_seq_len=(image // patch) ** 2 // scale**2,
+                                  chat_template=IDEFICS3_CHAT_TEMPLATE)
     config = Idefics3Config(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        text_config=dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-        scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+        vision_config=dict(image_size=image, patch_size=patch, **vision),
+        text_config=dict(model_type="llama", bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **text),
+        scale_factor=scale, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config).eval()
     model.generation_config.min_new_tokens = 6  # a random model would otherwise stop at once
