@@ -4,12 +4,15 @@ and name what YOLOX sees, the page is keyboard operable."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MODELS, PERSON_VIDEO, _need
@@ -36,27 +39,34 @@ def _browser_or_skip():
     return sync_playwright
 
 
-def _watch_page(url: str) -> dict:
+@contextlib.contextmanager
+def chromium_page(url: str) -> Iterator[Any]:
+    """A headless Chromium page opened at `url` (closed afterwards)."""
     sync_playwright = _browser_or_skip()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page()
             page.goto(url)
-            page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
-            page.keyboard.press("Tab")  # keyboard only: focus the stream picker, then the Connect button
-            page.keyboard.press("Tab")
-            assert page.evaluate("document.activeElement.id") == "connect"
-            page.keyboard.press("Enter")
-            page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 60", timeout=60_000)
-            page.wait_for_function("window.streamvisLastFrame && window.streamvisLastFrame.detections.some("
-                                   "d => d.class_name === 'person')", timeout=60_000)
-            return page.evaluate("""() => ({frames: window.streamvisFramesDecoded,
-                messages: window.streamvisMessages, objects: document.querySelectorAll('#objects li').length,
-                state: document.getElementById('state').textContent,
-                live: document.getElementById('narration').getAttribute('aria-live')})""")
+            yield page
         finally:
             browser.close()
+
+
+def _watch_page(url: str) -> dict:
+    with chromium_page(url) as page:
+        page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
+        page.keyboard.press("Tab")  # keyboard only: focus the stream picker, then the Connect button
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "connect"
+        page.keyboard.press("Enter")
+        page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 60", timeout=60_000)
+        page.wait_for_function("window.streamvisLastFrame && window.streamvisLastFrame.detections.some("
+                               "d => d.class_name === 'person')", timeout=60_000)
+        return page.evaluate("""() => ({frames: window.streamvisFramesDecoded,
+            messages: window.streamvisMessages, objects: document.querySelectorAll('#objects li').length,
+            state: document.getElementById('state').textContent,
+            live: document.getElementById('narration').getAttribute('aria-live')})""")
 
 
 def test_viewer_in_chromium() -> None:
@@ -91,25 +101,18 @@ def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
 def test_viewer_publishes_its_camera_and_watches_it_annotated() -> None:
     """The page publishes Chromium's fake camera over WHIP and plays the annotated result back."""
     _need(PERSON_VIDEO)
-    sync_playwright = _browser_or_skip()
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
     try:
         srv.wait_ready()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            try:
-                page = browser.new_page()
-                page.goto(srv.url + "/")
-                page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
-                page.fill("#publish-name", "phone")
-                page.focus("#publish")
-                page.keyboard.press("Enter")
-                page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 30", timeout=60_000)
-                watched = page.evaluate("window.streamvisLastFrame.stream")
-                size = page.evaluate("[document.getElementById('video').videoWidth, "
-                                     "document.getElementById('video').videoHeight]")
-            finally:
-                browser.close()
+        with chromium_page(srv.url + "/") as page:
+            page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
+            page.fill("#publish-name", "phone")
+            page.focus("#publish")
+            page.keyboard.press("Enter")
+            page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 30", timeout=60_000)
+            watched = page.evaluate("window.streamvisLastFrame.stream")
+            size = page.evaluate("[document.getElementById('video').videoWidth, "
+                                 "document.getElementById('video').videoHeight]")
         streams = srv.get("/streams")[1]
     finally:
         srv.stop()

@@ -5,6 +5,7 @@ live region."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import av
 import numpy as np
 from conftest import TinyModels, cut_clip, run_cli
 from streamvis_client import watch
-from test_browser import CHROMIUM, FLAGS, _browser_or_skip
+from test_browser import _browser_or_skip, chromium_page
 from test_serve import Server
 
 CUE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})$")
@@ -47,7 +48,7 @@ def test_offline_captions_and_audio_description(tiny_models: TinyModels, person_
     cues = parse_vtt(vtt.read_text())
     assert len(cues) >= 2
     assert all(start < end for start, end, _ in cues)
-    assert all(a[0] < b[0] and a[1] <= b[0] for a, b in zip(cues, cues[1:], strict=False))  # increasing, no overlap
+    assert all(a[0] < b[0] and a[1] <= b[0] for a, b in itertools.pairwise(cues))  # increasing, no overlap
     assert any("Person" in text for _, _, text in cues)  # the words match YOLOX's boxes
     assert len({text for _, _, text in cues}) == len(cues)  # nothing said twice in a row
     with av.open(str(out)) as container:
@@ -95,24 +96,18 @@ def test_live_question_narration_event_and_audio_track(tiny_models: TinyModels, 
 
 
 def test_browser_live_region_gets_narration(tiny_models: TinyModels, person_video: Path, models_dir: Path) -> None:
-    sync_playwright = _browser_or_skip()
+    _browser_or_skip()
     srv = _narrating_server(tiny_models, person_video, models_dir)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            try:
-                page = browser.new_page()
-                page.goto(srv.url + "/?autoplay=1")
-                page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 10", timeout=60_000)
-                page.fill("#question", "what does the sign say?")
-                page.focus("#ask")
-                page.keyboard.press("Enter")
-                page.wait_for_function("(window.streamvisNarrations || 0) >= 1", timeout=60_000)
-                region = page.evaluate("""() => { const r = document.getElementById('narration');
-                    return {live: r.getAttribute('aria-live'), role: r.getAttribute('role'),
-                            items: r.querySelectorAll('p').length, text: r.textContent}; }""")
-            finally:
-                browser.close()
+        with chromium_page(srv.url + "/?autoplay=1") as page:
+            page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 10", timeout=60_000)
+            page.fill("#question", "what does the sign say?")
+            page.focus("#ask")
+            page.keyboard.press("Enter")
+            page.wait_for_function("(window.streamvisNarrations || 0) >= 1", timeout=60_000)
+            region = page.evaluate("""() => { const r = document.getElementById('narration');
+                return {live: r.getAttribute('aria-live'), role: r.getAttribute('role'),
+                        items: r.querySelectorAll('p').length, text: r.textContent}; }""")
     finally:
         srv.stop()
     assert region["live"] == "polite" and region["role"] == "log" and region["items"] >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -32,6 +33,7 @@ class Narrator:
         self.backend = backend or build_narrator_backend(config)
         self.policy = NarrationPolicy(policy_settings(config))
         self.hazards = frozenset(config.hazard_classes)
+        self.lock = threading.Lock()  # the policy is read by the pipeline thread and written by workers
 
     def reset(self) -> None:
         self.policy = NarrationPolicy(policy_settings(self.config))
@@ -50,7 +52,9 @@ class Narrator:
         if question is not None and not text:
             text = f"I cannot tell. I see: {objects}" if objects else "I cannot tell, and I see no objects."
         text = " ".join(text.replace("..", ".").split())
-        if not self.policy.accept(frame.pts, text, trigger):
+        with self.lock:
+            accepted = self.policy.accept(frame.pts, text, trigger)
+        if not accepted:
             log.debug("narration suppressed (%s): %s", trigger.reason, text)
             return None
         return SceneDescription(text, frame.index, frame.pts, self.backend.name, trigger.reason,
@@ -58,31 +62,37 @@ class Narrator:
 
     def step(self, frame: Frame, detections: sv.Detections) -> SceneDescription | None:
         """Offline: describe this frame now if the policy says a description is due."""
-        trigger = self.policy.observe(frame.pts, detections, frame.image)
+        with self.lock:
+            trigger = self.policy.observe(frame.pts, detections, frame.image)
         return self.describe(frame, detections, trigger) if trigger is not None else None
 
 
 class LiveNarrator:
     """Live: the policy runs per frame in the pipeline thread; descriptions run in a worker, one at a time.
 
-    Questions jump the queue: they run next, whatever the policy says.
+    Questions do not wait behind a description: they have their own worker, so an answer takes one model call.
     """
 
     def __init__(self, narrator: Narrator) -> None:
         self.narrator = narrator
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="narrate")
+        self._ask_worker = ThreadPoolExecutor(1, thread_name_prefix="ask")
         self._pending: Future[SceneDescription | None] | None = None
 
     def step(self, frame: Frame, detections: sv.Detections) -> Future[SceneDescription | None] | None:
-        trigger = self.narrator.policy.observe(frame.pts, detections, frame.image)
-        if trigger is None or (self._pending is not None and not self._pending.done()):
+        if self._pending is not None and not self._pending.done():
+            return None  # one description at a time; the policy waits until the narrator is free
+        with self.narrator.lock:
+            trigger = self.narrator.policy.observe(frame.pts, detections, frame.image)
+        if trigger is None:
             return None
         self._pending = self._worker.submit(self.narrator.describe, frame, detections, trigger)
         return self._pending
 
     def ask(self, frame: Frame, detections: sv.Detections, question: str) -> Future[SceneDescription | None]:
-        return self._worker.submit(self.narrator.describe, frame, detections, Trigger("ask", urgent=True),
-                                   question)
+        return self._ask_worker.submit(self.narrator.describe, frame, detections, Trigger("ask", urgent=True),
+                                       question)
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
+        self._ask_worker.shutdown(wait=False, cancel_futures=True)
