@@ -149,6 +149,33 @@ def cert(
     log.info("wrote %s and %s; serve with --certfile %s --keyfile %s", certfile, keyfile, certfile, keyfile)
 
 
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="hub id or folder of a SAM 2.1 model (e.g. facebook/sam2.1-hiera-tiny)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="export folder (default: the cache)")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a model's parts to ONNX (dynamo exporter) with a manifest; `segmenter.backend: onnx` uses them."""
+    setup_logging(debug, False)
+    from transformers import AutoConfig
+
+    from streamvis.models.hf import load_pretrained
+    from streamvis.models.onnx_export import export_folder, export_sam2_encoder
+
+    try:
+        config = load_pretrained(AutoConfig, model, "model")
+        if config.model_type not in ("sam2_video", "sam2"):
+            raise StreamvisError(f"export supports SAM 2.1 models (sam2_video) so far; {model} is "
+                                 f"'{config.model_type}'")
+        from transformers import Sam2VideoModel
+
+        loaded = load_pretrained(Sam2VideoModel, model, "model")
+        folder = export_sam2_encoder(loaded, model, output or export_folder(model))
+        log.info("wrote %s; use it with --set segmenter.backend=onnx --set segmenter.onnx_dir=%s", folder, folder)
+    except StreamvisError as exc:
+        _fail(exc, debug, EXIT_FAILED)
+
+
 def _fail(exc: BaseException, debug: bool, code: int) -> None:
     if debug:
         log.exception("%s", exc)

@@ -106,11 +106,21 @@ class SegmenterConfig(_Strict):
     max_objects: int = Field(32, ge=1, description="objects tracked at once; new ones beyond are ignored")
     max_conditioning_frames: int = Field(4, ge=1, description="prompted frames kept in memory per object")
     mask_threshold: float = Field(0.0, description="mask logit threshold")
+    backend: Literal["torch", "onnx"] = Field("torch", description="sam2: onnx runs the image encoder in "
+                                              "onnxruntime (exported on first use into the cache)")
+    onnx_dir: str | None = Field(None, description="an export folder (streamvis export); default: the cache")
+    providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
 
     @model_validator(mode="before")
     @classmethod
     def _default_model(cls, data: Any) -> Any:
         return _fill_default_model(data, "none")
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> SegmenterConfig:
+        if self.backend == "onnx" and self.type != "sam2":
+            raise ValueError(f"segmenter.backend: onnx is available for sam2, not {self.type}")
+        return self
 
     @property
     def enabled(self) -> bool:

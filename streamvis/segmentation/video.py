@@ -66,9 +66,38 @@ class VideoSegmenter:
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
         self._torch = torch
         self.objects: dict[int, TrackedObject] = {}
+        self._onnx: Any = None
+        if config.backend == "onnx":
+            self._onnx = self._onnx_encoder()
         self.reset()
         self.last_timings_ms: dict[str, float] = {}
         log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
+
+    def _onnx_encoder(self) -> Any:
+        """The image encoder as an onnxruntime session (exported into the cache on first use)."""
+        from pathlib import Path
+
+        from streamvis.models.onnx_export import SAM2_ENCODER, export_folder, export_sam2_encoder, read_manifest
+        from streamvis.models.onnx_session import create_session
+
+        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name)
+        if not (folder / "manifest.json").is_file() and not self.config.onnx_dir:
+            export_sam2_encoder(self.model, self.name, folder)
+            self.model.to(self.device, self.dtype)
+        manifest = read_manifest(folder, SAM2_ENCODER, self.name)
+        part = manifest["parts"][SAM2_ENCODER]
+        session, provider = create_session(folder / part["file"], list(self.config.providers),
+                                           f"{self.name} image encoder")
+        self.provider = f"onnxruntime:{provider} encoder + {self.provider}"
+        return session
+
+    def _encode_onnx(self, pixels: Any) -> None:
+        """Run the encoder in onnxruntime and put its features where the model looks for this frame's."""
+        outputs = self._onnx.run(None, {"pixel_values": pixels[None].numpy()})
+        tensors = [self._torch.from_numpy(o).to(self.device, self.dtype) for o in outputs]
+        levels = len(tensors) // 2
+        self.session.cache.cache_vision_features(
+            self.frame_idx, {"vision_feats": tensors[:levels], "vision_pos_embeds": tensors[levels:]})
 
     def reset(self) -> None:
         """A new stream: a fresh session, no objects, ids from 1 again; the loaded model is kept."""
@@ -141,6 +170,8 @@ class VideoSegmenter:
                             scale_boxes_square(boxes, (width, height), self.image_size))
         pixels = self._torch.from_numpy(preprocess_square(image_bgr, self.image_size))
         t1 = time.perf_counter()
+        if self._onnx is not None:
+            self._encode_onnx(pixels)
         with self._torch.inference_mode():
             out = self.model(inference_session=self.session, frame_idx=self.frame_idx,
                              frame=pixels.to(self.device, self.dtype))
