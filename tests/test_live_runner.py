@@ -127,3 +127,29 @@ def test_rates_latency_and_prometheus_text() -> None:
     assert 'streamvis_stage_latency_ms_bucket{stream="cam",stage="detect",le="50"} 2' in text
     assert 'streamvis_stage_latency_ms_count{stream="cam",stage="detect"} 2' in text
     assert text.endswith("\n") and stats.snapshot()["latency_ms"]["detect"]["p50"] == 22.0
+
+
+class FlakyDetector(SlowDetector):
+    """Fails on every third call."""
+
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        result = super().detect(image_bgr)
+        if self.calls % 3 == 0:
+            raise RuntimeError("detector hiccup")
+        return result
+
+
+def test_a_failing_detector_run_does_not_end_the_stream() -> None:
+    config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
+    detector = FlakyDetector(0.001)
+    stream = LiveStream("t", lambda: open_source("synthetic:?w=160&h=96&fps=60&frames=60&realtime=1"),
+                        Pipeline(config, detector), LiveSettings())
+    results = []
+    stream.subscribe(results.append)
+    stream.start()
+    deadline = time.monotonic() + 20
+    while stream.status in ("starting", "live") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stream.stop()
+    assert stream.status == "ended" and detector.calls >= 30
+    assert len(results) >= 50 and sum(r.keyframe for r in results) >= 20

@@ -211,6 +211,9 @@ class LiveStream:
                             timeout=self.settings.inline_wait_ms / 1e3 if submitted else 0)
                     except TimeoutError:
                         pass
+                    except Exception:  # one failed detector run must not end the stream: carry on, retry
+                        log.exception("stream %s: detector failed on frame %d", self.stream_id, frame.index)
+                        pending = None
                     else:
                         pending = None
                         timings["detect"] = detect_ms
