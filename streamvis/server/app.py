@@ -213,6 +213,18 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 that says what was expected."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"expected a JSON body {shape}"}),
+                                 content_type="application/json")
+    return body
+
+
 def _stream_or_404(hub: StreamHub, name: str) -> LiveStream:
     stream = hub.streams.get(name)
     if stream is None:
@@ -261,12 +273,9 @@ async def list_streams(request: web.Request) -> web.Response:
 
 async def offer(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "expected a JSON body {\"sdp\": ..., \"type\": \"offer\", \"stream\": ...}")
-    if not isinstance(body, dict) or body.get("type") != "offer":
-        return _error(400, "expected {\"sdp\": ..., \"type\": \"offer\", \"stream\": ...}")
+    body = await _json_object(request, '{"sdp": ..., "type": "offer", "stream": ...}')
+    if body.get("type") != "offer":
+        return _error(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
     name = body.get("stream") or next(iter(hub.streams))
     stream = _stream_or_404(hub, str(name))
     try:
@@ -328,11 +337,8 @@ async def whip_delete(request: web.Request) -> web.Response:
 async def ask(request: web.Request) -> web.Response:
     """`{"stream": ..., "question": ...}` -> the answer about the newest frame, also sent as a narration event."""
     hub: StreamHub = request.app["hub"]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "expected a JSON body {\"question\": ..., \"stream\": ...}")
-    question = body.get("question") if isinstance(body, dict) else None
+    body = await _json_object(request, '{"question": ..., "stream": ...}')
+    question = body.get("question")
     if not isinstance(question, str) or not question.strip() or len(question) > 500:
         return _error(400, "expected a question: a non-empty string of at most 500 characters")
     stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
