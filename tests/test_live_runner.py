@@ -153,3 +153,22 @@ def test_a_failing_detector_run_does_not_end_the_stream() -> None:
     stream.stop()
     assert stream.status == "ended" and detector.calls >= 30
     assert len(results) >= 50 and sum(r.keyframe for r in results) >= 20
+
+
+def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
+    from conftest import make_clip
+
+    clip = make_clip(tmp_path / "short.mp4", frames=10, fps=50)
+    config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
+    detector = SlowDetector(0.001)
+    stream = LiveStream("loop", lambda: open_source(str(clip)), Pipeline(config, detector),
+                        LiveSettings(loop_files=True))
+    results = []
+    stream.subscribe(results.append)
+    stream.start()
+    time.sleep(1.5)  # about seven plays of a 0.2 s clip
+    stream.stop()
+    indices = [r.frame.index for r in results]
+    pts = [r.frame.pts for r in results]
+    assert max(indices) >= 30 and indices == sorted(indices) and pts == sorted(pts)
+    assert sum(r.keyframe for r in results[-10:]) >= 5  # still detecting after several loops

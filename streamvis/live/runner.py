@@ -140,11 +140,13 @@ class LiveStream:
             self.narrator.close()
 
     def _read(self) -> None:
+        index_offset, pts_offset, last_pts = 0, 0.0, 0.0  # a looped file continues indices and timestamps
         try:
             while not self._stop.is_set():
                 self._source = source = self._open_source()
                 self._set_status("live")
                 start_wall, start_pts = time.monotonic(), None
+                step = 1.0 / (source.fps or 30.0)
                 for frame in source:
                     if self._stop.is_set():
                         return
@@ -153,6 +155,9 @@ class LiveStream:
                         delay = (frame.pts - start_pts) - (time.monotonic() - start_wall)
                         if delay > 0:
                             time.sleep(delay)
+                    frame.index += index_offset
+                    frame.pts += pts_offset
+                    last_pts = frame.pts
                     self.stats.frames_in += 1
                     self.stats.fps_in.tick()
                     self.decoded_at[frame.index % 256] = time.monotonic()
@@ -162,8 +167,10 @@ class LiveStream:
                         self._mailbox = frame
                         self._mailbox_ready.notify()
                 source.close()
-                if not self.settings.loop_files or source.live:
-                    break
+                if not self.settings.loop_files or source.live or self.stats.frames_in == index_offset:
+                    break  # not looping (or an empty file: looping it would spin)
+                index_offset = self.stats.frames_in
+                pts_offset = last_pts + step
             if not self._stop.is_set():
                 self._set_status("ended")
         except StreamvisError as exc:
