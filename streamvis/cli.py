@@ -151,7 +151,7 @@ def cert(
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="hub id or folder of a SAM 2.1 model (e.g. facebook/sam2.1-hiera-tiny)")],
+    model: Annotated[str, typer.Argument(help="hub id or folder: SAM 2.1 (facebook/sam2.1-hiera-tiny) or Florence-2")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="export folder (default: the cache)")] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -164,14 +164,24 @@ def export(
 
     try:
         config = load_pretrained(AutoConfig, model, "model")
-        if config.model_type not in ("sam2_video", "sam2"):
-            raise StreamvisError(f"export supports SAM 2.1 models (sam2_video) so far; {model} is "
-                                 f"'{config.model_type}'")
-        from transformers import Sam2VideoModel
+        folder = output or export_folder(model)
+        if config.model_type in ("sam2_video", "sam2"):
+            from transformers import Sam2VideoModel
 
-        loaded = load_pretrained(Sam2VideoModel, model, "model")
-        folder = export_sam2_encoder(loaded, model, output or export_folder(model))
-        log.info("wrote %s; use it with --set segmenter.backend=onnx --set segmenter.onnx_dir=%s", folder, folder)
+            export_sam2_encoder(load_pretrained(Sam2VideoModel, model, "model"), model, folder)
+            field = "segmenter"
+        elif config.model_type == "florence2":
+            from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+            from streamvis.models.florence2_onnx import export_florence2
+
+            export_florence2(load_pretrained(Florence2ForConditionalGeneration, model, "model"),
+                             load_pretrained(AutoProcessor, model, "model"), model, folder)
+            field = "detector"
+        else:
+            raise StreamvisError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "
+                                 f"'{config.model_type}'")
+        log.info("wrote %s; use it with --set %s.backend=onnx --set %s.onnx_dir=%s", folder, field, field, folder)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
 

@@ -73,6 +73,9 @@ class DetectorConfig(_Strict):
     batch_size: int = Field(1, ge=1, le=64, description="florence2: frames per generate() call")
     device: TorchDevice = Field("auto", description="florence2: cuda, then mps, then cpu when auto")
     dtype: TorchDtype = Field("auto", description="florence2: auto is float16/bfloat16 on GPU, float32 on CPU")
+    backend: Literal["torch", "onnx"] = Field("torch", description="florence2: onnx decodes greedily over "
+                                              "onnxruntime with the KV cache (exported on first use)")
+    onnx_dir: str | None = Field(None, description="florence2: an export folder (streamvis export)")
 
     @model_validator(mode="before")
     @classmethod
@@ -83,6 +86,9 @@ class DetectorConfig(_Strict):
     def _check(self) -> DetectorConfig:
         if self.type == "florence2" and self.task in PROMPTED_TASKS and not self.prompt.strip():
             raise ValueError(f"detector.prompt: task {self.task} needs a text prompt (e.g. 'person. dog')")
+        if self.backend == "onnx" and (self.type != "florence2" or self.num_beams != 1):
+            raise ValueError("detector.backend: onnx is for florence2 with greedy decoding (num_beams: 1); "
+                             "yolox always runs on onnxruntime")
         return self
 
     @property

@@ -102,5 +102,28 @@ def test_export_command(tiny_models: TinyModels, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     part = read_manifest(out, SAM2_ENCODER, tiny_models.SAM2)["parts"][SAM2_ENCODER]
     assert part["file"] == "sam2_image_encoder.onnx"
-    bad = run_cli("export", tiny_models.FLORENCE, "--output", str(tmp_path / "f"), env=tiny_models.offline_env)
-    assert bad.returncode == 1 and "supports SAM 2.1" in bad.stderr
+    bad = run_cli("export", tiny_models.SAM, "--output", str(tmp_path / "f"), env=tiny_models.offline_env)
+    assert bad.returncode == 1 and "supports SAM 2.1" in bad.stderr and "'sam'" in bad.stderr
+
+
+def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels, person_video: Path,
+                                                         tmp_path: Path, monkeypatch) -> None:
+    """Florence-2 over onnxruntime (three graphs, KV cache) writes exactly the tokens `generate` writes."""
+    import av
+
+    from streamvis.config import DetectorConfig
+    from streamvis.models.florence2 import Florence2Detector
+    from streamvis.models.florence2_onnx import PARTS
+
+    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
+    with av.open(str(person_video)) as container:
+        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % 40 == 0][:3]
+    for task, prompt in (("<OD>", ""), ("<CAPTION_TO_PHRASE_GROUNDING>", "a person. a door")):
+        base = dict(type="florence2", model=str(tiny_models.florence), task=task, prompt=prompt,
+                    max_new_tokens=20, device="cpu")
+        reference = Florence2Detector(DetectorConfig(**base))
+        accelerated = Florence2Detector(DetectorConfig(**base, backend="onnx"))  # exported on first use
+        assert accelerated.provider == "onnxruntime:cpu"
+        assert reference.generate_text(frames) == accelerated.generate_text(frames)
+    manifest = json.loads(next((tmp_path / "cache" / "onnx").glob("*/manifest.json")).read_text())
+    assert set(PARTS) <= set(manifest["parts"])

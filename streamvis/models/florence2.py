@@ -141,8 +141,25 @@ class Florence2Detector:
         self._torch = torch
         phrases = split_prompt(config.prompt) if config.task in PROMPTED_TASKS else []
         self.vocabulary = ClassVocabulary(phrases)
+        self.onnx = self._onnx_runner() if config.backend == "onnx" else None
         self.last_timings_ms: dict[str, float] = {}
         log.info("detector: Florence-2 %s task %s on %s", self.name, self.task, self.provider)
+
+    def _onnx_runner(self) -> Any:
+        """Greedy decoding over onnxruntime; the graphs are exported into the cache on first use."""
+        from pathlib import Path
+
+        from streamvis.models.florence2_onnx import PARTS, OnnxFlorence2, export_florence2
+        from streamvis.models.onnx_export import export_folder
+
+        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name)
+        manifest = folder / "manifest.json"
+        if not self.config.onnx_dir and (not manifest.is_file() or PARTS[0] not in manifest.read_text()):
+            export_florence2(self.model, self.processor, self.name, folder)
+            self.model.to(self.device, self.dtype)
+        runner = OnnxFlorence2(folder, self.name, self.model.generation_config, list(self.config.providers))
+        self.provider = f"onnxruntime:{runner.provider}"
+        return runner
 
     @property
     def class_names(self) -> list[str]:
@@ -161,11 +178,15 @@ class Florence2Detector:
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         t1 = time.perf_counter()
-        with self._torch.inference_mode():
-            generated = self.model.generate(
-                input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
-                attention_mask=inputs.get("attention_mask"), max_new_tokens=self.config.max_new_tokens,
-                num_beams=self.config.num_beams, do_sample=False)
+        if self.onnx is not None:
+            generated = self.onnx.generate(inputs["input_ids"].numpy(), inputs["pixel_values"].float().numpy(),
+                                           inputs["attention_mask"].numpy(), self.config.max_new_tokens)
+        else:
+            with self._torch.inference_mode():
+                generated = self.model.generate(
+                    input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                    attention_mask=inputs.get("attention_mask"), max_new_tokens=self.config.max_new_tokens,
+                    num_beams=self.config.num_beams, do_sample=False)
         t2 = time.perf_counter()
         texts = self.processor.batch_decode(generated, skip_special_tokens=False)
         self.last_timings_ms = {"preprocess": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3}
