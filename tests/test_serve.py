@@ -170,13 +170,19 @@ def test_bad_requests_get_clear_4xx_and_server_stays_up(server: Server, path, bo
 
 
 def test_streams_healthz_metrics_page(server: Server) -> None:
-    status, text = server.get("/streams")
+    deadline = time.monotonic() + 20
+    while True:  # the resolution is known once the first frame has gone through the pipeline
+        status, text = server.get("/streams")
+        info = json.loads(text)["streams"][0]
+        if info["resolution_wh"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert status == 200
-    info = json.loads(text)["streams"][0]
     assert info["id"] == STREAM and info["resolution_wh"] == [768, 432] and info["pipeline"] == "detect"
     status, text = server.get("/metrics")
     assert status == 200 and "# TYPE streamvis_stage_latency_ms histogram" in text
     assert f'streamvis_stage_latency_ms_bucket{{stream="{STREAM}",stage="detect",le="+Inf"}}' in text
+    assert f'streamvis_model_info{{stream="{STREAM}",model="detector",provider="cpu"}} 1' in text
     assert server.get("/")[0] == 200 and server.get("/web/app.js")[0] == 200
 
 

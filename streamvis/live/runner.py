@@ -52,6 +52,11 @@ class LiveStream:
         self.pipeline = pipeline
         self.settings = settings or LiveSettings()
         self.stats = StreamStats(stream_id)
+        self.stats.providers["detector"] = pipeline.detector.provider
+        if pipeline.segmenter is not None:
+            self.stats.providers["segmenter"] = pipeline.segmenter.provider
+        if pipeline.narrator is not None:
+            self.stats.providers["narrator"] = pipeline.narrator.backend.provider
         self.status = "starting"  # starting, live, ended, failed: <reason>
         self.resolution_wh: tuple[int, int] | None = None
         self.latest: Result | None = None

@@ -79,6 +79,7 @@ class StreamStats:
     keyframes: int = 0
     viewers: int = 0
     stages: dict[str, Latency] = field(default_factory=dict)
+    providers: dict[str, str] = field(default_factory=dict)  # model role -> runtime really in use
 
     def stage(self, name: str, ms: float) -> None:
         latency = self.stages.get(name)
@@ -92,7 +93,7 @@ class StreamStats:
             "fps_in": round(self.fps_in.rate(), 2), "fps_out": round(self.fps_out.rate(), 2),
             "keyframes_per_s": round(self.keyframe_rate.rate(), 2), "frames_in": self.frames_in,
             "frames_out": self.frames_out, "dropped": self.dropped, "stale_results": self.stale_results,
-            "viewers": self.viewers,
+            "viewers": self.viewers, "providers": dict(self.providers),
         }
         out["latency_ms"] = {name: dict(zip(("p50", "p95"), (round(v, 2) for v in lat.percentiles()),
                                             strict=True))
@@ -123,6 +124,10 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]
+    family("model_info", "gauge", "the runtime and execution provider really in use per model (value 1)")
+    for s in all_stats:
+        lines += [f'streamvis_model_info{{stream="{s.stream}",model="{role}",provider="{provider}"}} 1'
+                  for role, provider in sorted(s.providers.items())]
     family("stage_latency_ms", "histogram", "per-stage latency in milliseconds")
     for s in all_stats:
         for stage, lat in sorted(s.stages.items()):

@@ -46,10 +46,21 @@ def choose_providers(wanted: list[str], available: list[str]) -> list[str]:
     return chosen
 
 
+def tensorrt_options(cache: Path) -> dict[str, Any]:
+    """TensorRT with fp16 and persistent engine and timing caches (the first build takes minutes)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    return {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+
+
 def create_session(path: Path, providers: list[str], name: str) -> tuple[Any, str]:
     """An InferenceSession and the provider really in use (a GPU build lists CUDA even without a GPU)."""
     ort = import_onnxruntime()
-    chosen = choose_providers(providers, ort.get_available_providers())
+    chosen: list[Any] = choose_providers(providers, ort.get_available_providers())
+    if PROVIDER_NAMES["tensorrt"] in chosen:
+        cache = path.parent / "tensorrt-cache"
+        chosen = [(p, tensorrt_options(cache)) if p == PROVIDER_NAMES["tensorrt"] else p for p in chosen]
+        log.info("%s: TensorRT engine cache in %s (building an engine the first time takes minutes)", name, cache)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
