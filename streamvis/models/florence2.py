@@ -127,7 +127,7 @@ class Florence2Detector:
     provider = "torch"
     open_vocabulary = True
 
-    def __init__(self, config: DetectorConfig) -> None:
+    def __init__(self, config: DetectorConfig, role: str = "detector") -> None:
         import torch
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
@@ -143,7 +143,7 @@ class Florence2Detector:
         self.vocabulary = ClassVocabulary(phrases)
         self.onnx = self._onnx_runner() if config.backend == "onnx" else None
         self.last_timings_ms: dict[str, float] = {}
-        log.info("detector: Florence-2 %s task %s on %s", self.name, self.task, self.provider)
+        log.info("%s: Florence-2 %s task %s on %s", role, self.name, self.task, self.provider)
 
     def _onnx_runner(self) -> Any:
         """Greedy decoding over onnxruntime; the graphs are exported into the cache on first use."""
@@ -168,13 +168,16 @@ class Florence2Detector:
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         return self.detect_batch([image_bgr])[0]
 
-    def generate_text(self, images_bgr: list[np.ndarray]) -> list[str]:
-        """The raw generated text (special tokens kept: the parser needs `<loc_*>`) for each image."""
+    def generate_text(self, images_bgr: list[np.ndarray], text: str | None = None) -> list[str]:
+        """The raw generated text (special tokens kept: the parser needs `<loc_*>`) for each image.
+
+        `text` replaces the detection task (the narrator asks for `<CAPTION>` or `<OCR>` this way).
+        """
         from PIL import Image
 
         t0 = time.perf_counter()
         pil = [Image.fromarray(np.ascontiguousarray(image[:, :, ::-1])) for image in images_bgr]
-        inputs = self.processor(text=[self.text] * len(pil), images=pil, return_tensors="pt")
+        inputs = self.processor(text=[text or self.text] * len(pil), images=pil, return_tensors="pt")
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         t1 = time.perf_counter()

@@ -45,24 +45,21 @@ class FlorenceNarrator:
     grounded_prompt = False
 
     def __init__(self, config: NarratorConfig) -> None:
-        import torch
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+        from streamvis.config import DetectorConfig
+        from streamvis.models.florence2 import Florence2Detector
 
         self.config = config
         self.name = str(config.model)
-        self.processor = load_pretrained(AutoProcessor, self.name, "narrator.model")
-        self.model, self.device, self.dtype, self.provider = load_model(
-            Florence2ForConditionalGeneration, self.name, "narrator.model", config.device, config.dtype)
-        self._torch = torch
+        # The detector class owns Florence-2 loading and generation (and its ONNX backend); only the task differs.
+        self.runner = Florence2Detector(DetectorConfig(type="florence2", model=self.name, device=config.device,
+                                                       dtype=config.dtype, max_new_tokens=config.max_new_tokens),
+                                       role="narrator")
+        self.processor = self.runner.processor
+        self.provider = self.runner.provider
         self.last_ms = 0.0
 
     def _run(self, image_bgr: np.ndarray, task: str) -> str:
-        inputs = self.processor(text=[task], images=[_pil(image_bgr)], return_tensors="pt").to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
-        with self._torch.inference_mode():
-            out = self.model.generate(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
-                                      max_new_tokens=self.config.max_new_tokens, num_beams=1, do_sample=False)
-        text = self.processor.batch_decode(out, skip_special_tokens=False)[0]
+        text = self.runner.generate_text([image_bgr], task)[0]
         answer = self.processor.post_process_generation(text, task=task, image_size=image_bgr.shape[1::-1])
         return clean_text(str(answer.get(task, "")))
 
