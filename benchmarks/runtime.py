@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from streamvis.models.onnx_export import SAM2_ENCODER, _Sam2Encoder, export_sam2_encoder, read_manifest
+from streamvis.models.onnx_export import SAM2_ENCODER, export_sam2_encoder, read_manifest, sam2_encoder_module
 from streamvis.models.onnx_session import create_session
 from streamvis.models.random_init import build_sam2_video
 
@@ -94,7 +94,7 @@ def main() -> None:
         part = read_manifest(Path(tmp) / "onnx", SAM2_ENCODER)["parts"][SAM2_ENCODER]
         session, provider = create_session(Path(tmp) / "onnx" / part["file"], args.providers, "encoder")
         pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
-        encoder = _Sam2Encoder(model)
+        encoder = sam2_encoder_module(model)
         reference = encoder(pixels)
         got = session.run(None, {"pixel_values": pixels.numpy()})
         max_diff = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, reference, strict=True))

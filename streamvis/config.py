@@ -22,6 +22,7 @@ DEFAULT_MODELS = {
     "sam2": "facebook/sam2.1-hiera-tiny",
     "edgetam": "yonigozlan/EdgeTAM-hf",
     "sam": "facebook/sam-vit-base",
+    "vlm": "HuggingFaceTB/SmolVLM-256M-Instruct",
 }
 DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 
@@ -168,11 +169,7 @@ class NarratorConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_model(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("model") is None:
-            default = {"florence2": DEFAULT_MODELS["florence2"], "vlm": "HuggingFaceTB/SmolVLM-256M-Instruct"}
-            if data.get("type") in default:
-                data = {**data, "model": default[data["type"]]}
-        return data
+        return _fill_default_model(data, "none")
 
     @property
     def enabled(self) -> bool:

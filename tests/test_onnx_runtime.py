@@ -13,7 +13,7 @@ from conftest import TinyModels, cut_clip, run_cli
 
 from streamvis.config import SegmenterConfig
 from streamvis.errors import ModelError
-from streamvis.models.onnx_export import SAM2_ENCODER, _Sam2Encoder, export_sam2_encoder, read_manifest
+from streamvis.models.onnx_export import SAM2_ENCODER, export_sam2_encoder, read_manifest, sam2_encoder_module
 from streamvis.models.onnx_session import create_session
 from streamvis.segmentation.video import VideoSegmenter
 from streamvis.serialize import rle_to_masks
@@ -37,7 +37,7 @@ def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) ->
     session, provider = create_session(exported / part["file"], ["cpu"], "encoder")
     assert provider == "cpu" and [o.name for o in session.get_outputs()] == part["outputs"]
     pixels = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
-    encoder = _Sam2Encoder(Sam2VideoModel.from_pretrained(tiny_models.sam2).eval())
+    encoder = sam2_encoder_module(Sam2VideoModel.from_pretrained(tiny_models.sam2).eval())
     with torch.inference_mode():
         expected = encoder(pixels)
     got = session.run(None, {"pixel_values": pixels.numpy()})

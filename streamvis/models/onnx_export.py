@@ -57,22 +57,20 @@ def read_manifest(folder: Path, kind: str, model_id: str | None = None) -> dict[
     return manifest
 
 
-class _Sam2Encoder:
+def sam2_encoder_module(model: Any) -> Any:
     """`get_image_features` as a module with plain tensor outputs (what the exporter needs)."""
+    import torch
 
-    def __new__(cls, model: Any) -> Any:
-        import torch
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Encoder(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model.get_image_features(pixel_values, return_dict=True)
+            return (*out.fpn_hidden_states, *out.fpn_position_encoding)
 
-            def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                out = self.model.get_image_features(pixel_values, return_dict=True)
-                return (*out.fpn_hidden_states, *out.fpn_position_encoding)
-
-        return Encoder().eval()
+    return Encoder().eval()
 
 
 def export_sam2_encoder(model: Any, model_id: str, folder: Path) -> Path:
@@ -82,7 +80,7 @@ def export_sam2_encoder(model: Any, model_id: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     size = model.config.image_size
     size = int(size[0] if isinstance(size, (list, tuple)) else size)
-    encoder = _Sam2Encoder(model.float().cpu())
+    encoder = sam2_encoder_module(model.float().cpu())
     example = torch.zeros(1, 3, size, size)
     with torch.inference_mode():
         levels = len(encoder(example)) // 2

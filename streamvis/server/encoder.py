@@ -21,10 +21,10 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from streamvis.frame import Result
 from streamvis.live.runner import LiveStream
+from streamvis.server.peers import VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
 
-VIDEO_CLOCK = 90_000
 PACKET_QUEUE = 30  # per viewer; a viewer this far behind skips to the next keyframe
 
 
