@@ -153,22 +153,31 @@ def cert(
 def export(
     model: Annotated[str, typer.Argument(help="hub id or folder: SAM 2.1 (facebook/sam2.1-hiera-tiny) or Florence-2")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="export folder (default: the cache)")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="half-precision graphs (for the CUDA provider)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="int8 weight matmuls (for the CPU provider; see README "
+                                                      "for the tolerance)")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Export a model's parts to ONNX (dynamo exporter) with a manifest; `segmenter.backend: onnx` uses them."""
+    """Export a model's parts to ONNX (dynamo exporter) with a manifest; `backend: onnx` in a pipeline uses them."""
     setup_logging(debug, False)
     from transformers import AutoConfig
 
     from streamvis.models.hf import load_pretrained
-    from streamvis.models.onnx_export import export_folder, export_sam2_encoder
+    from streamvis.models.onnx_export import export_folder
+    from streamvis.models.onnx_precision import Precision
 
+    if fp16 and int8:
+        _fail(StreamvisError("choose one of --fp16 and --int8"), debug, EXIT_USAGE)
+    precision: Precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     try:
         config = load_pretrained(AutoConfig, model, "model")
-        folder = output or export_folder(model)
+        folder = output or export_folder(model, precision)
         if config.model_type in ("sam2_video", "sam2"):
             from transformers import Sam2VideoModel
 
-            export_sam2_encoder(load_pretrained(Sam2VideoModel, model, "model"), model, folder)
+            from streamvis.models.sam2_onnx import export_sam2
+
+            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision)
             field = "segmenter"
         elif config.model_type == "florence2":
             from transformers import AutoProcessor, Florence2ForConditionalGeneration
@@ -176,12 +185,13 @@ def export(
             from streamvis.models.florence2_onnx import export_florence2
 
             export_florence2(load_pretrained(Florence2ForConditionalGeneration, model, "model"),
-                             load_pretrained(AutoProcessor, model, "model"), model, folder)
+                             load_pretrained(AutoProcessor, model, "model"), model, folder, precision)
             field = "detector"
         else:
             raise StreamvisError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "
                                  f"'{config.model_type}'")
-        log.info("wrote %s; use it with --set %s.backend=onnx --set %s.onnx_dir=%s", folder, field, field, folder)
+        log.info("wrote %s; use it with --set %s.backend=onnx --set %s.precision=%s --set %s.onnx_dir=%s", folder,
+                 field, field, precision, field, folder)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
 

@@ -13,8 +13,11 @@ from conftest import TinyModels, cut_clip, run_cli
 
 from streamvis.config import SegmenterConfig
 from streamvis.errors import ModelError
-from streamvis.models.onnx_export import SAM2_ENCODER, export_sam2_encoder, read_manifest, sam2_encoder_module
+from streamvis.models.onnx_export import read_manifest
 from streamvis.models.onnx_session import create_session
+from streamvis.models.sam2_onnx import ENCODER as SAM2_ENCODER
+from streamvis.models.sam2_onnx import encoder_module as sam2_encoder_module
+from streamvis.models.sam2_onnx import export_sam2
 from streamvis.segmentation.video import VideoSegmenter
 from streamvis.serialize import rle_to_masks
 from streamvis.sources import open_source
@@ -25,7 +28,7 @@ def exported(tiny_models: TinyModels, tmp_path_factory) -> Path:
     from transformers import Sam2VideoModel
 
     model = Sam2VideoModel.from_pretrained(tiny_models.sam2).eval()
-    return export_sam2_encoder(model, str(tiny_models.sam2), tmp_path_factory.mktemp("onnx") / "sam2")
+    return export_sam2(model, str(tiny_models.sam2), tmp_path_factory.mktemp("onnx") / "sam2")
 
 
 def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) -> None:
@@ -60,7 +63,8 @@ def test_segmenter_masks_match_torch(tiny_models: TinyModels, exported: Path) ->
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu")
     torch_seg = VideoSegmenter(SegmenterConfig(**base))
     onnx_seg = VideoSegmenter(SegmenterConfig(**base, backend="onnx", onnx_dir=str(exported)))
-    assert onnx_seg.provider.startswith("onnxruntime:cpu")
+    assert onnx_seg.provider.startswith("onnxruntime:cpu fp32")
+    assert type(onnx_seg.model.memory_attention).__name__ == "OnnxMemoryAttention"
     source = open_source("synthetic:?w=320&h=192&frames=24&objects=3&enter=10")
     for frame in source.frames():
         given = source.boxes_at(frame.index) if frame.index % 4 == 0 else None
@@ -84,7 +88,7 @@ def test_process_backend_torch_vs_onnx(tiny_models: TinyModels, person_video: Pa
                          "--set", f"segmenter.backend={backend}", env=env)
         assert result.returncode == 0, result.stderr
         rows[backend] = [json.loads(line) for line in events.read_text().splitlines()]
-    assert (tmp_path / "cache" / "onnx").is_dir()  # exported on first use
+    assert len(list((tmp_path / "cache" / "onnx").glob("*/fp32/manifest.json"))) == 1  # exported on first use
     assert len(rows["torch"]) == len(rows["onnx"]) == 80
     compared = 0
     for a, b in zip(rows["torch"], rows["onnx"], strict=True):
@@ -125,5 +129,33 @@ def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels
         accelerated = Florence2Detector(DetectorConfig(**base, backend="onnx"))  # exported on first use
         assert accelerated.provider == "onnxruntime:cpu"
         assert reference.generate_text(frames) == accelerated.generate_text(frames)
-    manifest = json.loads(next((tmp_path / "cache" / "onnx").glob("*/manifest.json")).read_text())
+    manifest = json.loads(next((tmp_path / "cache" / "onnx").glob("*/fp32/manifest.json")).read_text())
     assert set(PARTS) <= set(manifest["parts"])
+
+
+def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, person_video: Path, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    """`precision: int8` exports the four graphs with int8 weight matmuls into the cache's int8 folder and
+    decodes with them (int8 may change tokens, so this checks the graphs and the loop, not token equality)."""
+    import av
+    import onnx
+
+    from streamvis.config import DetectorConfig
+    from streamvis.models.florence2 import Florence2Detector
+    from streamvis.models.florence2_onnx import PARTS
+
+    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
+    with av.open(str(person_video)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    detector = Florence2Detector(DetectorConfig(type="florence2", model=str(tiny_models.florence), device="cpu",
+                                                max_new_tokens=12, backend="onnx", precision="int8"))
+    assert detector.provider == "onnxruntime:cpu int8"
+    folder = next((tmp_path / "cache" / "onnx").glob("*/int8"))
+    manifest = read_manifest(folder, PARTS[0], str(tiny_models.florence), "int8")
+    for part in PARTS:
+        graph = onnx.load(str(folder / manifest["parts"][part]["file"]), load_external_data=False).graph
+        assert any(node.op_type == "MatMulInteger" for node in graph.node), part
+    (text,) = detector.generate_text([frame])
+    assert isinstance(text, str)
+    detections = detector.detect(frame)
+    assert len(detections) == len(detections.data.get("class_name", []))

@@ -149,16 +149,17 @@ class Florence2Detector:
         """Greedy decoding over onnxruntime; the graphs are exported into the cache on first use."""
         from pathlib import Path
 
-        from streamvis.models.florence2_onnx import PARTS, OnnxFlorence2, export_florence2
+        from streamvis.models.florence2_onnx import OnnxFlorence2, export_florence2, is_exported
         from streamvis.models.onnx_export import export_folder
 
-        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name)
-        manifest = folder / "manifest.json"
-        if not self.config.onnx_dir and (not manifest.is_file() or PARTS[0] not in manifest.read_text()):
-            export_florence2(self.model, self.processor, self.name, folder)
+        precision = self.config.precision
+        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)
+        if not self.config.onnx_dir and not is_exported(folder, self.name, precision):
+            export_florence2(self.model, self.processor, self.name, folder, precision)
             self.model.to(self.device, self.dtype)
-        runner = OnnxFlorence2(folder, self.name, self.model.generation_config, list(self.config.providers))
-        self.provider = f"onnxruntime:{runner.provider}"
+        runner = OnnxFlorence2(folder, self.name, self.model.generation_config, list(self.config.providers),
+                               precision)
+        self.provider = f"onnxruntime:{runner.provider}" + ("" if precision == "fp32" else f" {precision}")
         return runner
 
     @property

@@ -74,27 +74,24 @@ class VideoSegmenter:
         log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
 
     def _onnx_encoder(self) -> Any:
-        """The image encoder as an onnxruntime session (exported into the cache on first use)."""
+        """Image encoder, memory attention and memory encoder on onnxruntime (exported on first use)."""
         from pathlib import Path
 
-        from streamvis.models.onnx_export import SAM2_ENCODER, export_folder, export_sam2_encoder, read_manifest
-        from streamvis.models.onnx_session import create_session
+        from streamvis.models.onnx_export import export_folder
+        from streamvis.models.sam2_onnx import attach, export_sam2, is_exported
 
-        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name)
-        if not (folder / "manifest.json").is_file() and not self.config.onnx_dir:
-            export_sam2_encoder(self.model, self.name, folder)
+        precision = self.config.precision
+        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)
+        if not self.config.onnx_dir and not is_exported(folder, self.name, precision):
+            export_sam2(self.model, self.name, folder, precision)
             self.model.to(self.device, self.dtype)
-        manifest = read_manifest(folder, SAM2_ENCODER, self.name)
-        part = manifest["parts"][SAM2_ENCODER]
-        session, provider = create_session(folder / part["file"], list(self.config.providers),
-                                           f"{self.name} image encoder")
-        self.provider = f"onnxruntime:{provider} encoder + {self.provider}"
-        return session
+        encoder = attach(self.model, folder, self.name, list(self.config.providers), precision)
+        self.provider = f"onnxruntime:{encoder.provider} {precision} + {self.provider}"
+        return encoder
 
     def _encode_onnx(self, pixels: Any) -> None:
         """Run the encoder in onnxruntime and put its features where the model looks for this frame's."""
-        outputs = self._onnx.run(None, {"pixel_values": pixels[None].numpy()})
-        tensors = [self._torch.from_numpy(o).to(self.device, self.dtype) for o in outputs]
+        tensors = [t.to(self.device, self.dtype) for t in self._onnx.run_torch({"pixel_values": pixels[None]})]
         levels = len(tensors) // 2
         self.session.cache.cache_vision_features(
             self.frame_idx, {"vision_feats": tensors[:levels], "vision_pos_embeds": tensors[levels:]})

@@ -1,0 +1,226 @@
+"""SAM 2.1 on ONNX Runtime: four graphs exported with the dynamo exporter, three of them run in the stream.
+
+- `sam2_image_encoder`: pixels -> the projected FPN features and their position encodings, exactly what
+  `Sam2VideoModel.get_image_features` returns, so they drop into a streaming session's feature cache;
+- `sam2_memory_attention`: the current frame's features attend to the memory bank (spatial memories of any
+  number of frames and any number of object pointers, both dynamic);
+- `sam2_memory_encoder`: features + predicted masks -> the memory written for the next frames (any number of
+  objects);
+- `sam2_box_decoder`: prompt encoder + mask decoder for a dynamic number of boxes on one image (what a first
+  keyframe sees: no memory), from the encoder's outputs to low-res mask logits, IoU and object scores. It is
+  the graph to deploy for box-to-mask without torch; the stream runs the mask decoder in torch, since inside
+  the video model it is called with the model's own prompt tokens and multimask switching (a few ms a frame).
+
+With backend `onnx` the encoder's outputs go into the session's cache, and the model's memory attention and
+memory encoder are replaced by modules that run their graphs; the rest of the video model runs unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from streamvis.models.onnx_export import export_graph, read_manifest, record_parts
+from streamvis.models.onnx_precision import Precision, lower_precision
+from streamvis.models.onnx_session import OrtRunner
+
+log = logging.getLogger(__name__)
+
+ENCODER = "sam2_image_encoder"
+BOX_DECODER = "sam2_box_decoder"
+MEMORY_ATTENTION = "sam2_memory_attention"
+MEMORY_ENCODER = "sam2_memory_encoder"
+PARTS = (ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER, BOX_DECODER)
+
+
+def part_precision(part: str, precision: Precision) -> Precision:
+    """int8 leaves the box decoder fp32: quantized, its object score flips on borderline objects (a flipped
+    object's logits jump to -1024), and it is a small share of the time."""
+    return "fp32" if part == BOX_DECODER and precision == "int8" else precision
+
+
+def image_size(model: Any) -> int:
+    size = model.config.image_size
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def encoder_module(model: Any) -> Any:
+    """`get_image_features` as a module with plain tensor outputs (what the exporter needs)."""
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model.get_image_features(pixel_values, return_dict=True)
+            return (*out.fpn_hidden_states, *out.fpn_position_encoding)
+
+    return Encoder().eval()
+
+
+def box_decoder_module(model: Any) -> Any:
+    """Encoder features (as the encoder graph outputs them) + boxes (1, N, 4) in model input pixels -> low-res
+    mask logits (N, 1, h, w), IoU (N, 1, 1) and object score logits (N, 1, 1); boxes are a batch of objects."""
+    import torch
+
+    class BoxDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, feats_0: torch.Tensor, feats_1: torch.Tensor, feats_2: torch.Tensor,
+                    boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            count = boxes.shape[1]
+            maps = []
+            for i, (feat, size) in enumerate(zip((feats_0, feats_1, feats_2), self.model.backbone_feature_sizes,
+                                                 strict=True)):
+                if i == 2:  # a frame with no memory gets the no-memory embedding, as the video model does
+                    feat = feat + self.model.no_memory_embedding
+                maps.append(feat.permute(1, 2, 0).reshape(1, -1, *size).expand(count, -1, -1, -1))
+            out = self.model._single_frame_forward(image_embeddings=maps, input_boxes=boxes.reshape(count, 1, 4),
+                                                   multimask_output=False)
+            return out.pred_masks, out.iou_scores, out.object_score_logits
+
+    return BoxDecoder().eval()
+
+
+def memory_attention_module(model: Any) -> Any:
+    """The memory attention with the memory split into spatial memories and object pointers (their count is
+    a dynamic dimension of the graph, not an integer argument)."""
+    import torch
+
+    class MemoryAttention(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention = model.memory_attention
+
+        def forward(self, current: torch.Tensor, current_pos: torch.Tensor, spatial: torch.Tensor,
+                    spatial_pos: torch.Tensor, pointers: torch.Tensor, pointers_pos: torch.Tensor) -> torch.Tensor:
+            return self.attention(current_vision_features=current, current_vision_position_embeddings=current_pos,
+                                  memory=torch.cat([spatial, pointers]),
+                                  memory_posision_embeddings=torch.cat([spatial_pos, pointers_pos]),
+                                  num_object_pointer_tokens=pointers.shape[0])
+
+    return MemoryAttention().eval()
+
+
+def _examples(model: Any) -> dict[str, tuple[Any, ...]]:
+    import torch
+
+    size = image_size(model)
+    with torch.inference_mode():
+        features = encoder_module(model)(torch.zeros(1, 3, size, size))
+    (height, width), channels = model.backbone_feature_sizes[-1], model.hidden_dim
+    tokens, memory_dim = height * width, int(model.config.memory_encoder_output_channels)
+    return {
+        ENCODER: (torch.zeros(1, 3, size, size),),
+        BOX_DECODER: (*features[:3], torch.tensor([[[0.1, 0.1, 0.6, 0.7], [0.3, 0.2, 0.9, 0.8]]]) * size),
+        # the video model attends one object at a time (batch 1)
+        MEMORY_ATTENTION: (torch.randn(tokens, 1, channels), torch.randn(tokens, 1, channels),
+                           torch.randn(2 * tokens, 1, memory_dim), torch.randn(2 * tokens, 1, memory_dim),
+                           torch.randn(4, 1, memory_dim), torch.randn(4, 1, memory_dim)),
+        MEMORY_ENCODER: (torch.randn(2, channels, height, width), torch.randn(2, 1, size, size)),
+    }
+
+
+def _signatures(levels: int) -> dict[str, tuple[list[str], list[str], Any]]:
+    """Per part: input names, output names, dynamic shapes."""
+    objects = {0: "objects"}
+    return {
+        ENCODER: (["pixel_values"], [f"vision_feats_{i}" for i in range(levels)]
+                  + [f"vision_pos_embeds_{i}" for i in range(levels)], None),
+        BOX_DECODER: (["vision_feats_0", "vision_feats_1", "vision_feats_2", "boxes"],
+                      ["mask_logits", "iou_scores", "object_score_logits"],
+                      {"feats_0": None, "feats_1": None, "feats_2": None, "boxes": {1: "boxes"}}),
+        MEMORY_ATTENTION: (["current", "current_pos", "spatial", "spatial_pos", "pointers", "pointers_pos"],
+                           ["conditioned"],
+                           {"current": None, "current_pos": None, "spatial": {0: "memory"},
+                            "spatial_pos": {0: "memory"}, "pointers": {0: "pointers"},
+                            "pointers_pos": {0: "pointers"}}),
+        MEMORY_ENCODER: (["vision_features", "masks"], ["maskmem_features", "maskmem_pos_enc"],
+                         {"vision_features": objects, "masks": objects}),
+    }
+
+
+def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = "fp32") -> Path:
+    """Export the four graphs of a loaded `Sam2VideoModel` into `folder`, in `precision`, with the manifest."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.float().cpu().eval()
+    modules = {ENCODER: encoder_module(model), BOX_DECODER: box_decoder_module(model),
+               MEMORY_ATTENTION: memory_attention_module(model), MEMORY_ENCODER: model.memory_encoder}
+    examples = _examples(model)
+    signatures = _signatures(len(examples[BOX_DECODER]) - 1)
+    began = time.perf_counter()
+    for number, part in enumerate(PARTS, 1):
+        log.info("exporting %s part %d/%d: %s%s...", model_id, number, len(PARTS), part,
+                 " (about a minute at real size)" if part == ENCODER else "")
+        inputs, outputs, dynamic = signatures[part]
+        target = folder / f"{part}.onnx"
+        with torch.inference_mode():
+            export_graph(modules[part], examples[part], target, model_id, inputs, outputs, dynamic)
+        lowered = part_precision(part, precision)
+        record_parts(folder, model_id, {part: {
+            "file": lower_precision(folder, target.name, lowered), "precision": lowered,
+            "image_size": image_size(model), "inputs": inputs, "outputs": outputs}})
+    log.info("exported %s to %s in %.1f s", model_id, folder, time.perf_counter() - began)
+    return folder
+
+
+def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
+    try:
+        for part in PARTS:
+            read_manifest(folder, part, model_id, part_precision(part, precision))
+    except Exception:
+        return False
+    return True
+
+
+class OnnxMemoryAttention:
+    """Stands in for the model's memory attention (same call) and runs its graph."""
+
+    def __init__(self, runner: OrtRunner) -> None:
+        self.runner = runner
+
+    def __call__(self, current_vision_features: Any, memory: Any, current_vision_position_embeddings: Any = None,
+                 memory_posision_embeddings: Any = None, num_object_pointer_tokens: int = 0) -> Any:
+        split = memory.shape[0] - num_object_pointer_tokens
+        (out,) = self.runner.run_torch({
+            "current": current_vision_features.float(), "current_pos": current_vision_position_embeddings.float(),
+            "spatial": memory[:split].float(), "spatial_pos": memory_posision_embeddings[:split].float(),
+            "pointers": memory[split:].float(), "pointers_pos": memory_posision_embeddings[split:].float()})
+        return out.to(current_vision_features.device, current_vision_features.dtype)
+
+
+class OnnxMemoryEncoder:
+    """Stands in for the model's memory encoder (same call) and runs its graph."""
+
+    def __init__(self, runner: OrtRunner) -> None:
+        self.runner = runner
+
+    def __call__(self, vision_features: Any, masks: Any) -> tuple[Any, Any]:
+        features, position = self.runner.run_torch({"vision_features": vision_features.float(),
+                                                    "masks": masks.float()})
+        return (features.to(vision_features.device, vision_features.dtype),
+                position.to(vision_features.device, vision_features.dtype))
+
+
+def attach(model: Any, folder: Path, model_id: str, providers: list[str], precision: Precision) -> OrtRunner:
+    """Run `model`'s memory attention and memory encoder on onnxruntime; returns the image encoder's runner."""
+    manifest = {}
+    for part in PARTS:
+        manifest = read_manifest(folder, part, model_id, part_precision(part, precision))
+    runners = {part: OrtRunner(folder / manifest["parts"][part]["file"], providers,
+                               f"{model_id} {part.removeprefix('sam2_').replace('_', ' ')}")
+               for part in (ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER)}
+    # the video model calls these two as functions; the torch modules (and their weights) are dropped
+    for name, standin in (("memory_attention", OnnxMemoryAttention(runners[MEMORY_ATTENTION])),
+                          ("memory_encoder", OnnxMemoryEncoder(runners[MEMORY_ENCODER]))):
+        model._modules.pop(name, None)
+        object.__setattr__(model, name, standin)
+    return runners[ENCODER]
