@@ -32,8 +32,16 @@ from rich.table import Table
 from streamvis.models.onnx_export import read_manifest
 from streamvis.models.onnx_session import OrtRunner
 from streamvis.models.random_init import build_florence2, build_sam2_video
-from streamvis.models.sam2_onnx import (BOX_DECODER, ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER,
-                                        box_decoder_module, encoder_module, export_sam2, memory_attention_module)
+from streamvis.models.sam2_onnx import (
+    BOX_DECODER,
+    ENCODER,
+    MEMORY_ATTENTION,
+    MEMORY_ENCODER,
+    box_decoder_module,
+    encoder_module,
+    export_sam2,
+    memory_attention_module,
+)
 
 Row = tuple[str, str, list[float], str]  # model, runtime, samples ms, parity note
 
@@ -59,12 +67,38 @@ def parity(got: list[np.ndarray], expected: list[np.ndarray], precision: str) ->
     return f"cos {cosine:.4f}, max diff {diff:.1e}"
 
 
+def tracking_rows(args: argparse.Namespace, device: str, folder: Path, exports: dict[str, Path]) -> list[Row]:
+    """What a stream pays per frame: `VideoSegmenter.update` on a 1280x720 frame carrying one object."""
+    from streamvis.config import SegmenterConfig
+    from streamvis.segmentation.video import VideoSegmenter
+    from streamvis.sources import open_source
+
+    source = open_source(f"synthetic:?w=1280&h=720&frames={args.repeats + 2}&objects=1")
+    frames = list(source.frames())
+    variants: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
+    variants += [(p, {"backend": "onnx", "precision": p, "onnx_dir": str(exports[p])}) for p in exports]
+    rows: list[Row] = []
+    for precision, extra in variants:
+        segmenter = VideoSegmenter(SegmenterConfig(type="sam2", model=str(folder), device=device, **extra))
+        segmenter.update(frames[0].image, source.boxes_at(0))  # the prompt, then one warm-up frame
+        segmenter.update(frames[1].image)
+        samples = []
+        for frame in frames[2:]:
+            start = time.perf_counter()
+            segmenter.update(frame.image)
+            samples.append((time.perf_counter() - start) * 1e3)
+        runtime = segmenter.provider.split(" + ")[0] if precision else f"torch {device}"
+        rows.append(("SAM 2.1-tiny tracking 1 object, per frame", runtime, samples, "stream default parts"))
+    return rows
+
+
 def sam_rows(args: argparse.Namespace, device: str, sync: Callable[[], None], tmp: Path) -> list[Row]:
     from transformers import Sam2VideoModel
 
     folder = build_sam2_video(tmp / "sam2.1-hiera-tiny", preset="real")
     model = Sam2VideoModel.from_pretrained(folder).eval()
     exports = {p: export_sam2(model, "sam2.1-tiny", tmp / f"sam2-{p}", p) for p in args.precisions}
+    rows = tracking_rows(args, device, folder, exports)
     model.to(device)
     rng = torch.Generator().manual_seed(0)
     pixels = torch.randn(1, 3, 1024, 1024, generator=rng)
@@ -75,9 +109,9 @@ def sam_rows(args: argparse.Namespace, device: str, sync: Callable[[], None], tm
     cases = {  # part: (torch module, inputs, graph input names, label)
         ENCODER: (encoder_module(model), [pixels], ["pixel_values"], "image encoder 1024x1024"),
         MEMORY_ATTENTION: (memory_attention_module(model),
-                           [torch.randn(tokens, 1, 256, generator=rng), torch.randn(tokens, 1, 256, generator=rng),
-                            torch.randn(6 * tokens, 1, 64, generator=rng), torch.randn(6 * tokens, 1, 64, generator=rng),
-                            torch.randn(64, 1, 64, generator=rng), torch.randn(64, 1, 64, generator=rng)],
+                           [torch.randn(*shape, generator=rng) for shape in ((tokens, 1, 256), (tokens, 1, 256),
+                                                                             (6 * tokens, 1, 64), (6 * tokens, 1, 64),
+                                                                             (64, 1, 64), (64, 1, 64))],
                            ["current", "current_pos", "spatial", "spatial_pos", "pointers", "pointers_pos"],
                            "memory attention, 6 frames + 16 pointers"),
         MEMORY_ENCODER: (model.memory_encoder, [torch.randn(1, 256, 64, 64, generator=rng),
@@ -86,7 +120,6 @@ def sam_rows(args: argparse.Namespace, device: str, sync: Callable[[], None], tm
         BOX_DECODER: (box_decoder_module(model), [*features[:3], boxes],
                       ["vision_feats_0", "vision_feats_1", "vision_feats_2", "boxes"], "box decoder, 3 boxes"),
     }
-    rows: list[Row] = []
     for part, (module, inputs, names, label) in cases.items():
         on_device = [t.to(device) for t in inputs]
         with torch.inference_mode():

@@ -123,6 +123,9 @@ class SegmenterConfig(_Strict):
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="onnx backend: fp32; int8 (CPU, "
                                                        "about 1.5x faster, see README); fp16 (CUDA)")
     onnx_dir: str | None = Field(None, description="an export folder (streamvis export); default: the cache")
+    onnx_parts: list[Literal["image_encoder", "memory_attention", "memory_encoder"]] | None = Field(
+        None, description="onnx backend: the graphs run on onnxruntime (the image encoder always); default: all "
+                          "three on cuda/tensorrt, the image encoder alone on cpu, where torch is faster for the rest")
     providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
 
     @model_validator(mode="before")

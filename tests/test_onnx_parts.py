@@ -149,7 +149,8 @@ def test_int8_encoder_within_stated_tolerance(exports: dict[str, Path], sam2_mod
 def test_tracked_masks_in_lower_precision(exports: dict[str, Path], tiny_models: TinyModels, precision: str,
                                           least_iou: float) -> None:
     """A tracked clip with int8 / fp16 graphs: the same objects, masks overlapping fp32's (stated tolerance)."""
-    base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx")
+    base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
+                onnx_parts=["memory_attention", "memory_encoder"])
     reference = VideoSegmenter(SegmenterConfig(**base, onnx_dir=str(exports["fp32"])))
     lowered = VideoSegmenter(SegmenterConfig(**base, precision=precision, onnx_dir=str(exports[precision])))
     assert lowered.provider.startswith(f"onnxruntime:cpu {precision}")
@@ -174,6 +175,15 @@ def test_precision_is_checked_on_load(exports: dict[str, Path], tiny_models: Tin
                              precision="int8", onnx_dir=str(exports["fp32"]))
     with pytest.raises(ModelError, match="export again with --int8"):
         VideoSegmenter(config)
+
+
+def test_stream_parts_per_provider() -> None:
+    from streamvis.models.sam2_onnx import stream_parts
+
+    assert stream_parts(None, "cpu") == [ENCODER]
+    assert stream_parts(None, "tensorrt") == stream_parts(None, "cuda") == [ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER]
+    assert stream_parts(["memory_encoder"], "cpu") == [ENCODER, MEMORY_ENCODER]
+    assert stream_parts(["image_encoder"], "cuda") == [ENCODER]
 
 
 def test_precision_needs_the_onnx_backend() -> None:
@@ -235,3 +245,40 @@ def test_engine_build_progress_is_announced_only_when_building(caplog, tmp_path:
     assert not engine_cached(tmp_path)
     (tmp_path / "TensorrtExecutionProvider_TRTKernel_graph_main_123.engine").write_bytes(b"x")
     assert engine_cached(tmp_path)
+
+
+@pytest.mark.parametrize(("shape", "perm", "expected"), [
+    ([1, 2304, 1, 16, 32], [0, 2, 3, 1, 4], ([2304, 16, 32], [1, 0, 2])),  # heads first: a 3-D transpose
+    ([2, 3, 4, 5], [0, 2, 3, 1], ([2, 3, 20], [0, 2, 1])),  # axes 2 and 3 stay neighbours: merged
+    ([4, 1, 5], [1, 0, 2], ([20], [0])),  # only a size-1 axis moves: a reshape
+    ([2, 3, 4], [2, 0, 1], ([6, 4], [1, 0])),  # the last axis to the front: a 2-D transpose
+    ([2, 3, 4], [0, 2, 1], None),  # already minimal
+])
+def test_reduced_transpose(shape: list[int], perm: list[int], expected) -> None:
+    from streamvis.models.onnx_optimize import reduced_transpose
+
+    assert reduced_transpose(shape, perm) == expected
+
+
+def test_simplify_transposes_is_exact(tmp_path: Path) -> None:
+    """A graph of reducible and irreducible transposes gives bit-identical outputs after the rewrite."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["a"], perm=[0, 2, 3, 1, 4]),
+             helper.make_node("Transpose", ["a"], ["b"], perm=[2, 0, 1, 3, 4]),
+             helper.make_node("Transpose", ["b"], ["y"], perm=[1, 0, 2, 3, 4])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 1, 4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "t.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    x = np.random.default_rng(0).standard_normal((1, 6, 1, 4, 5)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    from streamvis.models.onnx_optimize import simplify_transposes
+
+    assert simplify_transposes(path) == 3
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert after.shape == before.shape == (1, 4, 1, 6, 5) and np.array_equal(after, before)
+    kinds = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert kinds.count("Transpose") < 3 and "Reshape" in kinds

@@ -59,12 +59,17 @@ def test_manifest_checks(tiny_models: TinyModels, exported: Path, tmp_path: Path
         read_manifest(tmp_path, SAM2_ENCODER)
 
 
-def test_segmenter_masks_match_torch(tiny_models: TinyModels, exported: Path) -> None:
+@pytest.mark.parametrize("parts", [None, ["memory_attention", "memory_encoder"]])
+def test_segmenter_masks_match_torch(tiny_models: TinyModels, exported: Path, parts: list[str] | None) -> None:
+    """On the CPU provider the default runs the image encoder alone on onnxruntime; all three graphs when asked."""
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu")
     torch_seg = VideoSegmenter(SegmenterConfig(**base))
-    onnx_seg = VideoSegmenter(SegmenterConfig(**base, backend="onnx", onnx_dir=str(exported)))
+    onnx_seg = VideoSegmenter(SegmenterConfig(**base, backend="onnx", onnx_dir=str(exported), onnx_parts=parts))
     assert onnx_seg.provider.startswith("onnxruntime:cpu fp32")
-    assert type(onnx_seg.model.memory_attention).__name__ == "OnnxMemoryAttention"
+    standins = {type(onnx_seg.model.memory_attention).__name__, type(onnx_seg.model.memory_encoder).__name__}
+    expected = {"OnnxMemoryAttention", "OnnxMemoryEncoder"} if parts else {"Sam2VideoMemoryAttention",
+                                                                           "Sam2VideoMemoryEncoder"}
+    assert standins == expected
     source = open_source("synthetic:?w=320&h=192&frames=24&objects=3&enter=10")
     for frame in source.frames():
         given = source.boxes_at(frame.index) if frame.index % 4 == 0 else None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.models.onnx_export import export_graph, read_manifest, record_parts
+from streamvis.models.onnx_export import export_graph, has_parts, read_manifest, record_parts
 from streamvis.models.onnx_precision import Precision, lower_precision
 from streamvis.models.onnx_session import OrtRunner
 
@@ -137,12 +137,7 @@ def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, pr
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
-    try:
-        for part in PARTS:
-            read_manifest(folder, part, model_id, precision)
-    except Exception:
-        return False
-    return True
+    return has_parts(folder, model_id, dict.fromkeys(PARTS, precision))
 
 
 class OnnxFlorence2:

@@ -61,6 +61,16 @@ def read_manifest(folder: Path, kind: str, model_id: str | None = None,
     return manifest
 
 
+def has_parts(folder: Path, model_id: str, parts: dict[str, Precision]) -> bool:
+    """Whether `folder` holds every one of `parts` of `model_id`, each in its precision (else: export again)."""
+    try:
+        for part, precision in parts.items():
+            read_manifest(folder, part, model_id, precision)
+    except (ModelError, KeyError, TypeError):
+        return False
+    return True
+
+
 def record_parts(folder: Path, model_id: str, parts: dict[str, dict[str, Any]]) -> None:
     """Add exported parts to the folder's manifest (kept: the parts exported before)."""
     import torch
@@ -94,12 +104,16 @@ def quiet_tools() -> Iterator[None]:
 
 def export_graph(module: Any, args: tuple[Any, ...], target: Path, model_id: str, input_names: list[str],
                  output_names: list[str], dynamic_shapes: Any = None) -> None:
-    """One graph through the dynamo exporter; its many kinds of failure become one ModelError line."""
+    """One graph through the dynamo exporter (then exact rewrites: `onnx_optimize`); its many kinds of failure
+    become one ModelError line."""
     import torch
+
+    from streamvis.models.onnx_optimize import simplify_transposes
 
     try:
         with quiet_tools():
             torch.onnx.export(module, args, str(target), dynamo=True, opset_version=OPSET, input_names=input_names,
                               output_names=output_names, dynamic_shapes=dynamic_shapes, verbose=False)
+            simplify_transposes(target)
     except Exception as exc:  # the exporter raises many kinds; the user needs the first line
         raise ModelError(f"exporting {model_id} ({target.stem}) to ONNX failed: {str(exc).splitlines()[0]}") from exc

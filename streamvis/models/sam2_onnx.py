@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamvis.models.onnx_export import export_graph, read_manifest, record_parts
+from streamvis.models.onnx_export import export_graph, has_parts, read_manifest, record_parts
 from streamvis.models.onnx_precision import Precision, lower_precision
 from streamvis.models.onnx_session import OrtRunner
 
@@ -173,12 +173,7 @@ def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = 
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
-    try:
-        for part in PARTS:
-            read_manifest(folder, part, model_id, part_precision(part, precision))
-    except Exception:
-        return False
-    return True
+    return has_parts(folder, model_id, {part: part_precision(part, precision) for part in PARTS})
 
 
 class OnnxMemoryAttention:
@@ -210,17 +205,37 @@ class OnnxMemoryEncoder:
                 position.to(vision_features.device, vision_features.dtype))
 
 
-def attach(model: Any, folder: Path, model_id: str, providers: list[str], precision: Precision) -> OrtRunner:
-    """Run `model`'s memory attention and memory encoder on onnxruntime; returns the image encoder's runner."""
+STREAM_PARTS = (ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER)
+
+
+def stream_parts(wanted: list[str] | None, provider: str) -> list[str]:
+    """The graphs the stream runs on onnxruntime. Auto (None): all three on a GPU provider; on the CPU provider
+    only the image encoder, because torch's fused attention and oneDNN convolutions beat onnxruntime's CPU
+    kernels on the memory attention (0.76x) and the memory encoder (0.66x) at real size (benchmarks/runtime.py)."""
+    if wanted is not None:
+        return [ENCODER, *[f"sam2_{name}" for name in wanted if f"sam2_{name}" != ENCODER]]
+    return list(STREAM_PARTS) if provider in ("cuda", "tensorrt") else [ENCODER]
+
+
+def attach(model: Any, folder: Path, model_id: str, providers: list[str], precision: Precision,
+           parts: list[str] | None = None) -> tuple[OrtRunner, list[str]]:
+    """Run `model`'s image encoder, and per `stream_parts` its memory attention and memory encoder, on
+    onnxruntime; returns the image encoder's runner and the graphs in use."""
     manifest = {}
     for part in PARTS:
         manifest = read_manifest(folder, part, model_id, part_precision(part, precision))
-    runners = {part: OrtRunner(folder / manifest["parts"][part]["file"], providers,
-                               f"{model_id} {part.removeprefix('sam2_').replace('_', ' ')}")
-               for part in (ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER)}
-    # the video model calls these two as functions; the torch modules (and their weights) are dropped
-    for name, standin in (("memory_attention", OnnxMemoryAttention(runners[MEMORY_ATTENTION])),
-                          ("memory_encoder", OnnxMemoryEncoder(runners[MEMORY_ENCODER]))):
+
+    def runner(part: str) -> OrtRunner:
+        return OrtRunner(folder / manifest["parts"][part]["file"], providers,
+                         f"{model_id} {part.removeprefix('sam2_').replace('_', ' ')}")
+
+    encoder = runner(ENCODER)
+    in_use = stream_parts(parts, encoder.provider)
+    standins = {MEMORY_ATTENTION: ("memory_attention", OnnxMemoryAttention),
+                MEMORY_ENCODER: ("memory_encoder", OnnxMemoryEncoder)}
+    for part in in_use[1:]:
+        # the video model calls these as functions; the torch module (and its weights) is dropped
+        name, standin = standins[part]
         model._modules.pop(name, None)
-        object.__setattr__(model, name, standin)
-    return runners[ENCODER]
+        object.__setattr__(model, name, standin(runner(part)))
+    return encoder, in_use

@@ -74,7 +74,7 @@ class VideoSegmenter:
         log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
 
     def _onnx_encoder(self) -> Any:
-        """Image encoder, memory attention and memory encoder on onnxruntime (exported on first use)."""
+        """The image encoder, and per `onnx_parts` the memory parts, on onnxruntime (exported on first use)."""
         from pathlib import Path
 
         from streamvis.models.onnx_export import export_folder
@@ -85,7 +85,9 @@ class VideoSegmenter:
         if not self.config.onnx_dir and not is_exported(folder, self.name, precision):
             export_sam2(self.model, self.name, folder, precision)
             self.model.to(self.device, self.dtype)
-        encoder = attach(self.model, folder, self.name, list(self.config.providers), precision)
+        encoder, parts = attach(self.model, folder, self.name, list(self.config.providers), precision,
+                                list(self.config.onnx_parts) if self.config.onnx_parts is not None else None)
+        log.info("segmenter: on onnxruntime: %s", ", ".join(p.removeprefix("sam2_") for p in parts))
         self.provider = f"onnxruntime:{encoder.provider} {precision} + {self.provider}"
         return encoder
 
