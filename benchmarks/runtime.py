@@ -97,7 +97,7 @@ def sam_rows(args: argparse.Namespace, device: str, sync: Callable[[], None], tm
 
     folder = build_sam2_video(tmp / "sam2.1-hiera-tiny", preset="real")
     model = Sam2VideoModel.from_pretrained(folder).eval()
-    exports = {p: export_sam2(model, "sam2.1-tiny", tmp / f"sam2-{p}", p) for p in args.precisions}
+    exports = {p: export_sam2(model, str(folder), tmp / f"sam2-{p}", p) for p in args.precisions}
     rows = tracking_rows(args, device, folder, exports)
     model.to(device)
     rng = torch.Generator().manual_seed(0)

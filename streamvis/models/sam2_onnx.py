@@ -1,4 +1,4 @@
-"""SAM 2.1 on ONNX Runtime: four graphs exported with the dynamo exporter, three of them run in the stream.
+"""SAM 2.1 on ONNX Runtime: four graphs exported with the dynamo exporter, up to three of them run in the stream.
 
 - `sam2_image_encoder`: pixels -> the projected FPN features and their position encodings, exactly what
   `Sam2VideoModel.get_image_features` returns, so they drop into a streaming session's feature cache;
@@ -11,8 +11,9 @@
   the graph to deploy for box-to-mask without torch; the stream runs the mask decoder in torch, since inside
   the video model it is called with the model's own prompt tokens and multimask switching (a few ms a frame).
 
-With backend `onnx` the encoder's outputs go into the session's cache, and the model's memory attention and
-memory encoder are replaced by modules that run their graphs; the rest of the video model runs unchanged.
+With backend `onnx` the encoder's outputs go into the session's cache, and (per `stream_parts`: by default on
+GPU providers only) the model's memory attention and memory encoder are replaced by modules that run their
+graphs; the rest of the video model runs unchanged.
 """
 
 from __future__ import annotations
