@@ -282,3 +282,18 @@ def test_simplify_transposes_is_exact(tmp_path: Path) -> None:
     assert after.shape == before.shape == (1, 4, 1, 6, 5) and np.array_equal(after, before)
     kinds = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert kinds.count("Transpose") < 3 and "Reshape" in kinds
+
+
+def test_damaged_export_is_a_clear_error(exports: dict[str, Path], tiny_models: TinyModels, tmp_path: Path) -> None:
+    """A truncated graph file (a disk filled up mid-export) names the file and how to recover."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exports["fp32"], damaged)
+    graph = damaged / read_manifest(damaged, MEMORY_ENCODER)["parts"][MEMORY_ENCODER]["file"]
+    graph.write_bytes(graph.read_bytes()[:1000])
+    config = SegmenterConfig(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
+                             onnx_dir=str(damaged), onnx_parts=["memory_encoder"])
+    with pytest.raises(ModelError, match=r"cannot load .*memory encoder from .*sam2_memory_encoder\.onnx.*"
+                                         r"damaged export: delete"):
+        VideoSegmenter(config)

@@ -15,14 +15,13 @@ provider keeps it (GPU memory on CUDA) from one step to the next; only the logit
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamvis.models.onnx_export import export_graph, has_parts, read_manifest, record_parts
-from streamvis.models.onnx_precision import Precision, lower_precision
+from streamvis.models.onnx_export import Graphs, export_parts, has_parts, read_manifest
+from streamvis.models.onnx_precision import Precision
 from streamvis.models.onnx_session import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, pr
         states = text(ids, features, mask)
         past = tuple(init(start, states, mask)[1:])
     source = {1: "source"}
-    graphs = {  # part: (module, example inputs, input names, output names, dynamic shapes)
+    graphs: Graphs = {
         PARTS[0]: (vision, (pixels,), ["pixel_values"], ["image_features"], None),
         PARTS[1]: (text, (ids, features, mask), ["input_ids", "image_features", "attention_mask"],
                    ["encoder_hidden_states"],
@@ -123,17 +122,8 @@ def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, pr
                    {"input_ids": None, "encoder_hidden_states": source, "encoder_attention_mask": source,
                     "past": tuple({2: "past"} for _ in names) + tuple({2: "source"} for _ in cross_names)}),
     }
-    began = time.perf_counter()
-    for number, (part, (module, args, input_names, output_names, dynamic)) in enumerate(graphs.items(), 1):
-        log.info("exporting Florence-2 %s part %d/%d: %s...", model_id, number, len(graphs), part)
-        target = folder / f"{part}.onnx"
-        with torch.inference_mode():
-            export_graph(module, args, target, model_id, input_names, output_names, dynamic)
-        record_parts(folder, model_id, {part: {
-            "file": lower_precision(folder, target.name, precision), "precision": precision,
-            "decoder_layers": layers, "inputs": input_names, "outputs": output_names}})
-    log.info("exported Florence-2 %s to %s in %.1f s", model_id, folder, time.perf_counter() - began)
-    return folder
+    return export_parts(folder, model_id, graphs, dict.fromkeys(PARTS, precision), {"decoder_layers": layers},
+                        label="Florence-2")
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import re
+import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 from streamvis import __version__
 from streamvis.errors import ModelError
-from streamvis.models.onnx_precision import Precision
+from streamvis.models.onnx_precision import Precision, lower_precision
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +119,37 @@ def export_graph(module: Any, args: tuple[Any, ...], target: Path, model_id: str
             simplify_transposes(target)
     except Exception as exc:  # the exporter raises many kinds; the user needs the first line
         raise ModelError(f"exporting {model_id} ({target.stem}) to ONNX failed: {str(exc).splitlines()[0]}") from exc
+
+
+# part -> (module, example inputs, input names, output names, dynamic shapes)
+Graphs = dict[str, tuple[Any, tuple[Any, ...], list[str], list[str], Any]]
+
+
+def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[str, Precision],
+                 extra: dict[str, Any], label: str = "") -> Path:
+    """Export each graph, lower it to its precision and record it in the manifest (with `extra` fields), with
+    progress: a bar on a terminal, a log line per graph otherwise."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    folder.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    progress = Progress(TextColumn("[bold]exporting {task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                        disable=not sys.stderr.isatty())
+    name = f"{label} {model_id}".strip()
+    with progress:
+        task = progress.add_task(name, total=len(graphs))
+        for number, (part, (module, args, input_names, output_names, dynamic)) in enumerate(graphs.items(), 1):
+            progress.update(task, description=f"{name}: {part}")
+            log.info("exporting %s part %d/%d: %s...", name, number, len(graphs), part)
+            target = folder / f"{part}.onnx"
+            with torch.inference_mode():
+                export_graph(module, args, target, model_id, input_names, output_names, dynamic)
+            record_parts(folder, model_id, {part: {
+                "file": lower_precision(folder, target.name, precisions[part]), "precision": precisions[part],
+                **extra, "inputs": input_names, "outputs": output_names}})
+            progress.advance(task)
+    log.info("exported %s to %s in %.1f s", name, folder, time.perf_counter() - began)
+    return folder

@@ -117,7 +117,11 @@ class OrtRunner:
 
     def __init__(self, path: Path, providers: list[str], name: str) -> None:
         building = not engine_cached(path.parent / "tensorrt-cache")
-        self.session, self.provider = create_session(path, providers, name)
+        try:
+            self.session, self.provider = create_session(path, providers, name)
+        except ModelError as exc:
+            raise ModelError(f"{exc} (a damaged export: delete {path.parent} to export it again on first use, "
+                             "or run streamvis export)") from exc
         self.name = name
         self.device = "cuda" if self.provider in ("cuda", "tensorrt") else "cpu"
         self.outputs = [o.name for o in self.session.get_outputs()]

@@ -19,12 +19,11 @@ graphs; the rest of the video model runs unchanged.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from streamvis.models.onnx_export import export_graph, has_parts, read_manifest, record_parts
-from streamvis.models.onnx_precision import Precision, lower_precision
+from streamvis.models.onnx_export import export_parts, has_parts, read_manifest
+from streamvis.models.onnx_precision import Precision
 from streamvis.models.onnx_session import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -148,29 +147,16 @@ def _signatures(levels: int) -> dict[str, tuple[list[str], list[str], Any]]:
 
 
 def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = "fp32") -> Path:
-    """Export the four graphs of a loaded `Sam2VideoModel` into `folder`, in `precision`, with the manifest."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
+    """Export the four graphs of a loaded `Sam2VideoModel` into `folder`, in `precision`, with the manifest
+    (the image encoder takes about a minute at real size on a 2-core CPU)."""
     model = model.float().cpu().eval()
     modules = {ENCODER: encoder_module(model), BOX_DECODER: box_decoder_module(model),
                MEMORY_ATTENTION: memory_attention_module(model), MEMORY_ENCODER: model.memory_encoder}
     examples = _examples(model)
     signatures = _signatures(len(examples[BOX_DECODER]) - 1)
-    began = time.perf_counter()
-    for number, part in enumerate(PARTS, 1):
-        log.info("exporting %s part %d/%d: %s%s...", model_id, number, len(PARTS), part,
-                 " (about a minute at real size)" if part == ENCODER else "")
-        inputs, outputs, dynamic = signatures[part]
-        target = folder / f"{part}.onnx"
-        with torch.inference_mode():
-            export_graph(modules[part], examples[part], target, model_id, inputs, outputs, dynamic)
-        lowered = part_precision(part, precision)
-        record_parts(folder, model_id, {part: {
-            "file": lower_precision(folder, target.name, lowered), "precision": lowered,
-            "image_size": image_size(model), "inputs": inputs, "outputs": outputs}})
-    log.info("exported %s to %s in %.1f s", model_id, folder, time.perf_counter() - began)
-    return folder
+    graphs = {part: (modules[part], examples[part], *signatures[part]) for part in PARTS}
+    return export_parts(folder, model_id, graphs, {part: part_precision(part, precision) for part in PARTS},
+                        {"image_size": image_size(model)}, label="SAM 2.1")
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
@@ -212,7 +198,7 @@ STREAM_PARTS = (ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER)
 def stream_parts(wanted: list[str] | None, provider: str) -> list[str]:
     """The graphs the stream runs on onnxruntime. Auto (None): all three on a GPU provider; on the CPU provider
     only the image encoder, because torch's fused attention and oneDNN convolutions beat onnxruntime's CPU
-    kernels on the memory attention (0.76x) and the memory encoder (0.66x) at real size (benchmarks/runtime.py)."""
+    kernels on the memory attention (0.77x) and the memory encoder (0.74x) at real size (benchmarks/runtime.py)."""
     if wanted is not None:
         return [ENCODER, *[f"sam2_{name}" for name in wanted if f"sam2_{name}" != ENCODER]]
     return list(STREAM_PARTS) if provider in ("cuda", "tensorrt") else [ENCODER]
