@@ -15,8 +15,9 @@ from streamvis.models.onnx_session import OrtRunner, import_onnxruntime
 from streamvis.models.sam2_onnx import ENCODER, MEMORY_ENCODER, encoder_module, export_sam2
 
 PROVIDERS = import_onnxruntime().get_available_providers()
+GPU = torch.cuda.is_available() and "CUDAExecutionProvider" in PROVIDERS
 pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or "CUDAExecutionProvider" not in PROVIDERS,
+    not GPU,
     reason="needs an NVIDIA GPU, a CUDA build of torch and onnxruntime-gpu (pip install 'streamvis[gpu]')")
 
 
@@ -47,7 +48,8 @@ def test_cuda_encoder_parity_and_outputs_stay_on_the_gpu(exported: Path, tiny_mo
         assert float((ours - reference).abs().max()) <= 1e-3  # cuDNN/TF32 kernels differ from torch's
 
 
-@pytest.mark.skipif("TensorrtExecutionProvider" not in PROVIDERS, reason="onnxruntime-gpu without TensorRT")
+@pytest.mark.skipif(GPU and "TensorrtExecutionProvider" not in PROVIDERS,
+                    reason="this onnxruntime-gpu build has no TensorRT provider")
 def test_tensorrt_builds_then_reuses_its_engine(exported: Path) -> None:
     path = _file(exported, MEMORY_ENCODER)
     features = torch.randn(2, 128, 16, 16, device="cuda")

@@ -164,3 +164,23 @@ def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, perso
     assert isinstance(text, str)
     detections = detector.detect(frame)
     assert len(detections) == len(detections.data.get("class_name", []))
+
+
+def test_serve_reports_the_onnx_runtime_in_use(tiny_models: TinyModels, person_video: Path, models_dir: Path,
+                                               tmp_path: Path) -> None:
+    """A live stream with the SAM 2.1 onnx backend: /streams and /metrics name onnxruntime and its provider."""
+    from test_serve import STREAM, Server
+
+    env = {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
+    server = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
+                    "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.SAM2}",
+                    "--set", "segmenter.backend=onnx", env=env)
+    try:
+        server.wait_ready(timeout=180)  # exports into the cache first
+        runtime = "onnxruntime:cpu fp32 + torch:cpu:float32"
+        status, text = server.get("/streams")
+        assert status == 200 and json.loads(text)["streams"][0]["stats"]["providers"]["segmenter"] == runtime
+        status, text = server.get("/metrics")
+        assert f'streamvis_model_info{{stream="{STREAM}",model="segmenter",provider="{runtime}"}} 1' in text
+    finally:
+        server.stop()
