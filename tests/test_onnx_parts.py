@@ -290,10 +290,49 @@ def test_damaged_export_is_a_clear_error(exports: dict[str, Path], tiny_models: 
 
     damaged = tmp_path / "damaged"
     shutil.copytree(exports["fp32"], damaged)
+    for fused in damaged.glob("*.fused.onnx*"):  # made by earlier runs on CPU
+        fused.unlink()
     graph = damaged / read_manifest(damaged, MEMORY_ENCODER)["parts"][MEMORY_ENCODER]["file"]
     graph.write_bytes(graph.read_bytes()[:1000])
     config = SegmenterConfig(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
                              onnx_dir=str(damaged), onnx_parts=["memory_encoder"])
-    with pytest.raises(ModelError, match=r"cannot load .*memory encoder from .*sam2_memory_encoder\.onnx.*"
-                                         r"damaged export: delete"):
+    with pytest.raises(ModelError, match=r"cannot load .*sam2_memory_encoder\.onnx.*damaged export: delete"):
         VideoSegmenter(config)
+
+
+def test_runner_uses_the_fused_variant_off_tensorrt(exports: dict[str, Path], sam2_model, tmp_path: Path) -> None:
+    """On CPU the runner makes (once) and runs the graph with onnxruntime's fused operators: same outputs."""
+    import shutil
+
+    import onnx
+
+    folder = tmp_path / "copy"
+    shutil.copytree(exports["fp32"], folder)
+    path = folder / read_manifest(folder, ENCODER)["parts"][ENCODER]["file"]
+    runner = OrtRunner(path, ["cpu"], "encoder")
+    fused = path.with_name(f"{path.stem}.fused.onnx")
+    assert fused.is_file()
+    assert "Gelu" in {node.op_type for node in onnx.load(str(fused), load_external_data=False).graph.node}
+    pixels = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    expected = encoder_module(sam2_model)(pixels)
+    got = [t.numpy() for t in runner.run_torch({"pixel_values": pixels})]
+    assert _max_diff(got, expected) <= 1e-4
+    made = fused.stat().st_mtime_ns
+    OrtRunner(path, ["cpu"], "encoder")
+    assert fused.stat().st_mtime_ns == made  # made once
+
+
+def test_fused_variant_is_remade_after_a_new_export(exports: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from streamvis.models.onnx_optimize import fused_variant
+
+    folder = tmp_path / "copy"
+    shutil.copytree(exports["fp32"], folder)
+    path = folder / read_manifest(folder, MEMORY_ENCODER)["parts"][MEMORY_ENCODER]["file"]
+    first = fused_variant(path)
+    made = first.stat().st_mtime_ns
+    assert fused_variant(path).stat().st_mtime_ns == made
+    os.utime(path, ns=(made + 10**9, made + 10**9))  # the plain graph exported again, later
+    assert fused_variant(path).stat().st_mtime_ns > made

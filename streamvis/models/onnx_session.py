@@ -110,14 +110,20 @@ def create_session(path: Path, providers: list[str], name: str) -> tuple[Any, st
 
 
 class OrtRunner:
-    """A session run through IO binding: inputs are bound where they already are (a CUDA tensor stays on the
-    GPU), outputs are left on the provider's device and come back as torch tensors over DLPack (no copy) or as
-    OrtValues that feed the next run directly (Florence-2's KV cache). On the CPU provider the same code runs
-    with host memory, which is what the tests exercise."""
+    """A session (on the graph's fused variant unless TensorRT runs it) run through IO binding: inputs are
+    bound where they already are (a CUDA tensor stays on the GPU), outputs are left on the provider's device
+    and come back as torch tensors over DLPack (no copy) or as OrtValues that feed the next run directly
+    (Florence-2's KV cache). On the CPU provider the same code runs with host memory, which is what the tests
+    exercise."""
 
     def __init__(self, path: Path, providers: list[str], name: str) -> None:
+        from streamvis.models.onnx_optimize import fused_variant
+
         building = not engine_cached(path.parent / "tensorrt-cache")
+        available = import_onnxruntime().get_available_providers()
         try:
+            if choose_providers(providers, available)[0] != PROVIDER_NAMES["tensorrt"]:
+                path = fused_variant(path)  # CPU and CUDA run onnxruntime's fused operators
             self.session, self.provider = create_session(path, providers, name)
         except ModelError as exc:
             raise ModelError(f"{exc} (a damaged export: delete {path.parent} to export it again on first use, "
@@ -125,6 +131,7 @@ class OrtRunner:
         self.name = name
         self.device = "cuda" if self.provider in ("cuda", "tensorrt") else "cpu"
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.inputs = {i.name for i in self.session.get_inputs()}  # the fused variant drops unused inputs
         # with dynamic shapes TensorRT builds its engine on the first run rather than at load
         self.builds_engine = self.provider == "tensorrt" and building
 
@@ -136,6 +143,8 @@ class OrtRunner:
         binding = self.session.io_binding()
         alive = []  # contiguous copies must outlive the run
         for name, value in feeds.items():
+            if name not in self.inputs:
+                continue
             if isinstance(value, np.ndarray):
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
             elif isinstance(value, ort_value):
