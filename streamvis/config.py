@@ -121,7 +121,7 @@ class SegmenterConfig(_Strict):
                                               "attention and memory encoder in onnxruntime (exported on first "
                                               "use into the cache)")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="onnx backend: fp32; int8 (CPU, "
-                                                       "about 1.4x faster, see README); fp16 (CUDA)")
+                                                       "about 1.5x faster, see README); fp16 (CUDA)")
     onnx_dir: str | None = Field(None, description="an export folder (streamvis export); default: the cache")
     onnx_parts: list[Literal["image_encoder", "memory_attention", "memory_encoder"]] | None = Field(
         None, description="onnx backend: the graphs run on onnxruntime (the image encoder always); default: all "

@@ -93,10 +93,8 @@ def quiet_tools() -> Iterator[None]:
         return
     loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "onnx_ir", "onnxscript")]
     levels = [logger.level for logger in loggers]
-    tqdm = os.environ.get("TQDM_DISABLE")
     for logger in loggers:
         logger.setLevel(logging.ERROR)
-    os.environ["TQDM_DISABLE"] = "1"  # onnxruntime's fusion passes draw their own bars
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -104,10 +102,6 @@ def quiet_tools() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-        if tqdm is None:
-            del os.environ["TQDM_DISABLE"]
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm
 
 
 def export_graph(module: Any, args: tuple[Any, ...], target: Path, model_id: str, input_names: list[str],

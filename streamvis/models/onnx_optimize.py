@@ -12,6 +12,8 @@ run the contrib operators they produce (SAM 2.1 encoder on 2 CPUs: 1540 -> 1450 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from pathlib import Path
@@ -119,8 +121,8 @@ def fused_variant(path: Path) -> Path:
     options = FusionOptions("sam2")
     options.enable_attention = False
     partial = path.with_name(f"{path.stem}.fusing-{os.getpid()}.onnx")
-    try:
-        with quiet_tools():
+    try:  # the fusion passes draw tqdm bars on stderr: kept off it
+        with quiet_tools(), contextlib.redirect_stderr(io.StringIO()):
             model = optimize_model(str(path), model_type="sam2", optimization_options=options, opt_level=0)
             model.save_model_to_file(str(partial), use_external_data_format=True)
     except Exception as exc:  # onnx and the optimizer raise many kinds for a bad file

@@ -2,8 +2,8 @@
 
 - `int8`: dynamic quantization (onnxruntime.quantization) of the weight matrix multiplies only, int8 weights
   per output channel, activations quantized per call. Attention's activation-by-activation products, norms and
-  softmax stay fp32. On a 2-core AVX-512 VNNI CPU the SAM 2.1-tiny image encoder runs about 1.4x faster than
-  torch and 1.5x faster than fp32 (benchmarks/runtime.py). The stated tolerance against fp32, measured on
+  softmax stay fp32. On a 2-core AVX-512 VNNI CPU the SAM 2.1-tiny image encoder runs about 1.5x faster than
+  torch and 1.6x faster than fp32 (benchmarks/runtime.py). The stated tolerance against fp32, measured on
   random real-size weights and checked by the tests on tiny ones: each encoder output's cosine similarity
   >= 0.998 and max abs difference <= 10% of the output's largest magnitude (fp32 itself is within 1e-4
   absolute of torch); tracked masks overlap fp32's at IoU >= 0.95 per object per frame. Florence-2 in int8

@@ -120,7 +120,9 @@ class OrtRunner:
         from streamvis.models.onnx_optimize import fused_variant
 
         building = not engine_cached(path.parent / "tensorrt-cache")
-        available = import_onnxruntime().get_available_providers()
+        ort = import_onnxruntime()
+        self._ort_value = ort.OrtValue
+        available = ort.get_available_providers()
         try:
             if choose_providers(providers, available)[0] != PROVIDER_NAMES["tensorrt"]:
                 path = fused_variant(path)  # CPU and CUDA run onnxruntime's fused operators
@@ -139,15 +141,16 @@ class OrtRunner:
         """Run with numpy arrays, OrtValues or torch tensors as inputs; returns OrtValues."""
         import numpy as np
 
-        ort_value = import_onnxruntime().OrtValue
         binding = self.session.io_binding()
-        alive = []  # contiguous copies must outlive the run
+        alive: list[Any] = []  # what the binding points into must outlive the run
         for name, value in feeds.items():
             if name not in self.inputs:
                 continue
             if isinstance(value, np.ndarray):
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-            elif isinstance(value, ort_value):
+                array = np.ascontiguousarray(value)
+                alive.append(array)
+                binding.bind_cpu_input(name, array)
+            elif isinstance(value, self._ort_value):
                 binding.bind_ortvalue_input(name, value)
             else:  # a torch tensor: bound in place
                 tensor = value.detach().contiguous()
