@@ -14,7 +14,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import supervision as sv
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import timed
 
 from streamvis.config import DetectorConfig, SegmenterConfig
 from streamvis.models.florence2 import Florence2Detector
@@ -35,18 +35,6 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     ordered = sorted(samples_ms)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return statistics.median(ordered), p95
-
-
-def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> list[float]:
-    fn()  # warm-up
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
 
 
 def frame_720p(seed: int = 0) -> np.ndarray:

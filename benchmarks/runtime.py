@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import timed
 
 from streamvis.models.onnx_export import read_manifest
 from streamvis.models.onnx_session import OrtRunner
@@ -44,18 +45,6 @@ from streamvis.models.sam2_onnx import (
 )
 
 Row = tuple[str, str, list[float], str]  # model, runtime, samples ms, parity note
-
-
-def timed(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
-    fn()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
 
 
 def parity(got: list[np.ndarray], expected: list[np.ndarray], precision: str) -> str:
