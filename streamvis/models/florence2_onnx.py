@@ -93,7 +93,6 @@ def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, pr
     import torch
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
     vision, text, init, with_past, layers = _modules(model)
     size = processor.image_processor.size
