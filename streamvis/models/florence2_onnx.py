@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.models.onnx_export import Graphs, export_parts, has_parts, read_manifest
+from streamvis.models.onnx_export import Graphs, export_parts, has_parts, read_parts
 from streamvis.models.onnx_precision import Precision
 from streamvis.models.onnx_session import OrtRunner
 
@@ -135,9 +135,7 @@ class OnnxFlorence2:
 
     def __init__(self, folder: Path, model_id: str, generation_config: Any, providers: list[str],
                  precision: Precision | None = None) -> None:
-        manifest: dict[str, Any] = {}
-        for part in PARTS:
-            manifest = read_manifest(folder, part, model_id, precision)
+        manifest = read_parts(folder, model_id, dict.fromkeys(PARTS, precision))
         self.layers = int(manifest["parts"][PARTS[0]]["decoder_layers"])
         self.runners = [OrtRunner(folder / manifest["parts"][part]["file"], providers,
                                   f"{model_id} {part.removeprefix('florence2_').replace('_', ' ')}")

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,18 @@ def read_manifest(folder: Path, kind: str, model_id: str | None = None,
     return manifest
 
 
-def has_parts(folder: Path, model_id: str, parts: dict[str, Precision]) -> bool:
+def read_parts(folder: Path, model_id: str, parts: Mapping[str, Precision | None]) -> dict[str, Any]:
+    """The manifest, checked for every one of `parts` of `model_id`, each in its precision (None: any)."""
+    manifest: dict[str, Any] = {}
+    for part, precision in parts.items():
+        manifest = read_manifest(folder, part, model_id, precision)
+    return manifest
+
+
+def has_parts(folder: Path, model_id: str, parts: Mapping[str, Precision | None]) -> bool:
     """Whether `folder` holds every one of `parts` of `model_id`, each in its precision (else: export again)."""
     try:
-        for part, precision in parts.items():
-            read_manifest(folder, part, model_id, precision)
+        read_parts(folder, model_id, parts)
     except (ModelError, KeyError, TypeError):
         return False
     return True

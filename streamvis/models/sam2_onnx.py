@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from streamvis.models.onnx_export import export_parts, has_parts, read_manifest
+from streamvis.models.onnx_export import export_parts, has_parts, read_parts
 from streamvis.models.onnx_precision import Precision
 from streamvis.models.onnx_session import OrtRunner
 
@@ -39,6 +39,10 @@ def part_precision(part: str, precision: Precision) -> Precision:
     """int8 leaves the box decoder fp32: quantized, its object score flips on borderline objects (a flipped
     object's logits jump to -1024), and it is a small share of the time."""
     return "fp32" if part == BOX_DECODER and precision == "int8" else precision
+
+
+def _precisions(precision: Precision) -> dict[str, Precision]:
+    return {part: part_precision(part, precision) for part in PARTS}
 
 
 def image_size(model: Any) -> int:
@@ -155,12 +159,12 @@ def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = 
     examples = _examples(model)
     signatures = _signatures(len(examples[BOX_DECODER]) - 1)
     graphs = {part: (modules[part], examples[part], *signatures[part]) for part in PARTS}
-    return export_parts(folder, model_id, graphs, {part: part_precision(part, precision) for part in PARTS},
+    return export_parts(folder, model_id, graphs, _precisions(precision),
                         {"image_size": image_size(model)}, label="SAM 2.1")
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
-    return has_parts(folder, model_id, {part: part_precision(part, precision) for part in PARTS})
+    return has_parts(folder, model_id, _precisions(precision))
 
 
 class OnnxMemoryAttention:
@@ -208,9 +212,7 @@ def attach(model: Any, folder: Path, model_id: str, providers: list[str], precis
            parts: list[str] | None = None) -> tuple[OrtRunner, list[str]]:
     """Run `model`'s image encoder, and per `stream_parts` its memory attention and memory encoder, on
     onnxruntime; returns the image encoder's runner and the graphs in use."""
-    manifest = {}
-    for part in PARTS:
-        manifest = read_manifest(folder, part, model_id, part_precision(part, precision))
+    manifest = read_parts(folder, model_id, _precisions(precision))
 
     def runner(part: str) -> OrtRunner:
         return OrtRunner(folder / manifest["parts"][part]["file"], providers,
