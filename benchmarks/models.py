@@ -25,10 +25,10 @@ from rich.table import Table
 from timing import timed
 
 from streamvis.config import DetectorConfig, SegmenterConfig
-from streamvis.models.florence2 import Florence2Detector
-from streamvis.models.random_init import build_florence2, build_sam2_video
-from streamvis.models.sam_processing import preprocess_square
+from streamvis.detection.florence2 import Florence2Detector
+from streamvis.segmentation.processing import preprocess_square
 from streamvis.segmentation.video import VideoSegmenter
+from streamvis.testing.models import build_florence2, build_sam2_video
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:

@@ -26,12 +26,12 @@ from rich.table import Table
 
 from streamvis.config import NarratorConfig
 from streamvis.frame import Frame
-from streamvis.models.random_init import build_florence2
-from streamvis.models.random_vlm import build_idefics3
 from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator
 from streamvis.narration.narrator import Narrator
 from streamvis.narration.policy import Trigger
 from streamvis.narration.speech import synthesize
+from streamvis.testing.models import build_florence2
+from streamvis.testing.vlm import build_idefics3
 
 SENTENCE = "A man is standing in a small room in front of a white door. Person ahead, close."
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from streamvis.batch import process_input
 from streamvis.config import load_pipeline
-from streamvis.models import build_detector
+from streamvis.detection import build_detector
 from streamvis.sources import open_source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,10 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from timing import timed
 
-from streamvis.models.onnx_export import read_manifest
-from streamvis.models.onnx_session import OrtRunner
-from streamvis.models.random_init import build_florence2, build_sam2_video
-from streamvis.models.sam2_onnx import (
+from streamvis.runtime.export import read_manifest
+from streamvis.runtime.session import OrtRunner
+from streamvis.segmentation.sam2_onnx import (
     BOX_DECODER,
     ENCODER,
     MEMORY_ATTENTION,
@@ -43,6 +42,7 @@ from streamvis.models.sam2_onnx import (
     export_sam2,
     memory_attention_module,
 )
+from streamvis.testing.models import build_florence2, build_sam2_video
 
 Row = tuple[str, str, list[float], str]  # model, runtime, samples ms, parity note
 
@@ -135,7 +135,7 @@ def florence_rows(args: argparse.Namespace, device: str, sync: Callable[[], None
     from PIL import Image
     from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-    from streamvis.models.florence2_onnx import OnnxFlorence2, export_florence2
+    from streamvis.detection.florence2_onnx import OnnxFlorence2, export_florence2
 
     folder = build_florence2(tmp / "florence2-base", preset="real")
     model = Florence2ForConditionalGeneration.from_pretrained(folder).eval()

@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from streamvis.config import SegmenterConfig
-from streamvis.models.random_init import build_sam2_video
 from streamvis.segmentation.video import VideoSegmenter
 from streamvis.sources import open_source
+from streamvis.testing.models import build_sam2_video
 
 
 def rss_mb() -> float:

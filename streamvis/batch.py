@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from streamvis.config import PipelineConfig
+from streamvis.detection import Detector, build_detector
 from streamvis.errors import ConfigError, StreamvisError
-from streamvis.models.detector import Detector, build_detector
 from streamvis.narration.narrator import Narrator
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline

@@ -162,9 +162,9 @@ def export(
     setup_logging(debug, False)
     from transformers import AutoConfig
 
-    from streamvis.models.hf import load_pretrained
-    from streamvis.models.onnx_export import export_folder
-    from streamvis.models.onnx_precision import Precision
+    from streamvis.runtime.export import export_folder
+    from streamvis.runtime.precision import Precision
+    from streamvis.weights.hf import load_pretrained
 
     if fp16 and int8:
         _fail(StreamvisError("choose one of --fp16 and --int8"), debug, EXIT_USAGE)
@@ -175,14 +175,14 @@ def export(
         if config.model_type in ("sam2_video", "sam2"):
             from transformers import Sam2VideoModel
 
-            from streamvis.models.sam2_onnx import export_sam2
+            from streamvis.segmentation.sam2_onnx import export_sam2
 
             export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision)
             field = "segmenter"
         elif config.model_type == "florence2":
             from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-            from streamvis.models.florence2_onnx import export_florence2
+            from streamvis.detection.florence2_onnx import export_florence2
 
             export_florence2(load_pretrained(Florence2ForConditionalGeneration, model, "model"),
                              load_pretrained(AutoProcessor, model, "model"), model, folder, precision)

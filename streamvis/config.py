@@ -235,12 +235,12 @@ class PipelineConfig(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
-BUILTIN_PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+BUILTIN_PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"  # package data
 DEFAULT_PIPELINE = "detect"
 
 
-def resolve_pipeline_path(name_or_path: str | Path | None) -> Path | None:
-    """A path as given; a bare name (`detect`) looked up in ./pipelines, then the project's pipelines/."""
+def resolve_pipeline_path(name_or_path: str | Path | None) -> Path:
+    """A path as given; a bare name (`detect`) looked up in ./pipelines, then the built-in pipelines."""
     if name_or_path is None:
         name_or_path = DEFAULT_PIPELINE
     path = Path(name_or_path)
@@ -252,9 +252,9 @@ def resolve_pipeline_path(name_or_path: str | Path | None) -> Path | None:
         candidate = folder / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
-    if str(name_or_path) == DEFAULT_PIPELINE:
-        return None  # an installed package without the pipelines/ folder: schema defaults equal detect.yaml
-    raise ConfigError(f"unknown pipeline '{name_or_path}': no file pipelines/{name_or_path}.yaml")
+    builtin = ", ".join(sorted(p.stem for p in BUILTIN_PIPELINES_DIR.glob("*.yaml")))
+    raise ConfigError(f"unknown pipeline '{name_or_path}': no file pipelines/{name_or_path}.yaml here, and the "
+                      f"built-in pipelines are {builtin}")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

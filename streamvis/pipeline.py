@@ -12,9 +12,9 @@ import supervision as sv
 
 from streamvis.annotate import Annotator
 from streamvis.config import PipelineConfig
+from streamvis.detection import Detector, build_detector
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
-from streamvis.models.detector import Detector, build_detector
 from streamvis.narration.narrator import Narrator
 from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.serialize import empty_detections

@@ -124,8 +124,8 @@ class TinyModels:
     PALIGEMMA = "streamvis-test/tiny-paligemma2"
 
     def __init__(self, root: Path) -> None:
-        from streamvis.models.random_init import build_florence2, build_sam, build_sam2_video
-        from streamvis.models.random_vlm import build_idefics3, build_paligemma
+        from streamvis.testing.models import build_florence2, build_sam, build_sam2_video
+        from streamvis.testing.vlm import build_idefics3, build_paligemma
 
         self.root = root
         self.florence = build_florence2(root / "florence2")

@@ -68,13 +68,13 @@ def test_set_overrides_any_field() -> None:
 
 
 def test_detect_yaml_is_the_schema_default() -> None:
-    """An installed package without pipelines/ falls back to the schema defaults: they must match."""
-    data = yaml.safe_load((ROOT / "pipelines" / "detect.yaml").read_text())
+    """A pipeline section left out takes the schema defaults: those of detect.yaml, the default pipeline."""
+    data = yaml.safe_load((ROOT / "streamvis" / "pipelines" / "detect.yaml").read_text())
     loaded = PipelineConfig.model_validate(data).model_dump(exclude={"description"})
     assert loaded == PipelineConfig().model_dump(exclude={"description"})
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "streamvis" / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_pipelines_validate(path: Path) -> None:
     assert isinstance(load_pipeline(path), PipelineConfig)
 

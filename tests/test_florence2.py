@@ -7,8 +7,7 @@ import pytest
 from conftest import TinyModels
 
 from streamvis.config import DetectorConfig
-from streamvis.errors import ModelError
-from streamvis.models.florence2 import (
+from streamvis.detection.florence2 import (
     ClassVocabulary,
     Florence2Detector,
     answer_to_boxes,
@@ -17,6 +16,7 @@ from streamvis.models.florence2 import (
     split_prompt,
     task_text,
 )
+from streamvis.errors import ModelError
 
 
 @pytest.fixture(scope="module")

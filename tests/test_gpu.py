@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import TinyModels
 
-from streamvis.models.onnx_export import read_manifest
-from streamvis.models.onnx_session import OrtRunner, import_onnxruntime
-from streamvis.models.sam2_onnx import ENCODER, MEMORY_ENCODER, encoder_module, export_sam2
+from streamvis.runtime.export import read_manifest
+from streamvis.runtime.session import OrtRunner, import_onnxruntime
+from streamvis.segmentation.sam2_onnx import ENCODER, MEMORY_ENCODER, encoder_module, export_sam2
 
 PROVIDERS = import_onnxruntime().get_available_providers()
 GPU = torch.cuda.is_available() and "CUDAExecutionProvider" in PROVIDERS

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streamvis.errors import ModelError
-from streamvis.models.onnx_session import choose_providers, create_session
-from streamvis.models.registry import REGISTRY, ModelFile, download, resolve_model
+from streamvis.runtime.session import choose_providers, create_session
+from streamvis.weights.registry import REGISTRY, ModelFile, download, resolve_model
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from conftest import TinyModels, run_cli
 
 from streamvis.config import DetectorConfig, SegmenterConfig
 from streamvis.errors import ModelError
-from streamvis.models.onnx_export import read_manifest
-from streamvis.models.onnx_precision import INT8_MAX_RELATIVE, INT8_MIN_COSINE, INT8_MIN_MASK_IOU, weight_matmuls
-from streamvis.models.onnx_session import OrtRunner, create_session
-from streamvis.models.sam2_onnx import (
+from streamvis.runtime.export import read_manifest
+from streamvis.runtime.precision import INT8_MAX_RELATIVE, INT8_MIN_COSINE, INT8_MIN_MASK_IOU, weight_matmuls
+from streamvis.runtime.session import OrtRunner, create_session
+from streamvis.segmentation.sam2_onnx import (
     BOX_DECODER,
     ENCODER,
     MEMORY_ATTENTION,
@@ -178,7 +178,7 @@ def test_precision_is_checked_on_load(exports: dict[str, Path], tiny_models: Tin
 
 
 def test_stream_parts_per_provider() -> None:
-    from streamvis.models.sam2_onnx import stream_parts
+    from streamvis.segmentation.sam2_onnx import stream_parts
 
     assert stream_parts(None, "cpu") == [ENCODER]
     assert stream_parts(None, "tensorrt") == stream_parts(None, "cuda") == [ENCODER, MEMORY_ATTENTION, MEMORY_ENCODER]
@@ -231,7 +231,7 @@ def test_engine_build_progress_is_announced_only_when_building(caplog, tmp_path:
     """TensorRT gives no fraction done: the build is announced, then its duration; a cached engine is silent."""
     import logging
 
-    from streamvis.models.onnx_session import engine_build, engine_cached
+    from streamvis.runtime.session import engine_build, engine_cached
 
     caplog.set_level(logging.INFO, logger="streamvis")
     with engine_build("encoder", active=False):
@@ -255,7 +255,7 @@ def test_engine_build_progress_is_announced_only_when_building(caplog, tmp_path:
     ([2, 3, 4], [0, 2, 1], None),  # already minimal
 ])
 def test_reduced_transpose(shape: list[int], perm: list[int], expected) -> None:
-    from streamvis.models.onnx_optimize import reduced_transpose
+    from streamvis.runtime.optimize import reduced_transpose
 
     assert reduced_transpose(shape, perm) == expected
 
@@ -275,7 +275,7 @@ def test_simplify_transposes_is_exact(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     x = np.random.default_rng(0).standard_normal((1, 6, 1, 4, 5)).astype(np.float32)
     before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    from streamvis.models.onnx_optimize import simplify_transposes
+    from streamvis.runtime.optimize import simplify_transposes
 
     assert simplify_transposes(path) == 3
     after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -326,7 +326,7 @@ def test_fused_variant_is_remade_after_a_new_export(exports: dict[str, Path], tm
     import os
     import shutil
 
-    from streamvis.models.onnx_optimize import fused_variant
+    from streamvis.runtime.optimize import fused_variant
 
     folder = tmp_path / "copy"
     shutil.copytree(exports["fp32"], folder)

@@ -13,11 +13,11 @@ from conftest import TinyModels, cut_clip, run_cli
 
 from streamvis.config import SegmenterConfig
 from streamvis.errors import ModelError
-from streamvis.models.onnx_export import read_manifest
-from streamvis.models.onnx_session import create_session
-from streamvis.models.sam2_onnx import ENCODER as SAM2_ENCODER
-from streamvis.models.sam2_onnx import encoder_module as sam2_encoder_module
-from streamvis.models.sam2_onnx import export_sam2
+from streamvis.runtime.export import read_manifest
+from streamvis.runtime.session import create_session
+from streamvis.segmentation.sam2_onnx import ENCODER as SAM2_ENCODER
+from streamvis.segmentation.sam2_onnx import encoder_module as sam2_encoder_module
+from streamvis.segmentation.sam2_onnx import export_sam2
 from streamvis.segmentation.video import VideoSegmenter
 from streamvis.serialize import rle_to_masks
 from streamvis.sources import open_source
@@ -121,8 +121,8 @@ def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels
     import av
 
     from streamvis.config import DetectorConfig
-    from streamvis.models.florence2 import Florence2Detector
-    from streamvis.models.florence2_onnx import PARTS
+    from streamvis.detection.florence2 import Florence2Detector
+    from streamvis.detection.florence2_onnx import PARTS
 
     monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
     with av.open(str(person_video)) as container:
@@ -146,8 +146,8 @@ def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, perso
     import onnx
 
     from streamvis.config import DetectorConfig
-    from streamvis.models.florence2 import Florence2Detector
-    from streamvis.models.florence2_onnx import PARTS
+    from streamvis.detection.florence2 import Florence2Detector
+    from streamvis.detection.florence2_onnx import PARTS
 
     monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
     with av.open(str(person_video)) as container:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamvis.models.sam_processing import (
+from streamvis.segmentation.processing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     masks_to_xyxy,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamvis.config import DetectorConfig
-from streamvis.models import build_detector
+from streamvis.detection import build_detector
 
 
 def coco_map(coco128: Path, detector) -> float:

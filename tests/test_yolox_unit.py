@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamvis.models.yolox import PAD_VALUE, decode_boxes, letterbox, make_grids, postprocess
+from streamvis.detection.yolox import PAD_VALUE, decode_boxes, letterbox, make_grids, postprocess
 
 
 @pytest.mark.parametrize(

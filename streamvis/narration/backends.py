@@ -15,7 +15,7 @@ import numpy as np
 
 from streamvis.config import NarratorConfig
 from streamvis.errors import ModelError
-from streamvis.models.hf import load_model, load_pretrained
+from streamvis.weights.hf import load_model, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class FlorenceNarrator:
 
     def __init__(self, config: NarratorConfig) -> None:
         from streamvis.config import DetectorConfig
-        from streamvis.models.florence2 import Florence2Detector
+        from streamvis.detection.florence2 import Florence2Detector
 
         self.config = config
         self.name = str(config.model)

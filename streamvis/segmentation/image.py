@@ -13,8 +13,8 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import SegmenterConfig
-from streamvis.models.hf import load_model
-from streamvis.models.sam_processing import preprocess_longest_side, scale_boxes_longest_side, upsample_masks
+from streamvis.segmentation.processing import preprocess_longest_side, scale_boxes_longest_side, upsample_masks
+from streamvis.weights.hf import load_model
 
 log = logging.getLogger(__name__)
 

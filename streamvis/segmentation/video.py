@@ -17,11 +17,11 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import SegmenterConfig
-from streamvis.models.hf import load_model
-from streamvis.models.sam_processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
 from streamvis.segmentation.matching import box_iou, match_detections
+from streamvis.segmentation.processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
 from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
 from streamvis.serialize import empty_detections
+from streamvis.weights.hf import load_model
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class VideoSegmenter:
         """The image encoder, and per `onnx_parts` the memory parts, on onnxruntime (exported on first use)."""
         from pathlib import Path
 
-        from streamvis.models.onnx_export import export_folder
-        from streamvis.models.sam2_onnx import attach, export_sam2, is_exported
+        from streamvis.runtime.export import export_folder
+        from streamvis.segmentation.sam2_onnx import attach, export_sam2, is_exported
 
         precision = self.config.precision
         folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)

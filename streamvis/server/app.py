@@ -36,7 +36,7 @@ StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "clients" / "web"
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
 TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from aiohttp import web
 
 from streamvis.config import PipelineConfig
+from streamvis.detection import build_detector
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
-from streamvis.models.detector import build_detector
 from streamvis.narration.backends import build_narrator_backend
 from streamvis.narration.narrator import Narrator
 from streamvis.pipeline import Pipeline

@@ -18,7 +18,7 @@ import supervision as sv
 
 from streamvis.config import PROMPTED_TASKS, DetectorConfig
 from streamvis.errors import ModelError
-from streamvis.models.hf import load_model, load_pretrained
+from streamvis.weights.hf import load_model, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ class Florence2Detector:
         """Greedy decoding over onnxruntime; the graphs are exported into the cache on first use."""
         from pathlib import Path
 
-        from streamvis.models.florence2_onnx import OnnxFlorence2, export_florence2, is_exported
-        from streamvis.models.onnx_export import export_folder
+        from streamvis.detection.florence2_onnx import OnnxFlorence2, export_florence2, is_exported
+        from streamvis.runtime.export import export_folder
 
         precision = self.config.precision
         folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)

@@ -22,9 +22,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from streamvis.models.onnx_export import export_parts, has_parts, read_parts
-from streamvis.models.onnx_precision import Precision
-from streamvis.models.onnx_session import OrtRunner
+from streamvis.runtime.export import export_parts, has_parts, read_parts
+from streamvis.runtime.precision import Precision
+from streamvis.runtime.session import OrtRunner
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ class OrtRunner:
     exercise."""
 
     def __init__(self, path: Path, providers: list[str], name: str) -> None:
-        from streamvis.models.onnx_optimize import fused_variant
+        from streamvis.runtime.optimize import fused_variant
 
         building = not engine_cached(path.parent / "tensorrt-cache")
         ort = import_onnxruntime()

@@ -19,6 +19,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from streamvis.errors import ModelError
+from streamvis.runtime.quiet import quiet_tools
+
 log = logging.getLogger(__name__)
 
 
@@ -114,9 +117,6 @@ def fused_variant(path: Path) -> Path:
         return target  # made from this very graph (an export made later replaces it)
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
-
-    from streamvis.errors import ModelError
-    from streamvis.models.onnx_export import quiet_tools
 
     options = FusionOptions("sam2")
     options.enable_attention = False

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.models.onnx_export import Graphs, export_parts, has_parts, read_parts
-from streamvis.models.onnx_precision import Precision
-from streamvis.models.onnx_session import OrtRunner
+from streamvis.runtime.export import Graphs, export_parts, has_parts, read_parts
+from streamvis.runtime.precision import Precision
+from streamvis.runtime.session import OrtRunner
 
 log = logging.getLogger(__name__)
 

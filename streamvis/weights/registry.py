@@ -14,12 +14,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from streamvis import env
 from streamvis.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-MODELS_DIR_ENV = "STREAMVIS_MODELS_DIR"
-CACHE_DIR_ENV = "STREAMVIS_CACHE_DIR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +54,7 @@ REGISTRY: dict[str, RegisteredModel] = {
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "streamvis" / "models"
+    return env.cache_dir() / "models"
 
 
 def sha256_of(path: Path) -> str:
@@ -110,7 +105,7 @@ def resolve_model(name_or_path: str, models_dir: str | Path | None = None,
         known = ", ".join(sorted(REGISTRY))
         raise ModelError(f"unknown model '{name_or_path}': give a path to an .onnx file or one of: {known}")
     entry = REGISTRY[name_or_path]
-    models_dir = models_dir or os.environ.get(MODELS_DIR_ENV)
+    models_dir = models_dir or env.models_dir()
     if models_dir:
         for candidate in (Path(models_dir) / entry.name / entry.weights.name, Path(models_dir) / entry.weights.name):
             if candidate.is_file():
@@ -119,11 +114,11 @@ def resolve_model(name_or_path: str, models_dir: str | Path | None = None,
     cached = (cache_dir or default_cache_dir()) / entry.name / entry.weights.name
     if cached.is_file():
         return cached, entry
-    if not allow_download or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("STREAMVIS_OFFLINE") == "1":
+    if not allow_download or env.offline():
         raise ModelError(f"{entry.name} is not in the models folder ({models_dir or 'none set'}) nor the cache "
                          f"({cached.parent}); put {entry.weights.name} in <models-dir>/{entry.name}/")
     try:
         return download(entry.weights, cached), entry
     except ModelError as exc:
         raise ModelError(f"{exc}; for offline use put {entry.weights.name} in <models-dir>/{entry.name}/ and "
-                         f"pass --models-dir (or set {MODELS_DIR_ENV})") from exc
+                         f"pass --models-dir (or set {env.MODELS_DIR})") from exc

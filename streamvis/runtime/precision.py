@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from streamvis.errors import ModelError
+from streamvis.runtime.quiet import quiet_tools
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ def lower_precision(folder: Path, file: str, precision: Precision) -> str:
     source = folder / file
     target = source.with_name(f"{source.stem}.{precision}.onnx")
     log.info("converting %s to %s...", file, precision)
-    from streamvis.models.onnx_export import quiet_tools
-
     try:
         with quiet_tools():
             (to_int8 if precision == "int8" else to_fp16)(source, target)

@@ -1,26 +1,26 @@
 """Exporting model parts to ONNX with torch's dynamo exporter: where exports live, and the manifest that
 loading checks (model id, opset, precision, and per part its file, inputs and outputs).
 
-The models' own parts are in `sam2_onnx` and `florence2_onnx`; lower precisions in `onnx_precision`.
+The models' own graphs live beside them (`segmentation.sam2_onnx`, `detection.florence2_onnx`); lower
+precisions are in `runtime.precision`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import time
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamvis import __version__
+from streamvis import __version__, env
 from streamvis.errors import ModelError
-from streamvis.models.onnx_precision import Precision, lower_precision
+from streamvis.runtime.optimize import simplify_transposes
+from streamvis.runtime.precision import Precision, lower_precision
+from streamvis.runtime.quiet import quiet_tools
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,7 @@ OPSET = 18
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("STREAMVIS_CACHE_DIR") or Path.home() / ".cache" / "streamvis"
-    return Path(base) / "onnx"
+    return env.cache_dir() / "onnx"
 
 
 def export_folder(model_id: str, precision: Precision = "fp32") -> Path:
@@ -91,33 +90,11 @@ def record_parts(folder: Path, model_id: str, parts: dict[str, dict[str, Any]]) 
     _write_manifest(folder, manifest)
 
 
-@contextlib.contextmanager
-def quiet_tools() -> Iterator[None]:
-    """Silence the exporter's and quantizer's own chatter (torchvision-missing notes, deprecation and
-    "consider pre-processing" warnings) unless debugging; their errors still raise."""
-    if logging.getLogger("streamvis").isEnabledFor(logging.DEBUG):
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "onnx_ir", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def export_graph(module: Any, args: tuple[Any, ...], target: Path, model_id: str, input_names: list[str],
                  output_names: list[str], dynamic_shapes: Any = None) -> None:
     """One graph through the dynamo exporter (then exact rewrites: `onnx_optimize`); its many kinds of failure
     become one ModelError line."""
     import torch
-
-    from streamvis.models.onnx_optimize import simplify_transposes
 
     try:
         with quiet_tools():

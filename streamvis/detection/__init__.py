@@ -9,7 +9,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import DetectorConfig
-from streamvis.models.registry import resolve_model
+from streamvis.weights.registry import resolve_model
 
 
 class Detector(Protocol):
@@ -28,7 +28,7 @@ class Detector(Protocol):
 def build_detector(config: DetectorConfig, models_dir: str | Path | None = None) -> Detector:
     """Resolve the model (path, models folder, cache or download) and load it."""
     if config.type == "florence2":
-        from streamvis.models.florence2 import Florence2Detector
+        from streamvis.detection.florence2 import Florence2Detector
 
         return Florence2Detector(config)
     weights, entry = resolve_model(config.model_id, models_dir)
@@ -36,7 +36,7 @@ def build_detector(config: DetectorConfig, models_dir: str | Path | None = None)
     if classes is None:
         sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")
         classes = sibling if sibling.is_file() else None
-    from streamvis.models.yolox import YoloxDetector
+    from streamvis.detection.yolox import YoloxDetector
 
     return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
                          name=entry.name if entry else weights.stem)

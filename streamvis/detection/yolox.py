@@ -16,7 +16,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.errors import ModelError, reason
-from streamvis.models.onnx_session import create_session
+from streamvis.runtime.session import create_session
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114

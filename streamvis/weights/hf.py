@@ -11,18 +11,11 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streamvis import env
 from streamvis.errors import ModelError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def offline_mode() -> bool:
-    """True when `HF_HUB_OFFLINE` or `STREAMVIS_OFFLINE` is set: only local folders and the cache are used."""
-    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "STREAMVIS_OFFLINE"))
-
 
 def resolve_device(device: str) -> str:
     """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error, not a fallback."""
@@ -64,7 +57,7 @@ def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> An
     looks_local = is_folder or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
     if looks_local and not is_folder:
         raise ModelError(f"{field}: folder {model_id} does not exist")
-    offline = offline_mode()
+    offline = env.offline()
     source = str(path) if is_folder else model_id
     try:
         return loader.from_pretrained(source, local_files_only=offline or is_folder, **kwargs)
