@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from streamvis_client import watch  # noqa: E402
 
+from streamvis import env  # noqa: E402
 from streamvis.server.serve import restrict_ice_to_loopback  # noqa: E402
 
 SOURCE = "synthetic:?w=1280&h=720&fps=30&frames=0&objects=4&realtime=1"
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--viewers", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--codec", default="h264", choices=["h264", "vp8"])
-    parser.add_argument("--models-dir", default=os.environ.get("STREAMVIS_MODELS_DIR", ROOT.parent / "shared/models"))
+    parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
     args = parser.parse_args()
     restrict_ice_to_loopback()
     port = free_port()

@@ -10,6 +10,7 @@ Stages run through the same classes the pipelines use (Florence2Detector, VideoS
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -24,10 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from timing import timed
 
-from streamvis.config import DetectorConfig, SegmenterConfig
-from streamvis.detection.florence2 import Florence2Detector
+from streamvis.config import Florence2Config, Sam2Config
+from streamvis.detection.florence2 import Florence2Detector, Florence2Model
 from streamvis.segmentation.processing import preprocess_square
-from streamvis.segmentation.video import VideoSegmenter
+from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.testing.models import build_florence2, build_sam2_video
 
 
@@ -55,10 +56,10 @@ def boxes(count: int) -> sv.Detections:
 
 def florence_rows(folder: Path, args: argparse.Namespace, image: np.ndarray,
                   rows: list[tuple[str, list[float]]]) -> tuple[str, Callable[[], None]]:
-    detector = Florence2Detector(DetectorConfig(type="florence2", model=str(folder), device=args.device,
-                                                dtype=args.dtype, max_new_tokens=args.tokens))
-    detector.model.generation_config.min_new_tokens = args.tokens
-    device = detector.device
+    florence = Florence2Model(Florence2Config(model=str(folder), device=args.device, dtype=args.dtype))
+    detector = Florence2Detector(florence, Florence2Config(model=str(folder), max_new_tokens=args.tokens))
+    florence.model.generation_config.min_new_tokens = args.tokens
+    device = florence.device
 
     def sync() -> None:
         if device == "cuda":
@@ -66,12 +67,12 @@ def florence_rows(folder: Path, args: argparse.Namespace, image: np.ndarray,
 
     rgb = image[:, :, ::-1].copy()
     inputs = detector.processor(text=[detector.text], images=[rgb], return_tensors="pt")
-    pixel_values = inputs["pixel_values"].to(device, detector.dtype)
+    pixel_values = inputs["pixel_values"].to(device, florence.dtype)
     rows.append(("Florence-2-base preprocess (processor, 768x768)",
                  timed(lambda: detector.processor(text=[detector.text], images=[rgb], return_tensors="pt"),
                        args.repeats, sync)))
     rows.append(("Florence-2-base vision encoder",
-                 timed(lambda: detector.model.get_image_features(pixel_values), args.repeats, sync)))
+                 timed(lambda: florence.model.get_image_features(pixel_values), args.repeats, sync)))
     rows.append((f"Florence-2-base <OD> generate, {args.tokens} tokens",
                  timed(lambda: detector.generate_text([image]), args.repeats, sync)))
     batch = 4
@@ -83,28 +84,26 @@ def florence_rows(folder: Path, args: argparse.Namespace, image: np.ndarray,
 
 def sam2_rows(folder: Path, args: argparse.Namespace, image: np.ndarray, rows: list[tuple[str, list[float]]],
               sync: Callable[[], None]) -> None:
-    config = SegmenterConfig(type="sam2", model=str(folder), device=args.device, dtype=args.dtype)
-    segmenter = VideoSegmenter(config)
-    pixels = torch.from_numpy(preprocess_square(image, segmenter.image_size))[None]
-    pixels = pixels.to(segmenter.device, segmenter.dtype)
+    model = VideoSegmenterModel(Sam2Config(model=str(folder), device=args.device, dtype=args.dtype))
+    pixels = torch.from_numpy(preprocess_square(image, model.image_size))[None]
+    pixels = pixels.to(model.device, model.dtype)
     rows.append(("SAM 2.1-tiny preprocess (720p -> 1024x1024)",
-                 timed(lambda: preprocess_square(image, segmenter.image_size), args.repeats, sync)))
+                 timed(lambda: preprocess_square(image, model.image_size), args.repeats, sync)))
     rows.append(("SAM 2.1-tiny image encoder (1024x1024)",
-                 timed(lambda: segmenter.model.get_image_features(pixels), args.repeats, sync)))
+                 timed(lambda: model.model.get_image_features(pixels), args.repeats, sync)))
     for count in (1, 8):
 
         def keyframe(n: int = count) -> None:
-            segmenter.reset()
-            segmenter.update(image, boxes(n))
+            model.new_stream().update(image, boxes(n))
 
         rows.append((f"SAM 2.1-tiny keyframe: encode + {count} box prompt(s) -> masks",
                      timed(keyframe, args.repeats, sync)))
-        segmenter.reset()
+        segmenter = model.new_stream()
         segmenter.update(image, boxes(count))
         for _ in range(8):  # fill the memory window so each step reads a full memory
             segmenter.update(image, None)
         rows.append((f"SAM 2.1-tiny propagation step, {count} object(s) (whole frame)",
-                     timed(lambda: segmenter.update(image, None), args.repeats, sync)))
+                     timed(functools.partial(segmenter.update, image, None), args.repeats, sync)))
         rows.append((f"  of which mask post-processing to 720p, {count} object(s)",
                      [segmenter.last_timings_ms["segment_post"]]))
 

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from streamvis.config import NarratorConfig
+from streamvis.config import Florence2NarratorConfig, VlmNarratorConfig
 from streamvis.frame import Frame
 from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator
 from streamvis.narration.narrator import Narrator
@@ -64,7 +64,8 @@ def main() -> None:
         specs = [("Florence-2-base <CAPTION>", "florence2", build_florence2(Path(tmp) / "f", preset="real")),
                  ("SmolVLM-256M-architecture chat VLM", "vlm", build_idefics3(Path(tmp) / "s", preset="real"))]
         for label, kind, folder in specs:
-            config = NarratorConfig(type=kind, model=str(folder), max_new_tokens=args.tokens, device=args.device)
+            config_cls = Florence2NarratorConfig if kind == "florence2" else VlmNarratorConfig
+            config = config_cls(model=str(folder), max_new_tokens=args.tokens, device=args.device)
             backend = FlorenceNarrator(config) if kind == "florence2" else ChatVLMNarrator(config)
             backend.model.generation_config.min_new_tokens = args.tokens
             narrator = Narrator(config, backend)

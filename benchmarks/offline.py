@@ -18,9 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from streamvis import env
 from streamvis.batch import process_input
 from streamvis.config import load_pipeline
-from streamvis.detection import build_detector
+from streamvis.models import load_models
 from streamvis.sources import open_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +49,13 @@ def detector_fps(video: Path, detector, limit: int = 300) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models-dir", default=os.environ.get("STREAMVIS_MODELS_DIR", ROOT.parent / "shared/models"))
+    parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
     parser.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "media" / "videos")
     parser.add_argument("--pipeline", default="detect")
     args = parser.parse_args()
     config = load_pipeline(args.pipeline)
-    detector = build_detector(config.detector, args.models_dir)
+    models = load_models(config, args.models_dir)
+    detector = models.detector
     table = Table(title=f"streamvis offline, pipeline '{config.name}', {detector.name} on {detector.provider}, "
                         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     for column in ("video", "frames", "decode fps", "detector fps", "process fps", "full / min(decode, det)"):
@@ -63,7 +65,7 @@ def main() -> None:
             dec, frames = decode_fps(video)
             det = detector_fps(video, detector)
             report = process_input(str(video), Path(tmp) / f"{video.stem}.mp4", Path(tmp) / f"{video.stem}.jsonl",
-                                   config, detector, show_progress=False)
+                                   config, models, show_progress=False)
             if report.status != "ok":
                 raise SystemExit(f"{video.name}: {report.status}: {report.message}")
             full = report.fps

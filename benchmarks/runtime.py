@@ -58,8 +58,8 @@ def parity(got: list[np.ndarray], expected: list[np.ndarray], precision: str) ->
 
 def tracking_rows(args: argparse.Namespace, device: str, folder: Path, exports: dict[str, Path]) -> list[Row]:
     """What a stream pays per frame: `VideoSegmenter.update` on a 1280x720 frame carrying one object."""
-    from streamvis.config import SegmenterConfig
-    from streamvis.segmentation.video import VideoSegmenter
+    from streamvis.config import Sam2Config
+    from streamvis.segmentation.video import VideoSegmenterModel
     from streamvis.sources import open_source
 
     source = open_source(f"synthetic:?w=1280&h=720&frames={args.repeats + 2}&objects=1")
@@ -68,7 +68,7 @@ def tracking_rows(args: argparse.Namespace, device: str, folder: Path, exports: 
     variants += [(p, {"backend": "onnx", "precision": p, "onnx_dir": str(exports[p])}) for p in exports]
     rows: list[Row] = []
     for precision, extra in variants:
-        segmenter = VideoSegmenter(SegmenterConfig(type="sam2", model=str(folder), device=device, **extra))
+        segmenter = VideoSegmenterModel(Sam2Config(model=str(folder), device=device, **extra)).new_stream()
         segmenter.update(frames[0].image, source.boxes_at(0))  # the prompt, then one warm-up frame
         segmenter.update(frames[1].image)
         samples = []

@@ -21,8 +21,8 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
-from streamvis.config import SegmenterConfig
-from streamvis.segmentation.video import VideoSegmenter
+from streamvis.config import Sam2Config
+from streamvis.segmentation.video import VideoSegmenter, VideoSegmenterModel
 from streamvis.sources import open_source
 from streamvis.testing.models import build_sam2_video
 
@@ -66,10 +66,10 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "session" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_sam2_video(Path(tmp) / "sam2", preset=args.preset)
-        config = SegmenterConfig(type="sam2", model=str(folder), device=args.device)
-        pruned = run(VideoSegmenter(config), args.minutes, args.fps, args.every, "pruned", table)
+        model = VideoSegmenterModel(Sam2Config(model=str(folder), device=args.device))
+        pruned = run(model.new_stream(), args.minutes, args.fps, args.every, "pruned", table)
         with mock.patch("streamvis.segmentation.video.prune_session", lambda *a, **k: None):
-            unpruned = run(VideoSegmenter(config), args.unpruned_minutes, args.fps, args.every, "unpruned", table,
+            unpruned = run(model.new_stream(), args.unpruned_minutes, args.fps, args.every, "unpruned", table,
                            sample_s=15.0)
     console = Console(width=140)
     console.print(table)

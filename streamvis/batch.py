@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 from streamvis.config import PipelineConfig
-from streamvis.detection import Detector, build_detector
 from streamvis.errors import ConfigError, StreamvisError
-from streamvis.narration.narrator import Narrator
+from streamvis.models import Models, load_models
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
-from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.sinks import CaptionsWriter, EventsWriter, Mp4Writer, ResultSink, Sinks
 from streamvis.sinks.narration_audio import mux_audio_description
 from streamvis.sources import open_source, parse_source_uri
@@ -93,9 +91,8 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
     return plans
 
 
-def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, detector: Detector,
-                  show_progress: bool = True, segmenter: Segmenter | None = None,
-                  narrator: Narrator | None = None, captions: Path | None = None,
+def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, models: Models,
+                  show_progress: bool = True, captions: Path | None = None,
                   audio_description: bool = False) -> InputReport:
     """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
     report = InputReport(uri)
@@ -105,7 +102,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         report.status, report.message = "failed", str(exc)
         return report
     try:
-        pipeline = Pipeline(config, detector, source.fps, segmenter, narrator)
+        pipeline = Pipeline(config, models, source.fps)
     except BaseException:
         source.close()
         raise
@@ -155,26 +152,22 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
 
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                 models_dir: str | Path | None = None, show_progress: bool = True,
-                detector: Detector | None = None, captions: Path | None = None,
-                audio_description: bool = False) -> list[InputReport]:
+                captions: Path | None = None, audio_description: bool = False) -> list[InputReport]:
     """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising.
 
-    Models are loaded once; each input gets fresh tracking and segmentation state.
+    Models are loaded once (`load_models`); each input gets fresh tracking, segmentation and narration state.
     """
     plans = plan_outputs(expand_inputs(inputs), output, events)
-    detector = detector or build_detector(config.detector, models_dir)
-    segmenter = build_segmenter(config.segmenter)
     if (captions is not None or audio_description) and not config.narrator.enabled:
         raise ConfigError("--captions and --audio-description need a narrator: use -p narrate or set "
                           "narrator.type (florence2 or vlm)")
-    narrator = Narrator(config.narrator) if config.narrator.enabled else None
+    models = load_models(config, models_dir)
     reports = []
     for uri, mp4, jsonl in plans:
         vtt = None
         if captions is not None:
             vtt = captions if len(plans) == 1 and captions.suffix.lower() == ".vtt" else captions / f"{mp4.stem}.vtt"
-        report = process_input(uri, mp4, jsonl, config, detector, show_progress, segmenter, narrator, vtt,
-                               audio_description)
+        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description)
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import supervision as sv
 
 from streamvis.annotate import Annotator
 from streamvis.config import PipelineConfig
-from streamvis.detection import Detector, build_detector
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
+from streamvis.keyframes import OfflineKeyframes
+from streamvis.models import Models
 from streamvis.narration.narrator import Narrator
-from streamvis.segmentation import Segmenter, build_segmenter
 from streamvis.serialize import empty_detections
 from streamvis.tracking import Tracker
 
@@ -32,42 +32,39 @@ class PipelineStats:
             self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + ms
 
 
-class Pipeline:
-    """Turns frames into results. Not thread-safe: one pipeline per source, called from one thread."""
+NarrationMode = Literal["inline", "worker"]
 
-    def __init__(self, config: PipelineConfig, detector: Detector, fps: float | None = None,
-                 segmenter: Segmenter | None = None, narrator: Narrator | None = None) -> None:
+
+class Pipeline:
+    """Turns one stream's frames into results, with models shared by every stream (`Models`) and state of its
+    own (tracker, segmenter session, narration policy). Not thread-safe: one pipeline per source, called from one
+    thread.
+
+    `narration`: "inline" describes a frame in `apply` when the policy says so (offline: deterministic);
+    "worker" leaves it to the caller (live: `LiveNarrator` runs descriptions in a worker, never in the loop).
+    """
+
+    def __init__(self, config: PipelineConfig, models: Models, fps: float | None = None,
+                 narration: NarrationMode = "inline") -> None:
         self.config = config
-        self.narrator = narrator
-        self.narrate_inline = True  # offline: describe on the frame that triggers; live mode uses a worker
+        self.models = models
+        self.detector = models.detector
+        self.narration = narration
+        self.narrator = Narrator(config.narrator, models.narrator) if models.narrator is not None else None
         self._caption: tuple[str, float] | None = None  # latest description and the pts it shows until
-        if narrator is not None:
-            narrator.reset()
-        self.detector = detector
-        self.segmenter = segmenter
-        if segmenter is not None:
-            segmenter.reset()  # a pipeline is one stream: no objects carried over from another
+        self.segmenter = models.segmenter.new_stream() if models.segmenter is not None else None
         # A video segmenter gives object ids itself (SAM 2 memory); otherwise a tracker does.
-        propagating = segmenter is not None and segmenter.propagates
+        propagating = self.segmenter is not None and self.segmenter.propagates
         self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None
         self.annotator = Annotator(config.annotator)
+        self.keyframes = OfflineKeyframes(config.detector.every_n_frames)
         self.stats = PipelineStats()
         self._carried = empty_detections()
         class_filter = config.detector.class_filter
-        unknown = sorted(set(class_filter or []) - set(detector.class_names))
-        if unknown and not getattr(detector, "open_vocabulary", False):
+        unknown = sorted(set(class_filter or []) - set(self.detector.class_names))
+        if unknown and not self.detector.open_vocabulary:
             raise ConfigError(f"detector.class_filter: {', '.join(unknown)} not among the model's classes")
         self._keep_classes = set(class_filter) if class_filter else None
-
-    @classmethod
-    def build(cls, config: PipelineConfig, models_dir: str | Path | None = None,
-              fps: float | None = None) -> Pipeline:
-        detector = build_detector(config.detector, models_dir)
-        narrator = Narrator(config.narrator) if config.narrator.enabled else None
-        return cls(config, detector, fps, build_segmenter(config.segmenter), narrator)
-
-    def is_keyframe(self, frame: Frame) -> bool:
-        return frame.index % self.config.detector.every_n_frames == 0
 
     def _filter(self, detections: sv.Detections) -> sv.Detections:
         if self._keep_classes is None or not len(detections):
@@ -82,8 +79,8 @@ class Pipeline:
         return self._filter(self.detector.detect(image_bgr))
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Offline: detect on keyframes, then `apply`. Every frame is annotated."""
-        if not self.is_keyframe(frame):
+        """Offline: detect on keyframes (`OfflineKeyframes`), then `apply`. Every frame is annotated."""
+        if not self.keyframes.is_keyframe(frame.index):
             return self.apply(frame, None, caption)
         t0 = time.perf_counter()
         detections = self.detect(frame.image)
@@ -115,7 +112,7 @@ class Pipeline:
         else:
             out = self._carried
         description = None
-        if self.narrator is not None and self.narrate_inline:
+        if self.narrator is not None and self.narration == "inline":
             t0 = time.perf_counter()
             description = self.narrator.step(frame, out)
             timings["narrate"] = (time.perf_counter() - t0) * 1e3

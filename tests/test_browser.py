@@ -61,6 +61,7 @@ def _watch_page(url: str) -> dict:
         assert page.evaluate("document.activeElement.id") == "connect"
         page.keyboard.press("Enter")
         page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 60", timeout=60_000)
+        page.wait_for_function("(window.streamvisMessages || 0) >= 60", timeout=30_000)  # the channel opens later
         page.wait_for_function("window.streamvisLastFrame && window.streamvisLastFrame.detections.some("
                                "d => d.class_name === 'person')", timeout=60_000)
         return page.evaluate("""() => ({frames: window.streamvisFramesDecoded,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import TinyModels
 
-from streamvis.config import DetectorConfig
+from streamvis.config import Florence2Config
+from streamvis.detection import load_detector
 from streamvis.detection.florence2 import (
     ClassVocabulary,
-    Florence2Detector,
     answer_to_boxes,
     boxes_to_detections,
     is_token_fragment,
@@ -100,8 +100,8 @@ def test_class_ids_are_stable_and_clipped() -> None:
 
 def test_prompted_task_needs_prompt() -> None:
     with pytest.raises(ValueError, match="needs a text prompt"):
-        DetectorConfig(type="florence2", task="<OPEN_VOCABULARY_DETECTION>")
-    assert DetectorConfig(type="florence2").model == "florence-community/Florence-2-base"
+        Florence2Config(task="<OPEN_VOCABULARY_DETECTION>")
+    assert Florence2Config().model == "florence-community/Florence-2-base"
 
 
 def test_tiny_model_detects_batched_and_single_alike(tiny_models: TinyModels, person_video) -> None:
@@ -110,8 +110,8 @@ def test_tiny_model_detects_batched_and_single_alike(tiny_models: TinyModels, pe
 
     with av.open(str(person_video)) as container:
         frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(3), container.decode(video=0), strict=False)]
-    detector = Florence2Detector(DetectorConfig(type="florence2", model=str(tiny_models.florence), batch_size=3,
-                                                max_new_tokens=16, device="cpu"))
+    detector = load_detector(Florence2Config(model=str(tiny_models.florence), batch_size=3, max_new_tokens=16,
+                                             device="cpu"))
     texts = detector.generate_text(frames)
     assert len(texts) == 3 and all("<loc_" in text for text in texts)  # it generated location tokens
     assert set(detector.last_timings_ms) == {"preprocess", "generate"}
@@ -125,10 +125,10 @@ def test_tiny_model_detects_batched_and_single_alike(tiny_models: TinyModels, pe
 
 def test_missing_folder_and_offline_hub_id(tmp_path, monkeypatch) -> None:
     with pytest.raises(ModelError, match=r"folder \./no-such-model does not exist"):
-        Florence2Detector(DetectorConfig(type="florence2", model="./no-such-model"))
+        load_detector(Florence2Config(model="./no-such-model"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError) as info:
-        Florence2Detector(DetectorConfig(type="florence2", model="nobody/not-cached-florence"))
+        load_detector(Florence2Config(model="nobody/not-cached-florence"))
     message = str(info.value)
     assert "nobody/not-cached-florence" in message and "offline" in message and "hf download" in message
     assert "\n" not in message

@@ -4,52 +4,21 @@ one detector run at a time, status on end, and the Prometheus text."""
 
 from __future__ import annotations
 
-import threading
 import time
-
-import numpy as np
-import supervision as sv
 
 from streamvis.config import PipelineConfig
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.live.stats import Latency, RateMeter, StreamStats, prometheus_text
-from streamvis.pipeline import Pipeline
+from streamvis.models import Models
 from streamvis.sources import open_source
-
-
-class SlowDetector:
-    """Returns one fixed box after `delay_s`; counts calls and concurrent calls."""
-
-    name, provider, last_timings_ms = "slow", "test", {}
-
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
-        self.calls = 0
-        self.active = 0
-        self.max_active = 0
-        self._lock = threading.Lock()
-
-    @property
-    def class_names(self) -> list[str]:
-        return ["thing"]
-
-    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
-        with self._lock:
-            self.calls += 1
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-        time.sleep(self.delay_s)
-        with self._lock:
-            self.active -= 1
-        return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32), confidence=np.ones(1, np.float32),
-                             class_id=np.zeros(1, int), data={"class_name": np.array(["thing"])})
+from streamvis.testing.fakes import StandInDetector
 
 
 def _run(delay_s: float, settings: LiveSettings, fps: int = 60, frames: int = 90):
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
-    detector = SlowDetector(delay_s)
+    detector = StandInDetector(delay_s)
     stream = LiveStream("t", lambda: open_source(f"synthetic:?w=160&h=96&fps={fps}&frames={frames}&realtime=1"),
-                        Pipeline(config, detector), settings)
+                        config, Models(detector), settings)
     results = []
     statuses = []
     stream.subscribe(results.append)
@@ -98,7 +67,7 @@ def test_stale_results_are_dropped() -> None:
 
 def test_failing_source_reports_status() -> None:
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
-    stream = LiveStream("bad", lambda: open_source("/no/such/file.mp4"), Pipeline(config, SlowDetector(0)))
+    stream = LiveStream("bad", lambda: open_source("/no/such/file.mp4"), config, Models(StandInDetector(0)))
     statuses = []
     stream.on_status(statuses.append)
     stream.start()
@@ -129,21 +98,11 @@ def test_rates_latency_and_prometheus_text() -> None:
     assert text.endswith("\n") and stats.snapshot()["latency_ms"]["detect"]["p50"] == 22.0
 
 
-class FlakyDetector(SlowDetector):
-    """Fails on every third call."""
-
-    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
-        result = super().detect(image_bgr)
-        if self.calls % 3 == 0:
-            raise RuntimeError("detector hiccup")
-        return result
-
-
 def test_a_failing_detector_run_does_not_end_the_stream() -> None:
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
-    detector = FlakyDetector(0.001)
+    detector = StandInDetector(0.001, fail_every=3)
     stream = LiveStream("t", lambda: open_source("synthetic:?w=160&h=96&fps=60&frames=60&realtime=1"),
-                        Pipeline(config, detector), LiveSettings())
+                        config, Models(detector), LiveSettings())
     results = []
     stream.subscribe(results.append)
     stream.start()
@@ -160,8 +119,8 @@ def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
 
     clip = make_clip(tmp_path / "short.mp4", frames=10, fps=50)
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
-    detector = SlowDetector(0.001)
-    stream = LiveStream("loop", lambda: open_source(str(clip)), Pipeline(config, detector),
+    detector = StandInDetector(0.001)
+    stream = LiveStream("loop", lambda: open_source(str(clip)), config, Models(detector),
                         LiveSettings(loop_files=True))
     results = []
     stream.subscribe(results.append)

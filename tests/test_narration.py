@@ -8,7 +8,7 @@ import pytest
 import supervision as sv
 from conftest import TinyModels
 
-from streamvis.config import NarratorConfig
+from streamvis.config import Florence2NarratorConfig, VlmNarratorConfig
 from streamvis.frame import Frame
 from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator, clean_text
 from streamvis.narration.narrator import Narrator
@@ -129,7 +129,7 @@ def _frame(index: int = 0, pts: float = 0.0) -> Frame:
 def test_backends_with_tiny_models(tiny_models: TinyModels, kind: str) -> None:
     folder = {"florence2": tiny_models.florence, "idefics3": tiny_models.idefics3,
               "paligemma": tiny_models.paligemma}[kind]
-    config = NarratorConfig(type="florence2" if kind == "florence2" else "vlm", model=str(folder),
+    config = (Florence2NarratorConfig if kind == "florence2" else VlmNarratorConfig)(model=str(folder),
                             max_new_tokens=8, device="cpu")
     backend = FlorenceNarrator(config) if kind == "florence2" else ChatVLMNarrator(config)
     text = backend.describe(_frame().image, "Person ahead, close.")

@@ -6,39 +6,16 @@ import threading
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
-import supervision as sv
 
 from streamvis.config import PipelineConfig
 from streamvis.errors import DecodeError
+from streamvis.models import Models
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
-from streamvis.serialize import empty_detections
 from streamvis.sinks import EventsWriter, Mp4Writer
 from streamvis.sources import open_source
-
-
-class CountingDetector:
-    """A scheduler test double (never evidence that a model works): one box, counts its calls."""
-
-    name = "counting"
-    provider = "cpu"
-    class_names = ["thing"]  # noqa: RUF012
-
-    def __init__(self, interrupt_at: int | None = None) -> None:
-        self.calls = 0
-        self.interrupt_at = interrupt_at
-        self.last_timings_ms: dict[str, float] = {}
-
-    def detect(self, image: np.ndarray) -> sv.Detections:
-        self.calls += 1
-        if self.interrupt_at is not None and self.calls == self.interrupt_at:
-            raise KeyboardInterrupt
-        if image.mean() > 255:
-            return empty_detections()
-        return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32), confidence=np.array([0.9], np.float32),
-                             class_id=np.array([0]), data={"class_name": np.array(["thing"])})
+from streamvis.testing.fakes import StandInDetector
 
 
 def _decode_count(path: Path) -> int:
@@ -49,9 +26,9 @@ def _decode_count(path: Path) -> int:
 @pytest.mark.parametrize("every_n", [1, 4])
 def test_every_frame_out_in_order_with_keyframes(tmp_path: Path, every_n: int) -> None:
     config = PipelineConfig.model_validate({"detector": {"every_n_frames": every_n}})
-    detector = CountingDetector()
+    detector = StandInDetector(confidence=0.9)
     source = open_source("synthetic:?frames=41&w=160&h=96")
-    pipeline = Pipeline(config, detector, source.fps)
+    pipeline = Pipeline(config, Models(detector), source.fps)
     writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
     events = EventsWriter(tmp_path / "out.jsonl")
     outcome = run_offline(source, pipeline, writer, events)
@@ -67,7 +44,7 @@ def test_every_frame_out_in_order_with_keyframes(tmp_path: Path, every_n: int) -
 
 def test_ctrl_c_keeps_what_was_processed(tmp_path: Path) -> None:
     source = open_source("synthetic:?frames=500&w=160&h=96")
-    pipeline = Pipeline(PipelineConfig(), CountingDetector(interrupt_at=60), source.fps)
+    pipeline = Pipeline(PipelineConfig(), Models(StandInDetector(confidence=0.9, interrupt_at=60)), source.fps)
     writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
     outcome = run_offline(source, pipeline, writer, None)
     writer.close(complete=False)
@@ -86,7 +63,7 @@ def test_decode_thread_error_is_raised_not_lost(tmp_path: Path) -> None:
             yield frame
 
     source.frames = failing  # type: ignore[method-assign]
-    pipeline = Pipeline(PipelineConfig(), CountingDetector(), source.fps)
+    pipeline = Pipeline(PipelineConfig(), Models(StandInDetector(confidence=0.9)), source.fps)
     writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
     with pytest.raises(DecodeError, match="boom at 20"):
         run_offline(source, pipeline, writer, None)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TinyModels, run_cli
 
-from streamvis.config import DetectorConfig, SegmenterConfig
+from streamvis.config import Florence2Config, Sam2Config
 from streamvis.errors import ModelError
 from streamvis.runtime.export import read_manifest
 from streamvis.runtime.precision import INT8_MAX_RELATIVE, INT8_MIN_COSINE, INT8_MIN_MASK_IOU, weight_matmuls
@@ -27,7 +27,7 @@ from streamvis.segmentation.sam2_onnx import (
     export_sam2,
     memory_attention_module,
 )
-from streamvis.segmentation.video import VideoSegmenter
+from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.sources import open_source
 
 
@@ -151,8 +151,9 @@ def test_tracked_masks_in_lower_precision(exports: dict[str, Path], tiny_models:
     """A tracked clip with int8 / fp16 graphs: the same objects, masks overlapping fp32's (stated tolerance)."""
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
                 onnx_parts=["memory_attention", "memory_encoder"])
-    reference = VideoSegmenter(SegmenterConfig(**base, onnx_dir=str(exports["fp32"])))
-    lowered = VideoSegmenter(SegmenterConfig(**base, precision=precision, onnx_dir=str(exports[precision])))
+    reference = VideoSegmenterModel(Sam2Config(**base, onnx_dir=str(exports["fp32"]))).new_stream()
+    lowered = VideoSegmenterModel(Sam2Config(**base, precision=precision,
+                                            onnx_dir=str(exports[precision]))).new_stream()
     assert lowered.provider.startswith(f"onnxruntime:cpu {precision}")
     source = open_source("synthetic:?w=320&h=192&frames=20&objects=3&enter=8")
     compared = 0
@@ -171,10 +172,10 @@ def test_precision_is_checked_on_load(exports: dict[str, Path], tiny_models: Tin
         read_manifest(exports["fp32"], ENCODER, precision="int8")
     with pytest.raises(ModelError, match="not fp32: export again without"):
         read_manifest(exports["int8"], ENCODER, precision="fp32")
-    config = SegmenterConfig(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
+    config = Sam2Config(model=str(tiny_models.sam2), device="cpu", backend="onnx",
                              precision="int8", onnx_dir=str(exports["fp32"]))
     with pytest.raises(ModelError, match="export again with --int8"):
-        VideoSegmenter(config)
+        VideoSegmenterModel(config)
 
 
 def test_stream_parts_per_provider() -> None:
@@ -188,9 +189,9 @@ def test_stream_parts_per_provider() -> None:
 
 def test_precision_needs_the_onnx_backend() -> None:
     with pytest.raises(ValueError, match=r"segmenter\.precision: int8 needs segmenter\.backend: onnx"):
-        SegmenterConfig(type="sam2", precision="int8")
+        Sam2Config(precision="int8")
     with pytest.raises(ValueError, match=r"detector\.precision: fp16 needs detector\.backend: onnx"):
-        DetectorConfig(type="florence2", precision="fp16")
+        Florence2Config(precision="fp16")
 
 
 def test_io_binding_runner_takes_numpy_torch_and_ortvalues(exports: dict[str, Path]) -> None:
@@ -294,10 +295,10 @@ def test_damaged_export_is_a_clear_error(exports: dict[str, Path], tiny_models: 
         fused.unlink()
     graph = damaged / read_manifest(damaged, MEMORY_ENCODER)["parts"][MEMORY_ENCODER]["file"]
     graph.write_bytes(graph.read_bytes()[:1000])
-    config = SegmenterConfig(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
+    config = Sam2Config(model=str(tiny_models.sam2), device="cpu", backend="onnx",
                              onnx_dir=str(damaged), onnx_parts=["memory_encoder"])
     with pytest.raises(ModelError, match=r"cannot load .*sam2_memory_encoder\.onnx.*damaged export: delete"):
-        VideoSegmenter(config)
+        VideoSegmenterModel(config)
 
 
 def test_runner_uses_the_fused_variant_off_tensorrt(exports: dict[str, Path], sam2_model, tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import TinyModels, cut_clip, run_cli
 
-from streamvis.config import SegmenterConfig
+from streamvis.config import Florence2Config, Sam2Config
 from streamvis.errors import ModelError
 from streamvis.runtime.export import read_manifest
 from streamvis.runtime.session import create_session
 from streamvis.segmentation.sam2_onnx import ENCODER as SAM2_ENCODER
 from streamvis.segmentation.sam2_onnx import encoder_module as sam2_encoder_module
 from streamvis.segmentation.sam2_onnx import export_sam2
-from streamvis.segmentation.video import VideoSegmenter
+from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.serialize import rle_to_masks
 from streamvis.sources import open_source
 
@@ -63,10 +63,12 @@ def test_manifest_checks(tiny_models: TinyModels, exported: Path, tmp_path: Path
 def test_segmenter_masks_match_torch(tiny_models: TinyModels, exported: Path, parts: list[str] | None) -> None:
     """On the CPU provider the default runs the image encoder alone on onnxruntime; all three graphs when asked."""
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu")
-    torch_seg = VideoSegmenter(SegmenterConfig(**base))
-    onnx_seg = VideoSegmenter(SegmenterConfig(**base, backend="onnx", onnx_dir=str(exported), onnx_parts=parts))
+    torch_seg = VideoSegmenterModel(Sam2Config(**base)).new_stream()
+    onnx_seg = VideoSegmenterModel(Sam2Config(**base, backend="onnx", onnx_dir=str(exported),
+                                                onnx_parts=parts)).new_stream()
     assert onnx_seg.provider.startswith("onnxruntime:cpu fp32")
-    standins = {type(onnx_seg.model.memory_attention).__name__, type(onnx_seg.model.memory_encoder).__name__}
+    network = onnx_seg.model.model  # the transformers module the shared segmenter model holds
+    standins = {type(network.memory_attention).__name__, type(network.memory_encoder).__name__}
     expected = {"OnnxMemoryAttention", "OnnxMemoryEncoder"} if parts else {"Sam2VideoMemoryAttention",
                                                                            "Sam2VideoMemoryEncoder"}
     assert standins == expected
@@ -120,8 +122,7 @@ def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels
     """Florence-2 over onnxruntime (three graphs, KV cache) writes exactly the tokens `generate` writes."""
     import av
 
-    from streamvis.config import DetectorConfig
-    from streamvis.detection.florence2 import Florence2Detector
+    from streamvis.detection import load_detector
     from streamvis.detection.florence2_onnx import PARTS
 
     monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
@@ -130,8 +131,8 @@ def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels
     for task, prompt in (("<OD>", ""), ("<CAPTION_TO_PHRASE_GROUNDING>", "a person. a door")):
         base = dict(type="florence2", model=str(tiny_models.florence), task=task, prompt=prompt,
                     max_new_tokens=20, device="cpu")
-        reference = Florence2Detector(DetectorConfig(**base))
-        accelerated = Florence2Detector(DetectorConfig(**base, backend="onnx"))  # exported on first use
+        reference = load_detector(Florence2Config(**base))
+        accelerated = load_detector(Florence2Config(**base, backend="onnx"))  # exported on first use
         assert accelerated.provider == "onnxruntime:cpu"
         assert reference.generate_text(frames) == accelerated.generate_text(frames)
     manifest = json.loads(next((tmp_path / "cache" / "onnx").glob("*/fp32/manifest.json")).read_text())
@@ -145,15 +146,14 @@ def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, perso
     import av
     import onnx
 
-    from streamvis.config import DetectorConfig
-    from streamvis.detection.florence2 import Florence2Detector
+    from streamvis.detection import load_detector
     from streamvis.detection.florence2_onnx import PARTS
 
     monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
     with av.open(str(person_video)) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
-    detector = Florence2Detector(DetectorConfig(type="florence2", model=str(tiny_models.florence), device="cpu",
-                                                max_new_tokens=12, backend="onnx", precision="int8"))
+    detector = load_detector(Florence2Config(model=str(tiny_models.florence), device="cpu", max_new_tokens=12,
+                                             backend="onnx", precision="int8"))
     assert detector.provider == "onnxruntime:cpu int8"
     folder = next((tmp_path / "cache" / "onnx").glob("*/int8"))
     manifest = read_manifest(folder, PARTS[0], str(tiny_models.florence), "int8")

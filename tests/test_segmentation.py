@@ -9,8 +9,8 @@ import pytest
 import supervision as sv
 from conftest import TinyModels
 
-from streamvis.config import SegmenterConfig
-from streamvis.segmentation import build_segmenter
+from streamvis.config import EdgeTamConfig, Sam2Config, SamConfig
+from streamvis.segmentation import Segmenter, load_segmenter
 from streamvis.segmentation import session as session_mod
 from streamvis.segmentation.matching import box_iou, greedy_match, match_detections
 from streamvis.segmentation.video import VideoSegmenter
@@ -59,8 +59,16 @@ def _run(segmenter, source, every: int, detections_at=None):
         yield frame.index, gt, segmenter.update(frame.image, given)
 
 
-def _config(tiny: TinyModels, **kw) -> SegmenterConfig:
-    return SegmenterConfig(type=kw.pop("type", "sam2"), model=str(kw.pop("model", tiny.sam2)), device="cpu", **kw)
+def _config(tiny: TinyModels, **kw) -> Sam2Config | EdgeTamConfig | SamConfig:
+    cls = {"sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam": SamConfig}[kw.pop("type", "sam2")]
+    return cls(model=str(kw.pop("model", tiny.sam2)), device="cpu", **kw)
+
+
+def build_segmenter(config: Sam2Config | EdgeTamConfig | SamConfig) -> Segmenter:
+    """A stream's segmenter on a freshly loaded model."""
+    model = load_segmenter(config)
+    assert model is not None
+    return model.new_stream()
 
 
 @pytest.mark.parametrize("kind", ["sam2", "edgetam"])

@@ -1,23 +1,32 @@
-"""The detector protocol and the factory that builds one from the pipeline configuration."""
+"""Detectors: the protocol every detector follows, and `load_detector`, which loads one from its config."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import supervision as sv
 
-from streamvis.config import DetectorConfig
+from streamvis.config import AnyDetectorConfig, Florence2Config, YoloxConfig
 from streamvis.weights.registry import resolve_model
+
+if TYPE_CHECKING:
+    from streamvis.detection.florence2 import Florence2Model
+    from streamvis.detection.yolox import YoloxDetector
 
 
 class Detector(Protocol):
-    """Maps a BGR image to detections with `data["class_name"]`."""
+    """Maps a BGR image to detections with `data["class_name"]`. One detector serves every stream of a process,
+    so `detect` may be called from several threads (one per stream) at once."""
 
     name: str
-    provider: str
+    open_vocabulary: bool  # class names come from the model's answers (a class filter cannot be checked ahead)
     last_timings_ms: dict[str, float]
+
+    @property
+    def provider(self) -> str:
+        """The runtime really in use, e.g. `cpu` (onnxruntime's provider) or `torch:cuda:bfloat16`."""
 
     @property
     def class_names(self) -> list[str]: ...
@@ -25,18 +34,24 @@ class Detector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
 
 
-def build_detector(config: DetectorConfig, models_dir: str | Path | None = None) -> Detector:
-    """Resolve the model (path, models folder, cache or download) and load it."""
-    if config.type == "florence2":
-        from streamvis.detection.florence2 import Florence2Detector
+def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None) -> YoloxDetector:
+    """Resolve the weights (path, models folder, cache or download) and its class names, and load them."""
+    from streamvis.detection.yolox import YoloxDetector
 
-        return Florence2Detector(config)
-    weights, entry = resolve_model(config.model_id, models_dir)
+    weights, entry = resolve_model(config.model, models_dir)
     classes: Path | None = Path(config.classes) if config.classes else None
     if classes is None:
         sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")
         classes = sibling if sibling.is_file() else None
-    from streamvis.detection.yolox import YoloxDetector
-
     return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
                          name=entry.name if entry else weights.stem)
+
+
+def load_detector(config: AnyDetectorConfig, models_dir: str | Path | None = None,
+                  florence: Florence2Model | None = None) -> Detector:
+    """The configured detector, loaded; a Florence-2 detector runs on `florence` when one is given (shared)."""
+    if isinstance(config, Florence2Config):
+        from streamvis.detection.florence2 import Florence2Detector, Florence2Model
+
+        return Florence2Detector(florence or Florence2Model(config), config)
+    return load_yolox(config, models_dir)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from typing import Any
 
 import numpy as np
 import supervision as sv
 
-from streamvis.config import PROMPTED_TASKS, DetectorConfig
+from streamvis.config import PROMPTED_TASKS, Florence2Config, Florence2NarratorConfig, OnnxSettings
 from streamvis.errors import ModelError
 from streamvis.weights.hf import load_model, load_pretrained
 
@@ -91,15 +92,17 @@ class ClassVocabulary:
     def __init__(self, names: list[str] | None = None) -> None:
         self.names: list[str] = []
         self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()  # one detector serves every stream's detector thread
         for name in names or []:
             self.id_of(name)
 
     def id_of(self, name: str) -> int:
         key = name.lower()
-        if key not in self._ids:
-            self._ids[key] = len(self.names)
-            self.names.append(name)
-        return self._ids[key]
+        with self._lock:
+            if key not in self._ids:
+                self._ids[key] = len(self.names)
+                self.names.append(name)
+            return self._ids[key]
 
 
 def boxes_to_detections(xyxy: np.ndarray, labels: list[str], vocabulary: ClassVocabulary,
@@ -121,46 +124,88 @@ def boxes_to_detections(xyxy: np.ndarray, labels: list[str], vocabulary: ClassVo
     )
 
 
-class Florence2Detector:
-    """Florence-2 on keyframes; `detect_batch` runs several frames in one `generate` call."""
+class Florence2Model:
+    """Florence-2 loaded once (processor, weights, and with `backend: onnx` its onnxruntime graphs): it writes
+    text for images and a task. The detector and the narrator share one when they name the same model."""
 
-    provider = "torch"
-    open_vocabulary = True
-
-    def __init__(self, config: DetectorConfig, role: str = "detector") -> None:
+    def __init__(self, config: Florence2Config | Florence2NarratorConfig, field: str = "detector.model") -> None:
         import torch
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-        self.config = config
-        self.name = config.model_id
-        self.task = config.task
-        self.text = task_text(config.task, config.prompt)
-        self.processor = load_pretrained(AutoProcessor, self.name, "detector.model")
+        self.name = config.model
+        self.processor = load_pretrained(AutoProcessor, self.name, field)
         self.model, self.device, self.dtype, self.provider = load_model(
-            Florence2ForConditionalGeneration, self.name, "detector.model", config.device, config.dtype)
+            Florence2ForConditionalGeneration, self.name, field, config.device, config.dtype)
         self._torch = torch
-        phrases = split_prompt(config.prompt) if config.task in PROMPTED_TASKS else []
-        self.vocabulary = ClassVocabulary(phrases)
-        self.onnx = self._onnx_runner() if config.backend == "onnx" else None
+        self.onnx = self._onnx_runner(config) if isinstance(config, OnnxSettings) and config.backend == "onnx" \
+            else None
         self.last_timings_ms: dict[str, float] = {}
-        log.info("%s: Florence-2 %s task %s on %s", role, self.name, self.task, self.provider)
 
-    def _onnx_runner(self) -> Any:
+    def _onnx_runner(self, config: OnnxSettings) -> Any:
         """Greedy decoding over onnxruntime; the graphs are exported into the cache on first use."""
         from pathlib import Path
 
         from streamvis.detection.florence2_onnx import OnnxFlorence2, export_florence2, is_exported
         from streamvis.runtime.export import export_folder
 
-        precision = self.config.precision
-        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)
-        if not self.config.onnx_dir and not is_exported(folder, self.name, precision):
+        precision = config.precision
+        folder = Path(config.onnx_dir) if config.onnx_dir else export_folder(self.name, precision)
+        if not config.onnx_dir and not is_exported(folder, self.name, precision):
             export_florence2(self.model, self.processor, self.name, folder, precision)
             self.model.to(self.device, self.dtype)
-        runner = OnnxFlorence2(folder, self.name, self.model.generation_config, list(self.config.providers),
+        runner = OnnxFlorence2(folder, self.name, self.model.generation_config, list(config.providers),
                                precision)
         self.provider = f"onnxruntime:{runner.provider}" + ("" if precision == "fp32" else f" {precision}")
         return runner
+
+    def generate_text(self, images_bgr: list[np.ndarray], text: str, max_new_tokens: int,
+                      num_beams: int = 1) -> list[str]:
+        """The raw generated text (special tokens kept: the parser needs `<loc_*>`) for each image; `text` is
+        the task token (plus a prompt). Thread-safe: the detector and the narrator may call it at once."""
+        from PIL import Image
+
+        t0 = time.perf_counter()
+        pil = [Image.fromarray(np.ascontiguousarray(image[:, :, ::-1])) for image in images_bgr]
+        inputs = self.processor(text=[text] * len(pil), images=pil, return_tensors="pt")
+        inputs = inputs.to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        t1 = time.perf_counter()
+        if self.onnx is not None:
+            generated = self.onnx.generate(inputs["input_ids"].numpy(), inputs["pixel_values"].float().numpy(),
+                                           inputs["attention_mask"].numpy(), max_new_tokens)
+        else:
+            with self._torch.inference_mode():
+                generated = self.model.generate(
+                    input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                    attention_mask=inputs.get("attention_mask"), max_new_tokens=max_new_tokens,
+                    num_beams=num_beams, do_sample=False)
+        t2 = time.perf_counter()
+        texts = self.processor.batch_decode(generated, skip_special_tokens=False)
+        self.last_timings_ms = {"preprocess": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3}
+        return list(texts)
+
+
+class Florence2Detector:
+    """Florence-2 on keyframes: a detection task's text parsed into boxes; `detect_batch` runs several frames
+    in one `generate` call."""
+
+    open_vocabulary = True
+
+    def __init__(self, model: Florence2Model, config: Florence2Config) -> None:
+        self.config = config
+        self.model = model
+        self.name = model.name
+        self.task = config.task
+        self.text = task_text(config.task, config.prompt)
+        self.processor = model.processor
+        phrases = split_prompt(config.prompt) if config.task in PROMPTED_TASKS else []
+        self.vocabulary = ClassVocabulary(phrases)
+        self.last_timings_ms: dict[str, float] = {}
+        log.info("detector: Florence-2 %s task %s on %s", self.name, self.task, self.provider)
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
 
     @property
     def class_names(self) -> list[str]:
@@ -169,32 +214,11 @@ class Florence2Detector:
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         return self.detect_batch([image_bgr])[0]
 
-    def generate_text(self, images_bgr: list[np.ndarray], text: str | None = None) -> list[str]:
-        """The raw generated text (special tokens kept: the parser needs `<loc_*>`) for each image.
-
-        `text` replaces the detection task (the narrator asks for `<CAPTION>` or `<OCR>` this way).
-        """
-        from PIL import Image
-
-        t0 = time.perf_counter()
-        pil = [Image.fromarray(np.ascontiguousarray(image[:, :, ::-1])) for image in images_bgr]
-        inputs = self.processor(text=[text or self.text] * len(pil), images=pil, return_tensors="pt")
-        inputs = inputs.to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
-        t1 = time.perf_counter()
-        if self.onnx is not None:
-            generated = self.onnx.generate(inputs["input_ids"].numpy(), inputs["pixel_values"].float().numpy(),
-                                           inputs["attention_mask"].numpy(), self.config.max_new_tokens)
-        else:
-            with self._torch.inference_mode():
-                generated = self.model.generate(
-                    input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
-                    attention_mask=inputs.get("attention_mask"), max_new_tokens=self.config.max_new_tokens,
-                    num_beams=self.config.num_beams, do_sample=False)
-        t2 = time.perf_counter()
-        texts = self.processor.batch_decode(generated, skip_special_tokens=False)
-        self.last_timings_ms = {"preprocess": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3}
-        return list(texts)
+    def generate_text(self, images_bgr: list[np.ndarray]) -> list[str]:
+        """The raw text the model writes for this detector's task, for each image."""
+        texts = self.model.generate_text(images_bgr, self.text, self.config.max_new_tokens, self.config.num_beams)
+        self.last_timings_ms = dict(self.model.last_timings_ms)
+        return texts
 
     def detect_batch(self, images_bgr: list[np.ndarray]) -> list[sv.Detections]:
         out: list[sv.Detections] = []

@@ -99,7 +99,9 @@ def load_class_names(path: Path | None, num_classes: int) -> list[str]:
 
 
 class YoloxDetector:
-    """A YOLOX ONNX model as a `Detector`."""
+    """A YOLOX ONNX model as a `Detector` (onnxruntime sessions may run from several threads at once)."""
+
+    open_vocabulary = False
 
     def __init__(self, weights: Path, providers: list[str], confidence: float = 0.3, nms_iou: float = 0.45,
                  classes_file: Path | None = None, name: str | None = None) -> None:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import supervision as sv
 
+from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
 from streamvis.live.stats import StreamStats
+from streamvis.models import Models
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline import Pipeline
 from streamvis.sources import Source
@@ -45,18 +47,15 @@ class LiveSettings:
 class LiveStream:
     """A source, its pipeline and its subscribers. `start()` / `stop()`; subscribers are called per result."""
 
-    def __init__(self, stream_id: str, open_source: Callable[[], Source], pipeline: Pipeline,
+    def __init__(self, stream_id: str, open_source: Callable[[], Source], config: PipelineConfig, models: Models,
                  settings: LiveSettings | None = None) -> None:
         self.stream_id = stream_id
         self._open_source = open_source
-        self.pipeline = pipeline
+        # descriptions run in the narrator's worker (`LiveNarrator`), never in this stream's loop
+        self.pipeline = pipeline = Pipeline(config, models, narration="worker")
         self.settings = settings or LiveSettings()
         self.stats = StreamStats(stream_id)
-        self.stats.providers["detector"] = pipeline.detector.provider
-        if pipeline.segmenter is not None:
-            self.stats.providers["segmenter"] = pipeline.segmenter.provider
-        if pipeline.narrator is not None:
-            self.stats.providers["narrator"] = pipeline.narrator.backend.provider
+        self.stats.providers.update(models.providers())
         self.status = "starting"  # starting, live, ended, failed: <reason>
         self.resolution_wh: tuple[int, int] | None = None
         self.latest: Result | None = None
@@ -71,8 +70,6 @@ class LiveStream:
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
-        if pipeline.narrator is not None:
-            pipeline.narrate_inline = False  # descriptions run in the narrator's worker, never in this loop
         self._narration_listeners: list[Callable[[SceneDescription], None]] = []
         self.decoded_at = [0.0] * 256  # monotonic time each recent frame index was decoded (index % 256)
 

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from streamvis.config import NarratorConfig
-from streamvis.errors import ModelError
+from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig, VlmNarratorConfig
 from streamvis.weights.hf import load_model, load_pretrained
+
+if TYPE_CHECKING:
+    from streamvis.detection.florence2 import Florence2Model
 
 log = logging.getLogger(__name__)
 
 
 class NarratorBackend(Protocol):
     name: str
-    provider: str
     grounded_prompt: bool  # True when the objects sentence goes into the prompt (else it is appended)
     last_ms: float
+
+    @property
+    def provider(self) -> str: ...
 
     def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str: ...
 
@@ -44,22 +48,24 @@ class FlorenceNarrator:
 
     grounded_prompt = False
 
-    def __init__(self, config: NarratorConfig) -> None:
-        from streamvis.config import DetectorConfig
-        from streamvis.detection.florence2 import Florence2Detector
+    def __init__(self, config: Florence2NarratorConfig, model: Florence2Model | None = None) -> None:
+        from streamvis.detection.florence2 import Florence2Model
 
         self.config = config
-        self.name = str(config.model)
-        # The detector class owns Florence-2 loading and generation (and its ONNX backend); only the task differs.
-        self.runner = Florence2Detector(DetectorConfig(type="florence2", model=self.name, device=config.device,
-                                                       dtype=config.dtype, max_new_tokens=config.max_new_tokens),
-                                       role="narrator")
+        # One Florence2Model owns loading and generation (and its ONNX backend); the detector's when it is the
+        # same model, so Florence-2 is loaded once for both roles.
+        self.runner = model or Florence2Model(config, "narrator.model")
+        self.name = self.runner.name
+        self.model = self.runner.model  # the torch module (its generation config, for benchmarks)
         self.processor = self.runner.processor
-        self.provider = self.runner.provider
         self.last_ms = 0.0
 
+    @property
+    def provider(self) -> str:
+        return self.runner.provider
+
     def _run(self, image_bgr: np.ndarray, task: str) -> str:
-        text = self.runner.generate_text([image_bgr], task)[0]
+        text = self.runner.generate_text([image_bgr], task, self.config.max_new_tokens)[0]
         answer = self.processor.post_process_generation(text, task=task, image_size=image_bgr.shape[1::-1])
         return clean_text(str(answer.get(task, "")))
 
@@ -82,12 +88,12 @@ class ChatVLMNarrator:
 
     grounded_prompt = True
 
-    def __init__(self, config: NarratorConfig) -> None:
+    def __init__(self, config: VlmNarratorConfig) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config = config
-        self.name = str(config.model)
+        self.name = config.model
         self.processor = load_pretrained(AutoProcessor, self.name, "narrator.model")
         self.model, self.device, self.dtype, self.provider = load_model(
             AutoModelForImageTextToText, self.name, "narrator.model", config.device, config.dtype)
@@ -132,9 +138,11 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).strip()
 
 
-def build_narrator_backend(config: NarratorConfig) -> NarratorBackend:
-    if config.type == "florence2":
-        return FlorenceNarrator(config)
-    if config.type == "vlm":
+def load_narrator_backend(config: AnyNarratorConfig, florence: Florence2Model | None = None) -> NarratorBackend | None:
+    """The configured narrator model, loaded (a Florence-2 narrator runs on `florence` when given: shared), or
+    None when `type: none`."""
+    if isinstance(config, Florence2NarratorConfig):
+        return FlorenceNarrator(config, florence)
+    if isinstance(config, VlmNarratorConfig):
         return ChatVLMNarrator(config)
-    raise ModelError(f"narrator.type '{config.type}' has no backend")
+    return None

@@ -9,16 +9,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import supervision as sv
 
-from streamvis.config import NarratorConfig
+from streamvis.config import AnyNarratorConfig
 from streamvis.frame import Frame, SceneDescription
-from streamvis.narration.backends import NarratorBackend, build_narrator_backend
+from streamvis.narration.backends import NarratorBackend
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
 from streamvis.narration.scene import describe_objects, seen_objects
 
 log = logging.getLogger(__name__)
 
 
-def policy_settings(config: NarratorConfig) -> PolicySettings:
+def policy_settings(config: AnyNarratorConfig) -> PolicySettings:
     return PolicySettings(period_s=config.period_s, min_gap_s=config.min_gap_s,
                           trigger_classes=frozenset(config.trigger_classes) if config.trigger_classes else None,
                           hazard_classes=frozenset(config.hazard_classes), scene_change=config.scene_change,
@@ -28,15 +28,12 @@ def policy_settings(config: NarratorConfig) -> PolicySettings:
 class Narrator:
     """Decides when to speak and what to say about a frame and its detections."""
 
-    def __init__(self, config: NarratorConfig, backend: NarratorBackend | None = None) -> None:
+    def __init__(self, config: AnyNarratorConfig, backend: NarratorBackend) -> None:
         self.config = config
-        self.backend = backend or build_narrator_backend(config)
+        self.backend = backend  # the loaded model, shared by every stream; the policy is this stream's own
         self.policy = NarrationPolicy(policy_settings(config))
         self.hazards = frozenset(config.hazard_classes)
         self.lock = threading.Lock()  # the policy is read by the pipeline thread and written by workers
-
-    def reset(self) -> None:
-        self.policy = NarrationPolicy(policy_settings(self.config))
 
     def objects_text(self, frame: Frame, detections: sv.Detections) -> str:
         return describe_objects(seen_objects(detections, frame.resolution_wh, self.hazards))

@@ -1,4 +1,8 @@
-"""Segmenters: add masks to detections. Video ones (SAM 2.1, EdgeTAM) also carry them between keyframes."""
+"""Segmenters: add masks to detections. Video ones (SAM 2.1, EdgeTAM) also carry them between keyframes.
+
+A `SegmenterModel` is loaded once per process; each stream takes its own `Segmenter` (its objects and, for
+video models, its streaming session) with `new_stream()`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from typing import Protocol
 import numpy as np
 import supervision as sv
 
-from streamvis.config import SegmenterConfig
+from streamvis.config import AnySegmenterConfig, EdgeTamConfig, Sam2Config, SamConfig
 
 
 class Segmenter(Protocol):
-    """`update` is called on every frame, in order: with the keyframe's detections, or None between keyframes."""
+    """One stream's segmentation. `update` is called on every frame, in order: with the keyframe's
+    detections, or None between keyframes."""
 
     name: str
     provider: str
@@ -20,18 +25,25 @@ class Segmenter(Protocol):
 
     def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections: ...
 
-    def reset(self) -> None:
-        """Forget all objects (a new stream); the loaded model is kept."""
+
+class SegmenterModel(Protocol):
+    """The loaded weights, shared by every stream."""
+
+    name: str
+    provider: str
+    propagates: bool  # masks are carried between keyframes by the model (no tracker needed)
+
+    def new_stream(self) -> Segmenter: ...
 
 
-def build_segmenter(config: SegmenterConfig) -> Segmenter | None:
-    """The configured segmenter, loaded (hub id, local folder or cache), or None when `type: none`."""
-    if not config.enabled:
-        return None
-    if config.type == "sam":
+def load_segmenter(config: AnySegmenterConfig) -> SegmenterModel | None:
+    """The configured segmenter model, loaded (hub id, local folder or cache), or None when `type: none`."""
+    if isinstance(config, SamConfig):
         from streamvis.segmentation.image import ImageSegmenter
 
         return ImageSegmenter(config)
-    from streamvis.segmentation.video import VideoSegmenter
+    if isinstance(config, Sam2Config | EdgeTamConfig):
+        from streamvis.segmentation.video import VideoSegmenterModel
 
-    return VideoSegmenter(config)
+        return VideoSegmenterModel(config)
+    return None

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import supervision as sv
 
-from streamvis.config import SegmenterConfig
+from streamvis.config import SamConfig
 from streamvis.segmentation.processing import preprocess_longest_side, scale_boxes_longest_side, upsample_masks
 from streamvis.weights.hf import load_model
 
@@ -24,12 +24,12 @@ class ImageSegmenter:
 
     propagates = False
 
-    def __init__(self, config: SegmenterConfig) -> None:
+    def __init__(self, config: SamConfig) -> None:
         import torch
         from transformers import SamModel
 
         self.config = config
-        self.name = config.model_id
+        self.name = config.model
         self.model, self.device, self.dtype, self.provider = load_model(
             SamModel, self.name, "segmenter.model", config.device, config.dtype)
         size = self.model.config.vision_config.image_size
@@ -38,8 +38,9 @@ class ImageSegmenter:
         self.last_timings_ms: dict[str, float] = {}
         log.info("segmenter: SAM %s on %s", self.name, self.provider)
 
-    def reset(self) -> None:
-        """Stateless between frames: nothing to forget."""
+    def new_stream(self) -> ImageSegmenter:
+        """Stateless between frames: every stream uses the model as it is."""
+        return self
 
     def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections:
         if detections is None or not len(detections):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from streamvis.config import SegmenterConfig
+from streamvis.config import EdgeTamConfig, Sam2Config
 from streamvis.segmentation.matching import box_iou, match_detections
 from streamvis.segmentation.processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
 from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
@@ -47,64 +47,76 @@ def _model_classes(kind: str) -> tuple[Any, Any]:
     return Sam2VideoModel, Sam2VideoInferenceSession
 
 
-class VideoSegmenter:
-    """Masks on every frame with stable object ids; call `update` once per frame, in order."""
+class VideoSegmenterModel:
+    """SAM 2.1 or EdgeTAM loaded once per process (and, with `backend: onnx`, its onnxruntime graphs);
+    `new_stream()` gives each stream its own session. Model calls carry no state between streams."""
 
     propagates = True
 
-    def __init__(self, config: SegmenterConfig) -> None:
+    def __init__(self, config: Sam2Config | EdgeTamConfig) -> None:
         import torch
 
         self.config = config
-        self.name = config.model_id
-        model_cls, self._session_cls = _model_classes(config.type)
+        self.name = config.model
+        model_cls, self.session_cls = _model_classes(config.type)
         self.model, self.device, self.dtype, self.provider = load_model(
             model_cls, self.name, "segmenter.model", config.device, config.dtype)
         size = self.model.config.image_size
         self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self.num_maskmem = int(self.model.config.num_maskmem)
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
-        self._torch = torch
-        self.objects: dict[int, TrackedObject] = {}
-        self._onnx: Any = None
-        if config.backend == "onnx":
-            self._onnx = self._onnx_encoder()
-        self.reset()
-        self.last_timings_ms: dict[str, float] = {}
-        log.info("segmenter: %s %s on %s", config.type, self.name, self.provider)
+        self.torch = torch
+        self.onnx_encoder: Any = None
+        if isinstance(config, Sam2Config) and config.backend == "onnx":
+            self.onnx_encoder = self._onnx_encoder(config)
 
-    def _onnx_encoder(self) -> Any:
+    def _onnx_encoder(self, config: Sam2Config) -> Any:
         """The image encoder, and per `onnx_parts` the memory parts, on onnxruntime (exported on first use)."""
         from pathlib import Path
 
         from streamvis.runtime.export import export_folder
         from streamvis.segmentation.sam2_onnx import attach, export_sam2, is_exported
 
-        precision = self.config.precision
-        folder = Path(self.config.onnx_dir) if self.config.onnx_dir else export_folder(self.name, precision)
-        if not self.config.onnx_dir and not is_exported(folder, self.name, precision):
+        precision = config.precision
+        folder = Path(config.onnx_dir) if config.onnx_dir else export_folder(self.name, precision)
+        if not config.onnx_dir and not is_exported(folder, self.name, precision):
             export_sam2(self.model, self.name, folder, precision)
             self.model.to(self.device, self.dtype)
-        encoder, parts = attach(self.model, folder, self.name, list(self.config.providers), precision,
-                                list(self.config.onnx_parts) if self.config.onnx_parts is not None else None)
+        encoder, parts = attach(self.model, folder, self.name, list(config.providers), precision,
+                                list(config.onnx_parts) if config.onnx_parts is not None else None)
         log.info("segmenter: on onnxruntime: %s", ", ".join(p.removeprefix("sam2_") for p in parts))
         self.provider = f"onnxruntime:{encoder.provider} {precision} + {self.provider}"
         return encoder
 
+    def new_stream(self) -> VideoSegmenter:
+        return VideoSegmenter(self)
+
+
+class VideoSegmenter:
+    """One stream's objects and streaming session: masks on every frame with stable object ids; call `update`
+    once per frame, in order."""
+
+    propagates = True
+
+    def __init__(self, model: VideoSegmenterModel) -> None:
+        self.model = model
+        self.config = model.config
+        self.name, self.provider = model.name, model.provider
+        self.objects: dict[int, TrackedObject] = {}
+        self._next_id = 1
+        self.frame_idx = -1
+        self.session = model.session_cls(inference_device=model.device, inference_state_device=model.device,
+                                         video_storage_device=model.device, dtype=model.dtype)
+        self.last_timings_ms: dict[str, float] = {}
+
     def _encode_onnx(self, pixels: Any) -> None:
         """Run the encoder in onnxruntime and put its features where the model looks for this frame's."""
-        tensors = [t.to(self.device, self.dtype) for t in self._onnx.run_torch({"pixel_values": pixels[None]})]
+        model = self.model
+        outputs = model.onnx_encoder.run_torch({"pixel_values": pixels[None]})
+        tensors = [t.to(model.device, model.dtype) for t in outputs]
         levels = len(tensors) // 2
         self.session.cache.cache_vision_features(
             self.frame_idx, {"vision_feats": tensors[:levels], "vision_pos_embeds": tensors[levels:]})
-
-    def reset(self) -> None:
-        """A new stream: a fresh session, no objects, ids from 1 again; the loaded model is kept."""
-        self.objects = {}
-        self._next_id = 1
-        self.frame_idx = -1
-        self.session = self._session_cls(inference_device=self.device, inference_state_device=self.device,
-                                         video_storage_device=self.device, dtype=self.dtype)
 
     @property
     def session_bytes(self) -> int:
@@ -166,18 +178,19 @@ class VideoSegmenter:
         if prompt_ids:
             boxes = np.array([self.objects[i].detected_xyxy for i in prompt_ids], np.float32)
             add_box_prompts(self.session, self.frame_idx, prompt_ids,
-                            scale_boxes_square(boxes, (width, height), self.image_size))
-        pixels = self._torch.from_numpy(preprocess_square(image_bgr, self.image_size))
+                            scale_boxes_square(boxes, (width, height), self.model.image_size))
+        model = self.model
+        pixels = model.torch.from_numpy(preprocess_square(image_bgr, model.image_size))
         t1 = time.perf_counter()
-        if self._onnx is not None:
+        if model.onnx_encoder is not None:
             self._encode_onnx(pixels)
-        with self._torch.inference_mode():
-            out = self.model(inference_session=self.session, frame_idx=self.frame_idx,
-                             frame=pixels.to(self.device, self.dtype))
+        with model.torch.inference_mode():
+            out = model.model(inference_session=self.session, frame_idx=self.frame_idx,
+                              frame=pixels.to(model.device, model.dtype))
         t2 = time.perf_counter()
         masks = upsample_masks(out.pred_masks[:, 0].float(), (width, height), self.config.mask_threshold)
         present = (out.object_score_logits.float().reshape(-1) > 0).cpu().numpy()
-        prune_session(self.session, self.frame_idx, self.num_maskmem, self.max_object_pointers,
+        prune_session(self.session, self.frame_idx, model.num_maskmem, model.max_object_pointers,
                       self.config.max_conditioning_frames)
         result = self._detections(list(out.object_ids), masks, present)
         self.last_timings_ms = {"segment_pre": (t1 - t0) * 1e3, "segment": (t2 - t1) * 1e3,

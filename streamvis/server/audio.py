@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import time
 from collections import deque
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
 
 RATE = 48_000
 PTIME = 0.02
@@ -70,3 +73,16 @@ class NarrationAudioTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, RATE)
         self.samples_sent += SAMPLES
         return frame
+
+
+async def synthesize_for_tracks(stream_id: str, text: str, voice: str, words_per_minute: int) -> np.ndarray | None:
+    """`text` spoken by espeak-ng (in a thread, never on the loop) as 48 kHz samples for `NarrationAudioTrack`;
+    None, with a warning, when speech is not available."""
+    from streamvis.narration.speech import SpeechError, resample, synthesize
+
+    try:
+        samples, rate = await asyncio.to_thread(synthesize, text, voice, words_per_minute)
+    except SpeechError as exc:
+        log.warning("stream %s: %s", stream_id, exc)
+        return None
+    return resample(samples, rate, RATE)

@@ -13,13 +13,9 @@ from pathlib import Path
 from aiohttp import web
 
 from streamvis.config import PipelineConfig
-from streamvis.detection import build_detector
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
-from streamvis.narration.backends import build_narrator_backend
-from streamvis.narration.narrator import Narrator
-from streamvis.pipeline import Pipeline
-from streamvis.segmentation import build_segmenter
+from streamvis.models import load_models
 from streamvis.server.app import ServerSettings, StreamFactory, build_app
 from streamvis.sources import Source, open_source, parse_source_uri
 
@@ -61,18 +57,15 @@ def stream_ids(sources: list[str]) -> list[str]:
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
                   settings: LiveSettings) -> tuple[dict[str, LiveStream], StreamFactory]:
-    """One pipeline per source; the detector and narrator model are loaded once and shared, segmenters and
-    narration policies hold per-stream state.
+    """One pipeline per source, all on one set of models (`load_models`: each model loaded once); segmenter
+    sessions, trackers and narration policies are per stream.
 
-    Also returns the factory that builds the same kind of stream for a WHIP publisher.
+    Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
-    detector = build_detector(config.detector, models_dir)
-    backend = build_narrator_backend(config.narrator) if config.narrator.enabled else None
+    models = load_models(config, models_dir)
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
-        narrator = Narrator(config.narrator, backend) if backend is not None else None
-        pipeline = Pipeline(config, detector, None, build_segmenter(config.segmenter), narrator)
-        return LiveStream(name, open_fn, pipeline, settings)
+        return LiveStream(name, open_fn, config, models, settings)
 
     streams = {}
     for name, uri in zip(stream_ids(sources), sources, strict=True):

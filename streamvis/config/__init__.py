@@ -1,0 +1,33 @@
+"""Pipeline configuration: a pydantic schema (`pipeline`, with one class per model type in `models`), loaded
+from YAML files plus `--set` overrides (`loading`)."""
+
+from __future__ import annotations
+
+from streamvis.config.loading import BUILTIN_PIPELINES_DIR, apply_overrides, load_pipeline, parse_override
+from streamvis.config.models import (
+    PROMPTED_TASKS,
+    AnyDetectorConfig,
+    AnyNarratorConfig,
+    AnySegmenterConfig,
+    EdgeTamConfig,
+    Florence2Config,
+    Florence2NarratorConfig,
+    NoNarratorConfig,
+    NoSegmenterConfig,
+    OnnxSettings,
+    Provider,
+    Sam2Config,
+    SamConfig,
+    TorchSettings,
+    VlmNarratorConfig,
+    YoloxConfig,
+)
+from streamvis.config.pipeline import AnnotatorConfig, OutputConfig, PipelineConfig, SourceConfig, TrackerConfig
+
+__all__ = [
+    "BUILTIN_PIPELINES_DIR", "PROMPTED_TASKS", "AnnotatorConfig", "AnyDetectorConfig", "AnyNarratorConfig",
+    "AnySegmenterConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig", "NoNarratorConfig",
+    "NoSegmenterConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider", "Sam2Config", "SamConfig",
+    "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig", "YoloxConfig", "apply_overrides",
+    "load_pipeline", "parse_override",
+]

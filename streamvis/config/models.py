@@ -1,0 +1,221 @@
+"""The model of each role (detector, segmenter, narrator): one class per model type, told apart by `type`.
+
+A field belongs to the types that use it, so a field another type would read is an error that names it. Shared
+settings live in small bases: `TorchSettings` (device, dtype), `OnnxSettings` (backend, precision, providers),
+and `_ModelChoice`, whose one validator turns an explicit `model: null` into the type's default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+Provider = Literal["tensorrt", "cuda", "cpu"]
+TorchDevice = Literal["auto", "cuda", "mps", "cpu"]
+TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
+FlorenceTask = Literal["<OD>", "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>",
+                       "<DENSE_REGION_CAPTION>", "<OCR_WITH_REGION>"]
+PROMPTED_TASKS = ("<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>")
+DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+HAZARDS = ["car", "bus", "truck", "motorbike", "motorcycle", "bicycle", "train", "dog"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors; assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _ModelChoice(Strict):
+    """A role's model: `model` left out or null is the type's default."""
+
+    @field_validator("model", mode="before", check_fields=False)
+    @classmethod
+    def _default_model(cls, value: Any) -> Any:
+        return cls.model_fields["model"].default if value is None else value
+
+
+class TorchSettings(Strict):
+    device: TorchDevice = Field("auto", description="cuda, then mps, then cpu when auto")
+    dtype: TorchDtype = Field("auto", description="auto is bfloat16/float16 on a GPU, float32 on a CPU")
+
+
+class OnnxSettings(Strict):
+    """The onnxruntime backend of a transformers model (graphs exported on first use into the cache)."""
+
+    role: ClassVar[str] = "model"  # the pipeline section the class fills, for messages
+
+    backend: Literal["torch", "onnx"] = Field("torch", description="onnx: the heavy parts on onnxruntime")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="onnx backend: fp32; int8 (CPU, see "
+                                                       "README for its tolerance); fp16 (CUDA)")
+    onnx_dir: str | None = Field(None, description="an export folder (streamvis export); default: the cache")
+    providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1,
+                                      description="tried in order; the one really used is logged")
+
+    @model_validator(mode="after")
+    def _precision_needs_onnx(self) -> OnnxSettings:
+        if self.precision != "fp32" and self.backend != "onnx":
+            raise ValueError(f"{self.role}.precision: {self.precision} needs {self.role}.backend: onnx")
+        return self
+
+
+# -- detectors -----------------------------------------------------------------------------------------------
+class _DetectorBase(_ModelChoice):
+    role: ClassVar[str] = "detector"
+    every_n_frames: int = Field(1, ge=1, description="run the detector on every Nth frame (a keyframe)")
+    class_filter: list[str] | None = Field(None, description="keep only these class names")
+
+
+class YoloxConfig(_DetectorBase):
+    """YOLOX exported to ONNX, on onnxruntime."""
+
+    type: Literal["yolox"] = "yolox"
+    model: str = Field("yolox-nano", description="registry name or .onnx path")
+    classes: str | None = Field(None, description="class-names file, one a line; default: COCO")
+    confidence: float = Field(0.3, ge=0, le=1)
+    nms_iou: float = Field(0.45, gt=0, le=1)
+    providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
+
+
+class Florence2Config(_DetectorBase, TorchSettings, OnnxSettings):
+    """Florence-2 through transformers (or its onnxruntime graphs)."""
+
+    type: Literal["florence2"] = "florence2"
+    model: str = Field("florence-community/Florence-2-base", description="hub id or folder")
+    task: FlorenceTask = Field("<OD>", description="the task token")
+    prompt: str = Field("", description="text for open-vocabulary and grounding tasks, e.g. 'person. dog. red car'")
+    num_beams: int = Field(1, ge=1, description="1 is greedy decoding")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="generation length cap")
+    batch_size: int = Field(1, ge=1, le=64, description="frames per generate() call")
+
+    @model_validator(mode="after")
+    def _check(self) -> Florence2Config:
+        if self.task in PROMPTED_TASKS and not self.prompt.strip():
+            raise ValueError(f"detector.prompt: task {self.task} needs a text prompt (e.g. 'person. dog')")
+        if self.backend == "onnx" and self.num_beams != 1:
+            raise ValueError("detector.backend: onnx decodes greedily (detector.num_beams: 1)")
+        return self
+
+
+# -- segmenters ----------------------------------------------------------------------------------------------
+class NoSegmenterConfig(Strict):
+    type: Literal["none"] = "none"
+    enabled: ClassVar[bool] = False
+
+
+class _VideoSegmenterBase(_ModelChoice, TorchSettings):
+    role: ClassVar[str] = "segmenter"
+    enabled: ClassVar[bool] = True
+    match_iou: float = Field(0.3, gt=0, le=1, description="keyframe detection to tracked object: least box IoU")
+    reprompt_iou: float = Field(0.5, ge=0, le=1, description="re-prompt a matched object whose propagated box "
+                                                             "overlaps its detection less than this (0: never)")
+    max_missed_keyframes: int = Field(3, ge=1, description="remove an object unmatched at this many keyframes")
+    max_objects: int = Field(32, ge=1, description="objects tracked at once; new ones beyond are ignored")
+    max_conditioning_frames: int = Field(4, ge=1, description="prompted frames kept in memory per object")
+    mask_threshold: float = Field(0.0, description="mask logit threshold")
+
+
+class Sam2Config(_VideoSegmenterBase, OnnxSettings):
+    """SAM 2.1: one streaming session per stream, masks propagated to every frame."""
+
+    type: Literal["sam2"] = "sam2"
+    model: str = Field("facebook/sam2.1-hiera-tiny", description="hub id or local folder")
+    onnx_parts: list[Literal["image_encoder", "memory_attention", "memory_encoder"]] | None = Field(
+        None, description="onnx backend: the graphs run on onnxruntime (the image encoder always); default: all "
+                          "three on cuda/tensorrt, the image encoder alone on cpu, where torch is faster for the rest")
+
+
+class EdgeTamConfig(_VideoSegmenterBase):
+    """EdgeTAM: SAM 2's streaming session with a lighter image encoder."""
+
+    type: Literal["edgetam"] = "edgetam"
+    model: str = Field("yonigozlan/EdgeTAM-hf", description="hub id or local folder")
+
+
+class SamConfig(_ModelChoice, TorchSettings):
+    """SAM (v1): image-only box-to-mask on keyframes."""
+
+    type: Literal["sam"] = "sam"
+    enabled: ClassVar[bool] = True
+    model: str = Field("facebook/sam-vit-base", description="hub id or local folder")
+    mask_threshold: float = Field(0.0, description="mask logit threshold")
+
+
+# -- narrators -----------------------------------------------------------------------------------------------
+class _NarrationSettings(Strict):
+    """Speaking policy and voice, shared by every narrator type (and unused without one)."""
+
+    period_s: float = Field(20.0, ge=0, description="speak at least this often (0: only on changes)")
+    min_gap_s: float = Field(4.0, ge=0, description="at least this long between descriptions")
+    trigger_classes: list[str] | None = Field(None, description="new or lost tracks of these trigger (None: all)")
+    hazard_classes: list[str] = Field(default_factory=lambda: list(HAZARDS),
+                                      description="these jump the queue and are named first")
+    scene_change: float = Field(0.35, ge=0, le=1, description="histogram distance that counts as a new scene")
+    dedup_similarity: float = Field(0.75, ge=0, le=1, description="do not repeat a text this similar to the last")
+    objects_in_text: bool = Field(True, description="append what the detector sees, with positions")
+    speech: bool = Field(True, description="server-side speech (espeak-ng) for audio tracks")
+    voice: str = Field("en", description="espeak-ng voice")
+    speech_rate_wpm: int = Field(165, ge=80, le=450)
+
+
+class NoNarratorConfig(_NarrationSettings):
+    type: Literal["none"] = "none"
+    enabled: ClassVar[bool] = False
+
+
+class _NarratorModel(_NarrationSettings, _ModelChoice, TorchSettings):
+    enabled: ClassVar[bool] = True
+    max_new_tokens: int = Field(40, ge=1, le=1024)
+
+
+class Florence2NarratorConfig(_NarratorModel):
+    """Florence-2 captions, or OCR to read text aloud (the detector's Florence-2 when it is the same model)."""
+
+    type: Literal["florence2"] = "florence2"
+    model: str = Field("florence-community/Florence-2-base", description="hub id or folder")
+    task: Literal["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OCR>"] = Field(
+        "<CAPTION>", description="the caption task (or <OCR> to read text aloud)")
+
+
+class VlmNarratorConfig(_NarratorModel):
+    """Any image-text-to-text model (SmolVLM/Idefics3, PaliGemma 2, ...)."""
+
+    type: Literal["vlm"] = "vlm"
+    model: str = Field("HuggingFaceTB/SmolVLM-256M-Instruct", description="hub id or folder")
+    prompt: str = Field("Describe what is in front of the camera in one short sentence, for a blind person. "
+                        "Mention obstacles and hazards first.", description="the instruction")
+
+
+# -- one field per role: the `type` picks the class (left out: the role's default type) ------------------------
+def _type_of(default: str) -> Any:
+    def tag(value: Any) -> Any:
+        if isinstance(value, dict):
+            return value.get("type") or default
+        return getattr(value, "type", default)
+
+    return Discriminator(tag)
+
+
+DetectorConfig = Annotated[
+    Annotated[YoloxConfig, Tag("yolox")] | Annotated[Florence2Config, Tag("florence2")],
+    _type_of("yolox")]
+SegmenterConfig = Annotated[
+    Annotated[NoSegmenterConfig, Tag("none")] | Annotated[Sam2Config, Tag("sam2")]
+    | Annotated[EdgeTamConfig, Tag("edgetam")] | Annotated[SamConfig, Tag("sam")],
+    _type_of("none")]
+NarratorConfig = Annotated[
+    Annotated[NoNarratorConfig, Tag("none")] | Annotated[Florence2NarratorConfig, Tag("florence2")]
+    | Annotated[VlmNarratorConfig, Tag("vlm")],
+    _type_of("none")]
+AnyNarratorConfig = NoNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
+AnyDetectorConfig = YoloxConfig | Florence2Config
+AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | SamConfig
+
+# role -> type -> class: what a section may hold, for error messages and for switching types with --set
+ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
+    "detector": {"yolox": YoloxConfig, "florence2": Florence2Config},
+    "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam": SamConfig},
+    "narrator": {"none": NoNarratorConfig, "florence2": Florence2NarratorConfig, "vlm": VlmNarratorConfig},
+}
+DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none"}

@@ -1,0 +1,78 @@
+"""A whole pipeline: its sources, its models (one per role, see `config.models`), tracking, drawing, encoding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from streamvis.config.models import (
+    DetectorConfig,
+    NarratorConfig,
+    NoNarratorConfig,
+    NoSegmenterConfig,
+    SegmenterConfig,
+    Strict,
+    YoloxConfig,
+)
+
+
+class SourceConfig(Strict):
+    """How sources are opened and kept alive."""
+
+    open_timeout_s: float = Field(10.0, gt=0, description="give up connecting after this long")
+    read_timeout_s: float = Field(10.0, gt=0, description="a live source silent this long has dropped")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    reconnect_attempts: int = Field(10, ge=0, description="live sources: reconnects after a drop (0: none)")
+    reconnect_initial_delay_s: float = Field(0.5, gt=0)
+    reconnect_max_delay_s: float = Field(10.0, gt=0)
+    image_fps: float = Field(30.0, gt=0, description="frame rate given to image folders and globs")
+    max_decode_errors: int = Field(25, ge=0, description="consecutive undecodable packets before giving up")
+    options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg demuxer options")
+
+
+class TrackerConfig(Strict):
+    """Multi-object tracking (the `trackers` library)."""
+
+    enabled: bool = True
+    type: Literal["bytetrack", "sort", "ocsort"] = "bytetrack"
+    lost_track_buffer: int = Field(30, ge=0, description="frames (at 30 fps) a lost track is kept")
+    track_activation_threshold: float = Field(0.4, ge=0, le=1)
+    minimum_consecutive_frames: int = Field(2, ge=1)
+    minimum_iou_threshold: float = Field(0.1, ge=0, le=1)
+
+
+class AnnotatorConfig(Strict):
+    """What is burnt into the output video."""
+
+    boxes: bool = True
+    labels: bool = True
+    masks: bool = True
+    caption: bool = True
+    show_score: bool = True
+    show_track_id: bool = True
+    mask_opacity: float = Field(0.45, ge=0, le=1)
+
+
+class OutputConfig(Strict):
+    """Encoding of the annotated MP4."""
+
+    crf: int = Field(23, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "veryfast"
+    copy_audio: bool = True
+
+
+class PipelineConfig(Strict):
+    """A whole pipeline: one file in `pipelines/`."""
+
+    name: str = "detect"
+    description: str = ""
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    detector: DetectorConfig = Field(default_factory=YoloxConfig)
+    segmenter: SegmenterConfig = Field(default_factory=NoSegmenterConfig)
+    narrator: NarratorConfig = Field(default_factory=NoNarratorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)

@@ -1,0 +1,85 @@
+"""The models of a pipeline, loaded once per process and shared by every stream that runs it.
+
+`load_models` is the one place models are assembled: `process` calls it once for all its inputs, `serve` once
+for all its sources and WHIP publishers. Per-stream state (a SAM 2 session, a tracker, a narration policy) is
+made by `Pipeline` from these shared models, never stored in them. A Florence-2 that both detects and narrates
+(the same model id, device and dtype) is loaded once and serves both roles.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from streamvis.config import Florence2Config, Florence2NarratorConfig, PipelineConfig
+from streamvis.detection import Detector, load_detector
+from streamvis.narration.backends import NarratorBackend, load_narrator_backend
+from streamvis.segmentation import SegmenterModel, load_segmenter
+
+if TYPE_CHECKING:
+    from streamvis.detection.florence2 import Florence2Model
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """What a pipeline runs: a detector, and optionally a segmenter model and a narrator model."""
+
+    detector: Detector
+    segmenter: SegmenterModel | None = None
+    narrator: NarratorBackend | None = None
+
+    def providers(self) -> dict[str, str]:
+        """Role -> the runtime really in use (`onnxruntime:cuda fp16`, `torch:cpu:float32`), for stats and logs."""
+        out = {"detector": self.detector.provider}
+        if self.segmenter is not None:
+            out["segmenter"] = self.segmenter.provider
+        if self.narrator is not None:
+            out["narrator"] = self.narrator.provider
+        return out
+
+
+def _timed(role: str, load: Callable[[], T]) -> T:
+    """`load()`, then one log line per model loaded: `loaded segmenter facebook/sam2.1-hiera-tiny on ...`."""
+    start = time.perf_counter()
+    loaded = load()
+    log.info("loaded %s %s on %s in %.1f s", role, getattr(loaded, "name", "?"), getattr(loaded, "provider", "?"),
+             time.perf_counter() - start)
+    return loaded
+
+
+def shares_florence(config: PipelineConfig) -> bool:
+    """Whether the detector and the narrator are one Florence-2 (same model id, device and dtype)."""
+    detector, narrator = config.detector, config.narrator
+    return isinstance(detector, Florence2Config) and isinstance(narrator, Florence2NarratorConfig) and (
+        (detector.model, detector.device, detector.dtype) == (narrator.model, narrator.device, narrator.dtype))
+
+
+def load_models(config: PipelineConfig, models_dir: str | Path | None = None) -> Models:
+    """Load every model `config` names, once each, logging what was loaded and how long it took."""
+    detector_config, narrator_config = config.detector, config.narrator
+    florence: Florence2Model | None = None
+    if isinstance(detector_config, Florence2Config):
+        from streamvis.detection.florence2 import Florence2Model
+
+        roles = "detector and narrator" if shares_florence(config) else "detector"
+        florence = _timed(f"Florence-2 ({roles})", lambda: Florence2Model(detector_config))
+        detector = load_detector(detector_config, models_dir, florence)
+    else:
+        detector = _timed("detector", lambda: load_detector(detector_config, models_dir))
+    segmenter = None
+    if config.segmenter.enabled:
+        segmenter = _timed("segmenter", lambda: load_segmenter(config.segmenter))
+    narrator = None
+    if florence is not None and shares_florence(config):
+        narrator = load_narrator_backend(narrator_config, florence)
+        log.info("narrator: on the detector's Florence-2 (loaded once for both)")
+    elif narrator_config.enabled:
+        narrator = _timed("narrator", lambda: load_narrator_backend(narrator_config))
+    return Models(detector, segmenter, narrator)

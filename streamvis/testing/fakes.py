@@ -1,0 +1,54 @@
+"""Stand-ins for testing schedulers (offline runner, live scheduler): they never show that a model works."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import supervision as sv
+
+
+class StandInDetector:
+    """Returns one fixed box (`thing` at 10,10-50,50) after `delay_s`, and counts its calls and how many ran at
+    once. It can fail every `fail_every`-th call (RuntimeError) or be interrupted at call `interrupt_at` (as if
+    the user pressed Ctrl-C)."""
+
+    name = "stand-in"
+    provider = "test"
+    open_vocabulary = False
+
+    def __init__(self, delay_s: float = 0.0, confidence: float = 1.0, fail_every: int | None = None,
+                 interrupt_at: int | None = None) -> None:
+        self.delay_s = delay_s
+        self.confidence = confidence
+        self.fail_every = fail_every
+        self.interrupt_at = interrupt_at
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self.last_timings_ms: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["thing"]
+
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if call == self.interrupt_at:
+                raise KeyboardInterrupt
+            time.sleep(self.delay_s)
+            if self.fail_every and call % self.fail_every == 0:
+                raise RuntimeError("stand-in detector hiccup")
+        finally:
+            with self._lock:
+                self.active -= 1
+        return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32),
+                             confidence=np.array([self.confidence], np.float32), class_id=np.zeros(1, int),
+                             data={"class_name": np.array(["thing"])})
