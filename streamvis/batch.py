@@ -14,8 +14,7 @@ from streamvis.models import Models, load_models
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
-from streamvis.sinks import CaptionsWriter, EventsWriter, Mp4Writer, ResultSink, Sinks
-from streamvis.sinks.narration_audio import mux_audio_description
+from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Mp4Writer, Sinks
 from streamvis.sources import open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -107,18 +106,18 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         source.close()
         raise
     writer = Mp4Writer(output, source.fps, config.output, source.time_base, source.audio_path)
-    sinks: list[ResultSink] = []
+    sinks = Sinks([writer])
     complete = False
     try:
         if events is not None:
-            sinks.append(EventsWriter(events))
+            sinks.sinks.append(EventsWriter(events))
         report.events = events
-        cue_writer = None
-        if captions is not None or audio_description:
-            cue_writer = CaptionsWriter(captions, config.narrator.speech_rate_wpm)
-            sinks.append(cue_writer)
+        if captions is not None:
+            sinks.sinks.append(CaptionsWriter(captions, config.narrator.speech_rate_wpm))
+        if audio_description:  # closed after the MP4, into which it muxes the narration
+            sinks.sinks.append(AudioDescriptionTrack(writer, config.narrator.voice, config.narrator.speech_rate_wpm))
         with FrameProgress(source.source_id, source.expected_frames, enabled=show_progress) as bar:
-            outcome = run_offline(source, pipeline, writer, Sinks(sinks) if sinks else None, bar.update)
+            outcome = run_offline(source, pipeline, sinks, bar.update)
         report.seconds = outcome.seconds
         if outcome.interrupted:
             report.status = "interrupted"
@@ -134,19 +133,16 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         report.status, report.message = "failed", f"unexpected {exc.__class__.__name__}: {exc}"
     finally:
         report.frames = writer.frames
-        writer.close(complete=complete)
-        for sink in sinks:
-            sink.close()
+        writer.close(complete=complete)  # first, knowing how the input ended (audio up to its end, or the cut)
+        try:
+            sinks.close()
+        except StreamvisError as exc:  # the audio-description mux, a full disk: the video is already safe
+            report.status, report.message = "failed", str(exc)
         report.captions = captions if captions is not None and writer.frames else None
         if writer.frames:
             report.output = output
     if report.status != "ok" and report.frames:
         report.message += f"; the output holds the {report.frames} frames processed"
-    if audio_description and writer.frames and cue_writer is not None and cue_writer.cues:
-        try:
-            mux_audio_description(output, cue_writer.cues, config.narrator.voice, config.narrator.speech_rate_wpm)
-        except StreamvisError as exc:
-            report.status, report.message = "failed", str(exc)
     return report
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamvis import __version__
+from streamvis import __version__, env
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.logs import setup_logging
 
@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", "-p", help="pipeline file or name (default: detect)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a pipeline field: key=value (repeatable)")]
-ModelsDirOpt = Annotated[Path | None, typer.Option("--models-dir", envvar="STREAMVIS_MODELS_DIR",
+ModelsDirOpt = Annotated[Path | None, typer.Option("--models-dir", envvar=env.MODELS_DIR,
                                                    help="local models folder (offline use)")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="verbose logs and tracebacks")]
 
@@ -101,13 +101,17 @@ def serve(
     set_: SetOpt = None,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
-    token: Annotated[str | None, typer.Option(envvar="STREAMVIS_TOKEN", help="required on every request")] = None,
+    token: Annotated[str | None, typer.Option(envvar=env.TOKEN, help="required on every request")] = None,
     certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) for HTTPS")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     ice_server: Annotated[list[str] | None, typer.Option(
         "--ice-server", help="STUN/TURN for viewers outside the LAN: stun:host:port, turn:user:pass@host:port")] = None,
     codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
     loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="record every stream as MP4 + JSONL into DIR/<stream>/")] = None,
+    record_segment_s: Annotated[float, typer.Option(
+        "--record-segment-s", help="start new recording files every this many seconds of stream time")] = 300.0,
     models_dir: ModelsDirOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -115,8 +119,8 @@ def serve(
     setup_logging(debug, False)
     from streamvis.config import load_pipeline
     from streamvis.live.runner import LiveSettings
-    from streamvis.server.app import ServerSettings
-    from streamvis.server.serve import build_streams, check_exposure, run, ssl_context
+    from streamvis.server.hub import ServerSettings
+    from streamvis.server.serve import Recording, build_streams, check_exposure, run, ssl_context
 
     try:
         if codec not in ("h264", "vp8"):
@@ -124,7 +128,11 @@ def serve(
         check_exposure(host, token)
         context = ssl_context(certfile, keyfile)
         config = load_pipeline(pipeline, set_ or [])
-        streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop))
+        if record_segment_s <= 0:
+            raise ConfigError(f"--record-segment-s must be positive, got {record_segment_s}")
+        recording = Recording(record, record_segment_s) if record is not None else None
+        streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop),
+                                             recording)
         settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [])
         run(streams, host, port, settings, context, make_stream)
     except ConfigError as exc:

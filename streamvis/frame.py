@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import supervision as sv
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Frame:
-    """One decoded video frame.
+    """One decoded video frame, never changed once made (a source that adjusts frames makes new ones).
 
-    `image` is BGR uint8 (H, W, 3), the OpenCV / supervision convention. `pts` is the
-    presentation time in seconds (from the container when it has one, else index / fps).
+    `image` is BGR uint8 (H, W, 3), the OpenCV / supervision convention. `pts` is the presentation time in
+    seconds (from the container when it has one, else index / fps). `decode_ms` is what decoding it took, and
+    `decoded_at` the monotonic clock (seconds) when it was ready: live latency is measured from there.
     """
 
     image: np.ndarray
@@ -21,6 +23,7 @@ class Frame:
     pts: float
     source_id: str
     decode_ms: float = 0.0
+    decoded_at: float = field(default_factory=time.monotonic)
 
     @property
     def resolution_wh(self) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Offline processing of one source: no frame dropped, deterministic output, as fast as the machine allows.
 
-Three threads: decode (source) -> inference + annotation (caller's thread) -> encode + events (writer).
+Three threads: decode (source) -> inference + annotation (caller's thread) -> sinks (writer: encode, events).
 Both queues are bounded and block when full (offline never drops). An error in any thread stops the
 run and is raised in the caller; Ctrl-C stops it too. Either way the MP4 is finalised and playable.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from streamvis.frame import Frame, Result
 from streamvis.pipeline import Pipeline
-from streamvis.sinks import Mp4Writer, ResultSink
+from streamvis.sinks import Sink
 from streamvis.sources import Source
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     return False
 
 
-def run_offline(source: Source, pipeline: Pipeline, writer: Mp4Writer, events: ResultSink | None,
+def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
                 on_frame: Callable[[int], None] | None = None) -> RunOutcome:
+    """Every frame of `source` through `pipeline` into `sink` (written in the writer thread, in order). The sink
+    is not closed here: the caller closes it, knowing how the run ended."""
     frames_q: queue.Queue[Frame | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     stop = threading.Event()
@@ -67,10 +69,8 @@ def run_offline(source: Source, pipeline: Pipeline, writer: Mp4Writer, events: R
                 item = results_q.get()
                 if item is _END:
                     return
-                assert isinstance(item, Result) and item.annotated is not None
-                writer.write(item.annotated, item.frame.pts)
-                if events is not None:
-                    events.write(item)
+                assert isinstance(item, Result)
+                sink.write(item)
         except BaseException as exc:
             errors.append(exc)
             stop.set()

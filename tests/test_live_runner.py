@@ -11,7 +11,7 @@ from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.live.stats import Latency, RateMeter, StreamStats, prometheus_text
 from streamvis.models import Models
 from streamvis.sources import open_source
-from streamvis.testing.fakes import StandInDetector
+from streamvis.testing.fakes import ResultList, StandInDetector
 
 
 def _run(delay_s: float, settings: LiveSettings, fps: int = 60, frames: int = 90):
@@ -19,9 +19,9 @@ def _run(delay_s: float, settings: LiveSettings, fps: int = 60, frames: int = 90
     detector = StandInDetector(delay_s)
     stream = LiveStream("t", lambda: open_source(f"synthetic:?w=160&h=96&fps={fps}&frames={frames}&realtime=1"),
                         config, Models(detector), settings)
-    results = []
+    results = ResultList()
     statuses = []
-    stream.subscribe(results.append)
+    stream.add_sink(results)
     stream.on_status(statuses.append)
     stream.start()
     deadline = time.monotonic() + 30
@@ -29,6 +29,7 @@ def _run(delay_s: float, settings: LiveSettings, fps: int = 60, frames: int = 90
         time.sleep(0.05)
     time.sleep(0.3)
     stream.stop()
+    assert results.closed  # a stopped stream closes its sinks
     return stream, detector, results, statuses
 
 
@@ -87,11 +88,14 @@ def test_rates_latency_and_prometheus_text() -> None:
     p50, p95 = latency.percentiles()
     assert p50 == 3 and 70 < p95 <= 100
     stats = StreamStats("cam")
-    stats.frames_in, stats.dropped = 10, 2
+    stats.frames_in = 10
+    stats.count_drop("ingest", 2)
+    stats.count_drop("encoder")
     stats.stage("detect", 4.0)
     stats.stage("detect", 40.0)
     text = prometheus_text([stats])
     assert 'streamvis_dropped_frames_total{stream="cam"} 2' in text
+    assert 'streamvis_slot_dropped_frames_total{stream="cam",slot="encoder"} 1' in text
     assert 'streamvis_stage_latency_ms_bucket{stream="cam",stage="detect",le="5"} 1' in text
     assert 'streamvis_stage_latency_ms_bucket{stream="cam",stage="detect",le="50"} 2' in text
     assert 'streamvis_stage_latency_ms_count{stream="cam",stage="detect"} 2' in text
@@ -103,8 +107,8 @@ def test_a_failing_detector_run_does_not_end_the_stream() -> None:
     detector = StandInDetector(0.001, fail_every=3)
     stream = LiveStream("t", lambda: open_source("synthetic:?w=160&h=96&fps=60&frames=60&realtime=1"),
                         config, Models(detector), LiveSettings())
-    results = []
-    stream.subscribe(results.append)
+    results = ResultList()
+    stream.add_sink(results)
     stream.start()
     deadline = time.monotonic() + 20
     while stream.status in ("starting", "live") and time.monotonic() < deadline:
@@ -122,8 +126,8 @@ def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
     detector = StandInDetector(0.001)
     stream = LiveStream("loop", lambda: open_source(str(clip)), config, Models(detector),
                         LiveSettings(loop_files=True))
-    results = []
-    stream.subscribe(results.append)
+    results = ResultList()
+    stream.add_sink(results)
     stream.start()
     time.sleep(1.5)  # about seven plays of a 0.2 s clip
     stream.stop()

@@ -238,6 +238,10 @@ def test_whip_publisher_becomes_an_annotated_stream(server: Server, person_video
     assert report.frames == 100 and report.resolution_wh == (768, 432)
     assert saw_person  # YOLOX ran on the published camera: the person walking in was detected
     assert {s["id"] for s in streams} >= {"phone", STREAM}
+    phone = next(s for s in streams if s["id"] == "phone")
+    assert set(phone["stats"]["drops"]) >= {"ingest", "whip", "encoder"}  # every newest-wins slot is counted
+    metrics = server.get("/metrics")[1]
+    assert 'streamvis_slot_dropped_frames_total{stream="phone",slot="whip"}' in metrics
     assert server.get("/whip/bad%20name!", data=b"v=0", method="POST", content_type="application/sdp")[0] == 400
 
 

@@ -1,14 +1,16 @@
 """Live mode: one pipeline per source, the newest frame wins, the detector runs whenever it is free.
 
 Three threads per stream:
-- the reader decodes into a one-slot mailbox; a frame the pipeline has not taken yet is replaced by a newer
-  one and counted as dropped (files are paced at their own frame rate, as a camera would be);
+- the reader decodes into a newest-wins slot (`ingest`): a frame the pipeline has not taken yet is replaced by
+  a newer one and counted as dropped. Files are played at their own frame rate, as a camera would deliver them
+  (`PacedSource`), and again when they end with `loop_files` (`LoopedSource`);
 - the pipeline thread takes the newest frame, applies the latest keyframe result (or carries objects with the
-  tracker / SAM 2 propagation), annotates, and publishes the `Result` to subscribers;
-- the detector worker runs keyframes: one is started when the previous finished and at least
-  `every_n_frames` frames have passed. A fast detector's result is applied to the frame it was run on
-  (the pipeline waits up to `inline_wait_ms`); a slow one's is applied when it arrives, to the current frame,
+  tracker / SAM 2 propagation), annotates, and writes the `Result` to the stream's sinks (viewers, recorder);
+- the detector worker runs keyframes (`LiveKeyframes`: when the detector is free and at least
+  `every_n_frames` frames have passed). A fast detector's result is applied to the frame it was run on (the
+  pipeline waits up to `inline_wait_ms`); a slow one's is applied when it arrives, to the current frame,
   unless it is older than `staleness_s`.
+Descriptions (narration) run in the narrator's own worker (`LiveNarrator`), never in the pipeline thread.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ import supervision as sv
 from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
+from streamvis.keyframes import LiveKeyframes
 from streamvis.live.stats import StreamStats
 from streamvis.models import Models
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline import Pipeline
+from streamvis.sinks import Sink
+from streamvis.slot import NewestSlot
 from streamvis.sources import Source
+from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 log = logging.getLogger(__name__)
-
-Subscriber = Callable[[Result], None]
 
 
 @dataclass(slots=True)
@@ -44,8 +48,16 @@ class LiveSettings:
     loop_files: bool = False  # start a file again when it ends
 
 
+def _call_each(listeners: list[Callable[..., None]], *args: object) -> None:
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:  # a listener's failure must not stop the stream
+            log.exception("listener %r failed", listener)
+
+
 class LiveStream:
-    """A source, its pipeline and its subscribers. `start()` / `stop()`; subscribers are called per result."""
+    """A source, its pipeline and its sinks. `start()` / `stop()`; every result goes to every sink."""
 
     def __init__(self, stream_id: str, open_source: Callable[[], Source], config: PipelineConfig, models: Models,
                  settings: LiveSettings | None = None) -> None:
@@ -59,29 +71,30 @@ class LiveStream:
         self.status = "starting"  # starting, live, ended, failed: <reason>
         self.resolution_wh: tuple[int, int] | None = None
         self.latest: Result | None = None
-        self._subscribers: list[Subscriber] = []
+        self._sinks: list[Sink] = []
         self._status_listeners: list[Callable[[str], None]] = []
+        self._narration_listeners: list[Callable[[SceneDescription], None]] = []
         self._lock = threading.Lock()
-        self._mailbox: Frame | None = None
-        self._mailbox_ready = threading.Condition(self._lock)
+        self._ingest: NewestSlot[Frame] = NewestSlot("ingest", self.stats.count_drop)
+        self.stats.count_drop("ingest", 0)
         self._stop = threading.Event()
         self._source: Source | None = None
         self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
+        self._keyframes = LiveKeyframes(config.detector.every_n_frames)
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
-        self._narration_listeners: list[Callable[[SceneDescription], None]] = []
-        self.decoded_at = [0.0] * 256  # monotonic time each recent frame index was decoded (index % 256)
 
-    # -- subscription -------------------------------------------------------------------------------------
-    def subscribe(self, callback: Subscriber) -> None:
+    # -- sinks and listeners -----------------------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """`sink.write(result)` for every result from now on (in the pipeline thread); closed by `stop()`."""
         with self._lock:
-            self._subscribers.append(callback)
+            self._sinks.append(sink)
 
-    def unsubscribe(self, callback: Subscriber) -> None:
+    def remove_sink(self, sink: Sink) -> None:
         with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+            if sink in self._sinks:
+                self._sinks.remove(sink)
 
     def on_status(self, callback: Callable[[str], None]) -> None:
         self._status_listeners.append(callback)
@@ -99,11 +112,7 @@ class LiveStream:
             return
         self.stats.stage("narrate", description.latency_ms)
         self.pipeline.show_caption(description.text, description.pts)
-        for listener in list(self._narration_listeners):
-            try:
-                listener(description)
-            except Exception:
-                log.exception("narration listener failed")
+        _call_each(self._narration_listeners, description)
 
     def ask(self, question: str) -> Future[SceneDescription | None]:
         """Answer a question about the newest frame (a narration event too); raises if nothing to look at."""
@@ -116,11 +125,7 @@ class LiveStream:
 
     def _set_status(self, status: str) -> None:
         self.status = status
-        for listener in list(self._status_listeners):
-            try:
-                listener(status)
-            except Exception:  # a listener's failure must not stop the stream
-                log.exception("status listener failed")
+        _call_each(self._status_listeners, status)
 
     # -- threads --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,8 +136,7 @@ class LiveStream:
 
     def stop(self) -> None:
         self._stop.set()
-        with self._lock:
-            self._mailbox_ready.notify_all()
+        self._ingest.close()
         if self._source is not None:
             self._source.close()
         for thread in self._threads:
@@ -140,39 +144,38 @@ class LiveStream:
         self._detector.shutdown(wait=False, cancel_futures=True)
         if self.narrator is not None:
             self.narrator.close()
+        with self._lock:
+            sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("stream %s: closing %r failed", self.stream_id, sink)
+
+    def _played(self, source: Source) -> Source:
+        """A file as a camera would deliver it: at its frame rate, and again when it ends if looping."""
+        if source.live:
+            return source
+        if self.settings.loop_files:
+            source = LoopedSource(source, self._open_source)
+        if self.settings.pace_files:
+            source = PacedSource(source)
+        return source
 
     def _read(self) -> None:
-        index_offset, pts_offset, last_pts = 0, 0.0, 0.0  # a looped file continues indices and timestamps
         try:
-            while not self._stop.is_set():
-                self._source = source = self._open_source()
-                self._set_status("live")
-                start_wall, start_pts = time.monotonic(), None
-                step = 1.0 / (source.fps or 30.0)
-                for frame in source:
-                    if self._stop.is_set():
-                        return
-                    if self.settings.pace_files and not source.live:
-                        start_pts = frame.pts if start_pts is None else start_pts
-                        delay = (frame.pts - start_pts) - (time.monotonic() - start_wall)
-                        if delay > 0:
-                            time.sleep(delay)
-                    frame.index += index_offset
-                    frame.pts += pts_offset
-                    last_pts = frame.pts
-                    self.stats.frames_in += 1
-                    self.stats.fps_in.tick()
-                    self.decoded_at[frame.index % 256] = time.monotonic()
-                    with self._lock:
-                        if self._mailbox is not None:
-                            self.stats.dropped += 1
-                        self._mailbox = frame
-                        self._mailbox_ready.notify()
-                source.close()
-                if not self.settings.loop_files or source.live or self.stats.frames_in == index_offset:
-                    break  # not looping (or an empty file: looping it would spin)
-                index_offset = self.stats.frames_in
-                pts_offset = last_pts + step
+            self._source = source = self._played(self._open_source())
+            if source.slot is not None:  # frames pushed to the source (WHIP) wait in a slot of their own
+                source.slot.on_drop = self.stats.count_drop
+                self.stats.count_drop(source.slot.name, 0)  # listed in /metrics from the start
+            self._set_status("live")
+            for frame in source:
+                if self._stop.is_set():
+                    return
+                self.stats.frames_in += 1
+                self.stats.fps_in.tick()
+                self._ingest.put(frame)
+            source.close()
             if not self._stop.is_set():
                 self._set_status("ended")
         except StreamvisError as exc:
@@ -182,17 +185,14 @@ class LiveStream:
             log.exception("stream %s: reader failed", self.stream_id)
             self._set_status(f"failed: unexpected {type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
-                self._mailbox_ready.notify_all()
+            self._ingest.close()  # the pipeline takes what is left, then ends
 
     def _next_frame(self) -> Frame | None:
-        with self._lock:
-            while self._mailbox is None:
-                if self._stop.is_set() or self.status == "ended" or self.status.startswith("failed"):
-                    return None
-                self._mailbox_ready.wait(timeout=0.5)
-            frame, self._mailbox = self._mailbox, None
-            return frame
+        while not self._stop.is_set():
+            frame = self._ingest.take(timeout=0.5)
+            if frame is not None or self._ingest.closed:
+                return frame
+        return None
 
     def _detect(self, frame: Frame) -> tuple[Frame, sv.Detections, float]:
         start = time.perf_counter()
@@ -200,18 +200,23 @@ class LiveStream:
         self.detector_calls += 1
         return frame, detections, (time.perf_counter() - start) * 1e3
 
+    def _write(self, result: Result) -> None:
+        with self._lock:
+            sinks = list(self._sinks)
+        for sink in sinks:
+            try:
+                sink.write(result)
+            except Exception:  # one sink's failure must not stop the stream
+                log.exception("stream %s: sink %r failed", self.stream_id, sink)
+
     def _run(self) -> None:
         pending: Future[tuple[Frame, sv.Detections, float]] | None = None
-        last_keyframe_index: int | None = None
-        every = self.pipeline.config.detector.every_n_frames
         try:
             while (frame := self._next_frame()) is not None:
                 start = time.perf_counter()
-                due = last_keyframe_index is None or frame.index - last_keyframe_index >= every
-                submitted = pending is None and due
+                submitted = self._keyframes.start(frame.index, detector_free=pending is None)
                 if submitted:
                     pending = self._detector.submit(self._detect, frame)
-                    last_keyframe_index = frame.index
                 keyframe = None
                 timings: dict[str, float] = {}
                 if pending is not None:
@@ -244,13 +249,7 @@ class LiveStream:
                 self.latest = result
                 self.stats.frames_out += 1
                 self.stats.fps_out.tick()
-                with self._lock:
-                    subscribers = list(self._subscribers)
-                for callback in subscribers:
-                    try:
-                        callback(result)
-                    except Exception:  # one subscriber's failure must not stop the stream
-                        log.exception("stream %s: subscriber failed", self.stream_id)
+                self._write(result)
         except Exception as exc:
             log.exception("stream %s: pipeline failed", self.stream_id)
             self._set_status(f"failed: unexpected {type(exc).__name__}: {exc}")

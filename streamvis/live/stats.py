@@ -74,12 +74,26 @@ class StreamStats:
     keyframe_rate: RateMeter = field(default_factory=RateMeter)
     frames_in: int = 0
     frames_out: int = 0
-    dropped: int = 0  # ingest: older frames replaced by newer ones before the pipeline took them
+    # frames dropped, per place: `ingest` (the pipeline had not taken a frame when a newer one came), `whip` (a
+    # published frame not yet decoded), `encoder` (the shared encoder was busy), `viewer` (one viewer's track fell
+    # behind), `record` (the recorder could not keep up)
+    drops: dict[str, int] = field(default_factory=dict)
     stale_results: int = 0  # keyframe results older than the staleness budget, discarded
     keyframes: int = 0
     viewers: int = 0
     stages: dict[str, Latency] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)  # model role -> runtime really in use
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_drop(self, where: str, frames: int = 1) -> None:
+        """Thread-safe: called by the slots and queues that drop frames (`NewestSlot.on_drop`)."""
+        with self._lock:
+            self.drops[where] = self.drops.get(where, 0) + frames
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped at ingest: the newest frame won before the pipeline took the older one."""
+        return self.drops.get("ingest", 0)
 
     def stage(self, name: str, ms: float) -> None:
         latency = self.stages.get(name)
@@ -92,7 +106,8 @@ class StreamStats:
         out: dict[str, object] = {
             "fps_in": round(self.fps_in.rate(), 2), "fps_out": round(self.fps_out.rate(), 2),
             "keyframes_per_s": round(self.keyframe_rate.rate(), 2), "frames_in": self.frames_in,
-            "frames_out": self.frames_out, "dropped": self.dropped, "stale_results": self.stale_results,
+            "frames_out": self.frames_out, "dropped": self.dropped, "drops": dict(self.drops),
+            "stale_results": self.stale_results,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
         out["latency_ms"] = {name: dict(zip(("p50", "p95"), (round(v, 2) for v in lat.percentiles()),
@@ -124,6 +139,11 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]
+    family("slot_dropped_frames_total", "counter", "frames dropped per place: ingest, whip, encoder, viewer, record")
+    for s in all_stats:
+        drops = {"ingest": 0, **s.drops}
+        lines += [f'streamvis_slot_dropped_frames_total{{stream="{s.stream}",slot="{where}"}} {count}'
+                  for where, count in sorted(drops.items())]
     family("model_info", "gauge", "the runtime and execution provider really in use per model (value 1)")
     for s in all_stats:
         lines += [f'streamvis_model_info{{stream="{s.stream}",model="{role}",provider="{provider}"}} 1'

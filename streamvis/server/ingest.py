@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,44 +17,38 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streamvis.frame import Frame
+from streamvis.slot import NewestSlot
 from streamvis.sources.base import Source
 
 log = logging.getLogger(__name__)
-_END = object()
 
 
 class TrackSource(Source):
-    """A live source fed with `av.VideoFrame`s by `push` (from the event loop); newest frames win."""
+    """A live source fed with `av.VideoFrame`s by `push` (from the event loop); the newest frame wins (drops are
+    counted as `whip` drops by the stream that reads it)."""
 
     def __init__(self, stream_id: str) -> None:
         super().__init__(f"whip:{stream_id}", stream_id, live=True)
-        self._frames: queue.Queue[Any] = queue.Queue(maxsize=2)  # overflow: drop the oldest
-        self.dropped = 0
+        self.slot: NewestSlot[Any] = NewestSlot("whip")
 
     def push(self, frame: Any) -> None:
-        while True:
-            try:
-                self._frames.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self._frames.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        self.slot.put(frame)
 
     def end(self) -> None:
-        self.push(_END)
+        self.slot.close()
+
+    def close(self) -> None:
+        super().close()
+        self.slot.close()
 
     def frames(self) -> Iterator[Frame]:
         index, first_pts = 0, None
         while not self.closed:
-            try:
-                item = self._frames.get(timeout=0.5)
-            except queue.Empty:
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                if self.slot.closed:
+                    return
                 continue
-            if item is _END:
-                return
             start = time.perf_counter()
             image = item.to_ndarray(format="bgr24")
             pts = float(item.pts * item.time_base) if item.pts is not None and item.time_base else time.monotonic()

@@ -8,6 +8,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -16,7 +17,9 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.models import load_models
-from streamvis.server.app import ServerSettings, StreamFactory, build_app
+from streamvis.server.hub import ServerSettings, StreamFactory
+from streamvis.server.routes import build_app
+from streamvis.sinks.record import SegmentedRecorder, ThreadedSink
 from streamvis.sources import Source, open_source, parse_source_uri
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,18 @@ def stream_ids(sources: list[str]) -> list[str]:
     return ids
 
 
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """`serve --record DIR`: every stream's results as MP4 + JSONL under `DIR/<stream>/`, a new pair every
+    `segment_s` seconds of stream time."""
+
+    folder: Path
+    segment_s: float = 300.0
+
+
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
-                  settings: LiveSettings) -> tuple[dict[str, LiveStream], StreamFactory]:
+                  settings: LiveSettings, record: Recording | None = None,
+                  ) -> tuple[dict[str, LiveStream], StreamFactory]:
     """One pipeline per source, all on one set of models (`load_models`: each model loaded once); segmenter
     sessions, trackers and narration policies are per stream.
 
@@ -65,7 +78,11 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     models = load_models(config, models_dir)
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
-        return LiveStream(name, open_fn, config, models, settings)
+        stream = LiveStream(name, open_fn, config, models, settings)
+        if record is not None:
+            recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
+            stream.add_sink(ThreadedSink(recorder, "record", name, on_drop=stream.stats.count_drop))
+        return stream
 
     streams = {}
     for name, uri in zip(stream_ids(sources), sources, strict=True):

@@ -1,4 +1,7 @@
-"""Outputs: the annotated MP4 (with the input's audio) and the per-frame JSONL events file."""
+"""Where results go: one protocol (`Sink`: `write(result)` per frame, in order, then `close()`) for every
+output, offline and live. Files: the annotated MP4 (`Mp4Writer`), the JSONL events (`EventsWriter`), WebVTT
+captions (`CaptionsWriter`), the audio-description track (`AudioDescriptionTrack`), recordings of live streams
+(`record`). Live: the server's fan-out to viewers (`streamvis.server.hub.ViewerFanout`)."""
 
 from __future__ import annotations
 
@@ -7,19 +10,22 @@ from typing import Protocol
 from streamvis.frame import Result
 from streamvis.sinks.captions import CaptionsWriter
 from streamvis.sinks.events import EventsWriter
+from streamvis.sinks.narration_audio import AudioDescriptionTrack
 from streamvis.sinks.video import Mp4Writer
 
 
-class ResultSink(Protocol):
-    def write(self, result: Result) -> None: ...
+class Sink(Protocol):
+    def write(self, result: Result) -> None:
+        """One frame's result; called in frame order from one thread at a time."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """No more results: finish the output (it stays usable however the run ended)."""
 
 
 class Sinks:
-    """Several result sinks written in order (the offline writer thread calls `write` per frame)."""
+    """Several sinks as one: written and closed in the order given."""
 
-    def __init__(self, sinks: list[ResultSink]) -> None:
+    def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = sinks
 
     def write(self, result: Result) -> None:
@@ -31,4 +37,4 @@ class Sinks:
             sink.close()
 
 
-__all__ = ["CaptionsWriter", "EventsWriter", "Mp4Writer", "ResultSink", "Sinks"]
+__all__ = ["AudioDescriptionTrack", "CaptionsWriter", "EventsWriter", "Mp4Writer", "Sink", "Sinks"]

@@ -12,7 +12,10 @@ import av
 import numpy as np
 
 from streamvis.errors import OutputError
+from streamvis.frame import Result
 from streamvis.narration.speech import resample, synthesize
+from streamvis.sinks.captions import spoken_seconds
+from streamvis.sinks.video import Mp4Writer
 
 log = logging.getLogger(__name__)
 RATE = 48_000
@@ -68,3 +71,26 @@ def mux_audio_description(mp4: Path, cues: list[tuple[float, float, str]], voice
     except (OSError, av.FFmpegError) as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot add the audio-description track to {mp4}: {exc}") from None
+
+
+class AudioDescriptionTrack:
+    """A sink that collects the narration and, when closed after the MP4 writer (`Sinks` closes in order), adds
+    it to that MP4 as the audio-description track. Nothing is added when the MP4 holds no frame or nothing was
+    said."""
+
+    def __init__(self, mp4: Mp4Writer, voice: str = "en", words_per_minute: int = 165) -> None:
+        self.mp4 = mp4
+        self.voice = voice
+        self.words_per_minute = words_per_minute
+        self.cues: list[tuple[float, float, str]] = []
+
+    def write(self, result: Result) -> None:
+        description = result.description
+        if description is not None:
+            end = description.pts + spoken_seconds(description.text, self.words_per_minute)
+            self.cues.append((description.pts, end, description.text))
+
+    def close(self) -> None:
+        self.mp4.close()  # no-op when already closed; the track is muxed into the finished file
+        if self.cues and self.mp4.frames:
+            mux_audio_description(self.mp4.path, self.cues, self.voice, self.words_per_minute)

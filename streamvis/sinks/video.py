@@ -13,6 +13,7 @@ import numpy as np
 
 from streamvis.config import OutputConfig
 from streamvis.errors import OutputError, reason
+from streamvis.frame import Result
 from streamvis.sinks.audio import AudioCopier
 
 log = logging.getLogger(__name__)
@@ -21,15 +22,21 @@ DEFAULT_TIME_BASE = Fraction(1, 90000)
 
 
 class Mp4Writer:
-    """Opens on the first frame (it fixes the size); `close()` always leaves a playable file."""
+    """A sink writing each result's annotated image at its pts. Opens on the first frame (it fixes the size);
+    `close()` always leaves a playable file.
+
+    `pts_origin` is the stream time written as 0 s: 0 keeps the input's own timing (offline), None takes the
+    first frame's pts (a live recording that starts mid-stream)."""
 
     def __init__(self, path: Path, fps: float | None, config: OutputConfig | None = None,
-                 time_base: Fraction | None = None, audio_path: str | None = None) -> None:
+                 time_base: Fraction | None = None, audio_path: str | None = None,
+                 pts_origin: float | None = 0.0) -> None:
         self.path = path
         self.fps = fps or 30.0
         self.config = config or OutputConfig()
         self.time_base = time_base or DEFAULT_TIME_BASE
         self.audio_path = audio_path if self.config.copy_audio else None
+        self.pts_origin = pts_origin
         self.frames = 0
         self.last_pts: float | None = None
         self._last_ticks = -1
@@ -71,8 +78,13 @@ class Mp4Writer:
                                       cv2.BORDER_CONSTANT, value=(0, 0, 0))
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)  # the source changed size
 
-    def write(self, image_bgr: np.ndarray, pts: float) -> None:
-        """Encode one frame at `pts` seconds (nudged forward one tick if not after the previous one)."""
+    def write(self, result: Result) -> None:
+        """Encode the annotated frame at its pts (nudged forward one tick if not after the previous one)."""
+        assert result.annotated is not None, "the pipeline annotates every frame"
+        image_bgr = result.annotated
+        if self.pts_origin is None:
+            self.pts_origin = result.frame.pts
+        pts = result.frame.pts - self.pts_origin
         if self._container is None:
             self._open(image_bgr.shape[1], image_bgr.shape[0])
         ticks = round(pts / self.time_base)

@@ -7,8 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from streamvis.frame import Frame
+from streamvis.slot import NewestSlot
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class Source(ABC):
     audio_path: str | None = None
     #: the container's time base, when frame pts come from one (lets outputs keep exact timing)
     time_base: Fraction | None = None
+    #: where pushed frames wait to be decoded (a WHIP publisher's), when the source has such a slot
+    slot: NewestSlot[Any] | None = None
 
     @property
     def expected_frames(self) -> int | None:

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import supervision as sv
 
+from streamvis.frame import Result
+
 
 class StandInDetector:
     """Returns one fixed box (`thing` at 10,10-50,50) after `delay_s`, and counts its calls and how many ran at
@@ -52,3 +54,15 @@ class StandInDetector:
         return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32),
                              confidence=np.array([self.confidence], np.float32), class_id=np.zeros(1, int),
                              data={"class_name": np.array(["thing"])})
+
+
+class ResultList(list[Result]):
+    """A sink that keeps every result it is given, in order (for tests that look at what a stream produced)."""
+
+    closed = False
+
+    def write(self, result: Result) -> None:
+        self.append(result)
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,203 @@
+"""The server's state: its streams, the publishers feeding some of them, the viewers watching them, and each
+stream's video output. Results reach viewers through one sink per stream (`ViewerFanout`); everything that
+crosses from a stream's threads to the event loop goes through `StreamHub.post`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer
+
+from streamvis.frame import Result, SceneDescription
+from streamvis.live.runner import LiveStream
+from streamvis.serialize import result_to_json
+from streamvis.server.audio import synthesize_for_tracks
+from streamvis.server.ingest import Publisher
+from streamvis.server.peers import Viewer
+from streamvis.server.video_out import VideoOutput, video_output
+from streamvis.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
+STATS_EVERY_FRAMES = 15  # a stats summary rides along with every 15th frame message
+
+
+@dataclass
+class ServerSettings:
+    token: str | None = None
+    codec: str = "h264"
+    ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
+
+
+def ice_server(url: str) -> RTCIceServer:
+    """`turn:user:pass@host:port` -> RTCIceServer(urls, username, credential); `stun:host:port` as is."""
+    scheme, _, rest = url.partition(":")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        return RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password)
+    return RTCIceServer(urls=url)
+
+
+def narration_message(stream_id: str, d: SceneDescription) -> dict[str, Any]:
+    return {"type": "narration", "stream": stream_id, "text": d.text, "frame_index": d.frame_index,
+            "pts": round(d.pts, 3), "reason": d.reason, "question": d.question, "model": d.model,
+            "latency_ms": round(d.latency_ms, 1)}
+
+
+class ViewerFanout:
+    """The sink that takes a stream's results to its viewers: video to the stream's output (from the pipeline
+    thread), the per-frame JSON (serialised once) to every viewer's data channel (on the event loop)."""
+
+    def __init__(self, hub: StreamHub, stream: LiveStream) -> None:
+        self.hub = hub
+        self.stream = stream
+
+    def write(self, result: Result) -> None:
+        output = self.hub.outputs.get(self.stream)
+        if output is not None and output.active:
+            output.push(result)
+        if self.hub.watchers(self.stream):
+            stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
+            message = json.dumps({"type": "frame", "stream": self.stream.stream_id, **result_to_json(result),
+                                  "stats": stats})
+            self.hub.post(self.hub.send_to_viewers, self.stream, message)
+
+    def close(self) -> None:
+        """The stream stopped: its viewers keep their connections until they hang up."""
+
+
+class StreamHub:
+    """Streams, publishers, viewers and video outputs, and the one hand-off from stream threads to the loop."""
+
+    def __init__(self, streams: dict[str, LiveStream], settings: ServerSettings,
+                 make_stream: StreamFactory | None = None) -> None:
+        self.streams = streams
+        self.settings = settings
+        self.make_stream = make_stream
+        self.viewers: dict[str, Viewer] = {}
+        self.publishers: dict[str, Publisher] = {}
+        self.outputs: dict[LiveStream, VideoOutput] = {}  # made for a stream's first viewer
+        self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- from stream threads ----------------------------------------------------------------------------------
+    def post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback(*args)` on the event loop: the one way a stream's threads reach viewers."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    def watchers(self, stream: LiveStream) -> list[Viewer]:
+        return [v for v in list(self.viewers.values()) if v.stream is stream]
+
+    def send_to_viewers(self, stream: LiveStream, message: dict[str, Any] | str) -> None:
+        for viewer in self.watchers(stream):
+            viewer.send(message)
+
+    def _narrated(self, stream: LiveStream, description: SceneDescription) -> None:
+        listeners = self.watchers(stream)
+        for viewer in listeners:
+            viewer.send(narration_message(stream.stream_id, description))
+        if any(v.audio is not None for v in listeners) and self.loop is not None:
+            self.loop.create_task(self._speak(stream, description.text))
+
+    async def _speak(self, stream: LiveStream, text: str) -> None:
+        """Synthesise once (espeak-ng, in a thread) and queue the speech on every listening viewer's track."""
+        narrator = stream.pipeline.config.narrator
+        speech = await synthesize_for_tracks(stream.stream_id, text, narrator.voice, narrator.speech_rate_wpm)
+        if speech is not None:
+            for viewer in self.watchers(stream):
+                viewer.speak(speech)
+
+    def _status(self, stream: LiveStream, status: str) -> None:
+        self.send_to_viewers(stream, {"type": "status", "stream": stream.stream_id, "status": status})
+
+    # -- streams ---------------------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for stream in self.streams.values():
+            self._attach(stream)
+
+    def _attach(self, stream: LiveStream) -> None:
+        stream.add_sink(ViewerFanout(self, stream))
+        stream.on_status(lambda status: self.post(self._status, stream, status))
+        stream.on_narration(functools.partial(self.post, self._narrated, stream))
+        stream.start()
+
+    async def add_publisher(self, name: str, sdp: str) -> Publisher:
+        """A WHIP publisher becomes stream `name` (replacing an earlier publisher's stream of that name)."""
+        if self.make_stream is None:
+            raise web.HTTPNotImplemented(text="this server takes no WHIP publishers")
+        old = self.streams.get(name)
+        if old is not None and not any(p.stream_id == name for p in self.publishers.values()) \
+                and old.status == "live":
+            raise web.HTTPConflict(text=json.dumps({"error": f"stream '{name}' is a configured source"}),
+                                   content_type="application/json")
+        for previous in [p for p in self.publishers.values() if p.stream_id == name]:
+            await previous.close()
+        publisher = Publisher(name, self.rtc_config)
+        try:
+            answer = await publisher.answer(sdp)
+        except Exception:
+            await publisher.close()
+            raise
+        self.publishers[publisher.id] = publisher
+        stream = self.make_stream(name, lambda: publisher.source)
+        if old is not None:
+            await asyncio.get_running_loop().run_in_executor(None, old.stop)
+            old_output = self.outputs.pop(old, None)
+            if old_output is not None:
+                old_output.close()
+        self.streams[name] = stream
+        self._attach(stream)
+        publisher.answer_sdp = answer
+        asyncio.get_running_loop().create_task(self._reap_publisher(publisher))
+        return publisher
+
+    async def _reap_publisher(self, publisher: Publisher) -> None:
+        await publisher.closed.wait()
+        self.publishers.pop(publisher.id, None)
+
+    # -- viewers ---------------------------------------------------------------------------------------------
+    def _output_for(self, stream: LiveStream) -> VideoOutput:
+        """The stream's video output, made for its first viewer."""
+        output = self.outputs.get(stream)
+        if output is None:
+            output = self.outputs[stream] = video_output(self.settings.codec, stream.stats,
+                                                         asyncio.get_running_loop())
+        return output
+
+    async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
+        viewer = Viewer(stream, self.rtc_config, self._output_for(stream).new_track())
+        self.viewers[viewer.id] = viewer
+        stream.stats.viewers += 1
+        asyncio.get_running_loop().create_task(self._reap(viewer))
+        try:
+            narrator = stream.pipeline.config.narrator
+            await viewer.answer(sdp, sdp_type, self.settings.codec, narrator.enabled and narrator.speech)
+        except Exception:
+            await viewer.close()
+            raise
+        return viewer
+
+    async def _reap(self, viewer: Viewer) -> None:
+        await viewer.closed.wait()
+        if self.viewers.pop(viewer.id, None) is not None:
+            viewer.stream.stats.viewers -= 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in list(self.publishers.values())), return_exceptions=True)
+        for output in self.outputs.values():
+            output.close()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))

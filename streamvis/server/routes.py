@@ -1,0 +1,211 @@
+"""`streamvis serve`'s HTTP routes: the viewer page, stream listing, WebRTC playback (`/offer`, WHEP), WHIP
+ingest, questions, metrics and health, behind an optional bearer token.
+
+Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in aiortc's examples),
+`POST /whep/{stream}` + `DELETE /whep/{stream}/{session}` (WHEP playback), `POST /whip/{stream}` +
+`DELETE /whip/{stream}/{session}` (WHIP ingest: a published camera becomes a stream), `POST /ask`,
+`GET /metrics` (Prometheus), `GET /healthz`. With a token set, every request must carry it
+(`Authorization: Bearer`, or `?token=` for the page itself) or gets 401 and nothing else. Handlers only parse,
+check and answer: the hub (`streamvis.server.hub`) holds the state, and no model code or codec runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from streamvis.live.runner import LiveStream
+from streamvis.live.stats import prometheus_text
+from streamvis.server.hub import ServerSettings, StreamFactory, StreamHub, narration_message
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
+MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
+TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 that says what was expected."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"expected a JSON body {shape}"}),
+                                 content_type="application/json")
+    return body
+
+
+def _stream_or_404(hub: StreamHub, name: str) -> LiveStream:
+    stream = hub.streams.get(name)
+    if stream is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": f"no stream '{name}' (streams: {', '.join(hub.streams)})"}),
+                               content_type="application/json")
+    return stream
+
+
+def _check_sdp(sdp: object) -> str:
+    if not isinstance(sdp, str) or not sdp.startswith("v=0") or "m=video" not in sdp:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "expected an SDP offer with a video section"}),
+                                 content_type="application/json")
+    return sdp
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = request.app["settings"].token
+    if token:
+        given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.Response(status=401, text="401: a valid token is required\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="streamvis"'})
+    return await handler(request)
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    response = web.FileResponse(WEB_DIR / "index.html")
+    token = request.query.get("token")
+    if token and request.app["settings"].token:  # the middleware has checked it
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.json_response({"streams": [
+        {"id": name, "status": s.status, "resolution_wh": s.resolution_wh, "pipeline": s.pipeline.config.name,
+         "stats": s.stats.snapshot()} for name, s in hub.streams.items()],
+        "ice_servers": [{"urls": i.urls, **({"username": i.username, "credential": i.credential}
+                                            if i.username else {})} for i in hub.rtc_config.iceServers or []]})
+
+
+async def offer(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    body = await _json_object(request, '{"sdp": ..., "type": "offer", "stream": ...}')
+    if body.get("type") != "offer":
+        return _error(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
+    name = body.get("stream") or next(iter(hub.streams))
+    stream = _stream_or_404(hub, str(name))
+    try:
+        viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer")
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id})
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    stream = _stream_or_404(hub, request.match_info["stream"])
+    if request.content_type != "application/sdp":
+        return _error(415, "WHEP expects Content-Type: application/sdp")
+    sdp = _check_sdp(await request.text())
+    try:
+        viewer = await hub.add_viewer(stream, sdp, "offer")
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    location = f"/whep/{stream.stream_id}/{viewer.id}"
+    return web.Response(status=201, text=viewer.pc.localDescription.sdp, content_type="application/sdp",
+                        headers={"Location": location})
+
+
+async def whep_delete(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    viewer = hub.viewers.get(request.match_info["session"])
+    if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHEP session")
+    await viewer.close()
+    return web.Response(status=200)
+
+
+async def whip_post(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    name = request.match_info["stream"]
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+        return _error(400, "stream names are letters, digits, '-' and '_' (at most 64)")
+    if request.content_type != "application/sdp":
+        return _error(415, "WHIP expects Content-Type: application/sdp")
+    sdp = _check_sdp(await request.text())
+    try:
+        publisher = await hub.add_publisher(name, sdp)
+    except ValueError as exc:
+        return _error(400, f"unusable SDP offer: {exc}")
+    return web.Response(status=201, text=publisher.answer_sdp, content_type="application/sdp",
+                        headers={"Location": f"/whip/{name}/{publisher.id}"})
+
+
+async def whip_delete(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    publisher = hub.publishers.get(request.match_info["session"])
+    if publisher is None or publisher.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHIP session")
+    await publisher.close()
+    return web.Response(status=200)
+
+
+async def ask(request: web.Request) -> web.Response:
+    """`{"stream": ..., "question": ...}` -> the answer about the newest frame, also sent as a narration event."""
+    hub: StreamHub = request.app["hub"]
+    body = await _json_object(request, '{"question": ..., "stream": ...}')
+    question = body.get("question")
+    if not isinstance(question, str) or not question.strip() or len(question) > 500:
+        return _error(400, "expected a question: a non-empty string of at most 500 characters")
+    stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
+    try:
+        future = stream.ask(question.strip())
+    except RuntimeError as exc:
+        return _error(409, str(exc))
+    description = await asyncio.wrap_future(future)
+    if description is None:
+        return _error(502, "the narrator gave no answer")
+    return web.json_response(narration_message(stream.stream_id, description))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
+                        content_type="text/plain", charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    return web.json_response({"ok": True, "streams": {n: s.status for n, s in hub.streams.items()}})
+
+
+def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
+              make_stream: StreamFactory | None = None) -> web.Application:
+    """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
+    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
+    hub = StreamHub(streams, settings, make_stream)
+    app["hub"], app["settings"] = hub, settings
+
+    async def on_startup(app: web.Application) -> None:
+        hub.start(asyncio.get_running_loop())
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/", index)
+    app.router.add_get("/streams", list_streams)
+    app.router.add_post("/offer", offer)
+    app.router.add_post("/whep/{stream}", whep_post)
+    app.router.add_delete("/whep/{stream}/{session}", whep_delete)
+    app.router.add_post("/whip/{stream}", whip_post)
+    app.router.add_delete("/whip/{stream}/{session}", whip_delete)
+    app.router.add_post("/ask", ask)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/web/", WEB_DIR)
+    return app

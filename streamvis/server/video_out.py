@@ -1,0 +1,295 @@
+"""A stream's video for its viewers, one class per codec behind one protocol (`VideoOutput`).
+
+- H.264 (`SharedH264Output`, the default): each annotated frame is encoded once, in the stream's encoder thread,
+  with x264 tuned for live (`ultrafast`, `zerolatency`, constrained baseline so every browser decodes it); each
+  viewer's `PacketTrack` hands the same packets to aiortc, which only packetizes them. N viewers cost one
+  encoder. A viewer that joins, or falls behind, waits for a keyframe and asks for one so it never waits long.
+- VP8 (`PerViewerOutput`): aiortc encodes per viewer; each viewer's `ResultTrack` takes the newest frame.
+
+Frames wait in newest-wins slots (`streamvis.slot`): the encoder's and each VP8 viewer's; their drops show in
+the stream's stats and `/metrics`. Latency is measured from a frame's decode to its encoded packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from fractions import Fraction
+from typing import Any, Protocol
+
+import av
+from aiortc import VideoStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
+
+from streamvis.frame import Result
+from streamvis.live.stats import StreamStats
+from streamvis.slot import NewestSlot
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK = 90_000
+PACKET_QUEUE = 30  # per H.264 viewer; a viewer this far behind skips to the next keyframe
+
+
+class VideoOutput(Protocol):
+    """Turns a stream's results into viewers' video tracks."""
+
+    codec: str
+
+    @property
+    def active(self) -> bool:
+        """Whether any viewer takes this output (nothing is encoded for nobody)."""
+
+    def new_track(self) -> MediaStreamTrack:
+        """A track for one more viewer."""
+
+    def push(self, result: Result) -> None:
+        """From the pipeline thread: the newest annotated frame."""
+
+    def close(self) -> None: ...
+
+
+def video_output(codec: str, stats: StreamStats, loop: asyncio.AbstractEventLoop) -> VideoOutput:
+    """The output for `codec` (`h264` or `vp8`)."""
+    if codec == "h264":
+        return SharedH264Output(stats, loop)
+    if codec == "vp8":
+        return PerViewerOutput(stats)
+    raise ValueError(f"no video output for codec {codec!r} (expected h264 or vp8)")
+
+
+def _instrument_encoders() -> None:
+    """Measure each frame from decode to encoded packets (`server_latency`) where aiortc encodes per viewer.
+
+    aiortc encodes inside its RTP sender, out of our reach, so its encoders are wrapped once: the frame carries
+    (stream stats, decode time) in `opaque`, and the time is recorded when `encode` returns.
+    """
+    from aiortc.codecs.h264 import H264Encoder
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    for encoder_cls in (H264Encoder, Vp8Encoder):
+        original = encoder_cls.encode
+        if getattr(original, "_streamvis", False):
+            continue
+
+        def encode(self: Any, frame: av.VideoFrame, force_keyframe: bool = False,
+                   _original: Any = original) -> tuple[list[bytes], int]:
+            out = _original(self, frame, force_keyframe)
+            tag = getattr(frame, "opaque", None)
+            if isinstance(tag, tuple) and len(tag) == 2:
+                stats, decoded_at = tag
+                stats.stage("server_latency", (time.monotonic() - decoded_at) * 1e3)
+            return out
+
+        encode._streamvis = True  # type: ignore[attr-defined]
+        encoder_cls.encode = encode  # type: ignore[method-assign,assignment]
+
+
+_instrument_encoders()
+
+
+# -- H.264: encode once, send to every viewer ------------------------------------------------------------------
+class SharedH264Output:
+    """Encodes a stream's newest results in its own thread; every `PacketTrack` gets every packet on the loop."""
+
+    codec = "h264"
+
+    def __init__(self, stats: StreamStats, loop: asyncio.AbstractEventLoop, bitrate: int = 2_500_000,
+                 keyframe_interval_s: float = 2.0) -> None:
+        self.stats = stats
+        self.loop = loop
+        self.bitrate = bitrate
+        self.keyframe_interval_s = keyframe_interval_s
+        self._tracks: set[PacketTrack] = set()
+        self.slot: NewestSlot[Result] = NewestSlot("encoder", stats.count_drop)
+        stats.count_drop("encoder", 0)  # listed in /metrics from the start
+        self._want_keyframe = True
+        self._codec: Any = None
+        self._start = time.monotonic()
+        self.frames_encoded = 0
+        self._thread = threading.Thread(target=self._run, name=f"encode-{stats.stream}", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._tracks)
+
+    def push(self, result: Result) -> None:
+        self.slot.put(result)
+
+    def new_track(self) -> PacketTrack:
+        track = PacketTrack(self)
+        self._tracks.add(track)
+        self.request_keyframe()
+        return track
+
+    def request_keyframe(self) -> None:
+        self._want_keyframe = True
+
+    def remove(self, track: PacketTrack) -> None:
+        self._tracks.discard(track)
+
+    def close(self) -> None:
+        self.slot.close()
+        self._thread.join(timeout=5)
+
+    def _open(self, width: int, height: int, fps: float) -> None:
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.bit_rate = self.bitrate
+        codec.framerate = Fraction(round(fps or 30), 1)
+        codec.time_base = Fraction(1, VIDEO_CLOCK)
+        codec.profile = "Baseline"
+        codec.options = {"preset": "ultrafast", "tune": "zerolatency", "level": "31",
+                         "x264-params": f"keyint={round((fps or 30) * self.keyframe_interval_s)}:repeat-headers=1"}
+        self._codec = codec
+
+    def _run(self) -> None:
+        while not self.slot.closed:
+            result = self.slot.take(timeout=0.5)
+            if result is None:
+                continue
+            try:
+                self._encode(result)
+            except Exception:  # one bad frame must not end the stream for every viewer
+                log.exception("stream %s: encoding failed", self.stats.stream)
+                self._codec = None
+
+    def _encode(self, result: Result) -> None:
+        assert result.annotated is not None
+        image = result.annotated
+        height, width = image.shape[:2]
+        if width % 2 or height % 2:
+            image = image[: height - height % 2, : width - width % 2]
+            height, width = image.shape[:2]
+        if self._codec is None or (self._codec.width, self._codec.height) != (width, height):
+            self._open(width, height, 30.0)
+            self._want_keyframe = True
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
+        frame.time_base = Fraction(1, VIDEO_CLOCK)
+        if self._want_keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._want_keyframe = False
+        packets = list(self._codec.encode(frame))
+        self.stats.stage("server_latency", (time.monotonic() - result.frame.decoded_at) * 1e3)
+        self.frames_encoded += 1
+        for packet in packets:
+            self.loop.call_soon_threadsafe(self._fan_out, packet)
+
+    def _fan_out(self, packet: av.Packet) -> None:
+        for track in list(self._tracks):
+            track.offer(packet)
+
+
+class PacketTrack(MediaStreamTrack):
+    """A viewer's video track carrying the shared encoder's packets (aiortc packetizes without re-encoding).
+
+    Its queue is a FIFO of packets, not a slot: packets cannot be skipped one by one (each depends on the
+    previous), so a viewer that falls `PACKET_QUEUE` behind drops them all and waits for the next keyframe."""
+
+    kind = "video"
+
+    def __init__(self, output: SharedH264Output) -> None:
+        super().__init__()
+        self.output = output
+        self._packets: asyncio.Queue[av.Packet] = asyncio.Queue(maxsize=PACKET_QUEUE)  # overflow: resync
+        self._synced = False  # false until a keyframe: frames before it would not decode
+        self.frames_sent = 0
+
+    def offer(self, packet: av.Packet) -> None:
+        if not self._synced:
+            if not packet.is_keyframe:
+                return
+            self._synced = True
+        if self._packets.full():  # this viewer fell behind: skip to the next keyframe
+            dropped = self._packets.qsize()
+            while not self._packets.empty():
+                self._packets.get_nowait()
+            self.output.stats.count_drop("viewer", dropped)
+            self._synced = False
+            self.output.request_keyframe()
+            return
+        self._packets.put_nowait(packet)
+
+    async def recv(self) -> av.Packet:
+        packet = await self._packets.get()
+        self.frames_sent += 1
+        return packet
+
+    def stop(self) -> None:
+        self.output.remove(self)
+        super().stop()
+
+
+# -- VP8: aiortc encodes per viewer ----------------------------------------------------------------------------
+class PerViewerOutput:
+    """Every viewer's track takes the newest result from its own slot and aiortc encodes it for that viewer."""
+
+    codec = "vp8"
+
+    def __init__(self, stats: StreamStats) -> None:
+        self.stats = stats
+        stats.count_drop("viewer", 0)
+        self._tracks: set[ResultTrack] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._tracks)
+
+    def new_track(self) -> ResultTrack:
+        track = ResultTrack(self)
+        with self._lock:
+            self._tracks.add(track)
+        return track
+
+    def remove(self, track: ResultTrack) -> None:
+        with self._lock:
+            self._tracks.discard(track)
+
+    def push(self, result: Result) -> None:
+        with self._lock:
+            tracks = list(self._tracks)
+        for track in tracks:
+            track.slot.put(result)
+
+    def close(self) -> None:
+        with self._lock:
+            tracks = list(self._tracks)
+        for track in tracks:
+            track.slot.close()
+
+
+class ResultTrack(VideoStreamTrack):
+    """A video track that yields the newest annotated frame; frames a slow peer missed are dropped (counted)."""
+
+    def __init__(self, output: PerViewerOutput) -> None:
+        super().__init__()
+        self.output = output
+        self.slot: NewestSlot[Result] = NewestSlot("viewer", output.stats.count_drop)
+        self._start = time.monotonic()
+        self.frames_sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        result = await self.slot.take_async()
+        if result is None:  # the stream's output closed
+            from aiortc.mediastreams import MediaStreamError
+
+            raise MediaStreamError
+        assert result.annotated is not None
+        frame = av.VideoFrame.from_ndarray(result.annotated, format="bgr24")
+        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
+        frame.time_base = Fraction(1, VIDEO_CLOCK)
+        decoded_at = result.frame.decoded_at
+        self.output.stats.stage("to_encoder", (time.monotonic() - decoded_at) * 1e3)
+        frame.opaque = (self.output.stats, decoded_at)
+        self.frames_sent += 1
+        return frame
+
+    def stop(self) -> None:
+        self.output.remove(self)
+        self.slot.close()
+        super().stop()

@@ -1,0 +1,158 @@
+"""The newest-wins slot (drops counted, thread and event-loop consumers, closing), frames that never change once
+made, and the source wrappers live mode plays files with: paced at their frame rate, looped with indices and
+timestamps that keep increasing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamvis.frame import Frame
+from streamvis.keyframes import LiveKeyframes, OfflineKeyframes
+from streamvis.slot import NewestSlot
+from streamvis.sources import Source, open_source
+from streamvis.sources.wrappers import LoopedSource, PacedSource
+
+
+def test_a_newer_item_replaces_an_untaken_one_and_counts_a_drop() -> None:
+    drops: list[str] = []
+    slot: NewestSlot[int] = NewestSlot("ingest", lambda where: drops.append(where))
+    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
+    assert slot.take() == 3 and slot.dropped == 2 and drops == ["ingest", "ingest"]
+    assert slot.take(timeout=0.01) is None  # empty: waits, then gives up
+    assert slot.put(4) is False and slot.take_nowait() == 4 and slot.dropped == 2
+
+
+def test_closing_hands_over_the_last_item_then_ends() -> None:
+    slot: NewestSlot[str] = NewestSlot("whip")
+    slot.put("last")
+    slot.close()
+    assert slot.put("ignored") is False
+    assert slot.take() == "last" and slot.take() is None and slot.closed
+
+
+def test_a_waiting_thread_wakes_for_an_item_and_on_close() -> None:
+    slot: NewestSlot[int] = NewestSlot("encoder")
+    got: list[int | None] = []
+    thread = threading.Thread(target=lambda: got.extend([slot.take(), slot.take()]))
+    thread.start()
+    time.sleep(0.05)
+    slot.put(7)
+    time.sleep(0.05)
+    slot.close()
+    thread.join(timeout=2)
+    assert got == [7, None] and not thread.is_alive()
+
+
+def test_an_event_loop_consumer_gets_items_put_from_threads() -> None:
+    slot: NewestSlot[int] = NewestSlot("viewer")
+
+    async def consume() -> list[int | None]:
+        producer = threading.Thread(target=lambda: [slot.put(i) or time.sleep(0.02) for i in range(5)])
+        producer.start()
+        got = [await asyncio.wait_for(slot.take_async(), 2) for _ in range(3)]
+        producer.join()
+        slot.close()
+        got.append(await asyncio.wait_for(slot.take_async(), 2))
+        return got
+
+    got = asyncio.run(consume())
+    assert got[-1] is None or got[-1] == 4  # the last item may still be there when closing
+    values = [g for g in got if g is not None]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+def test_a_cancelled_async_take_leaves_no_waiter_behind() -> None:
+    slot: NewestSlot[int] = NewestSlot("viewer")
+
+    async def scenario() -> int | None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(slot.take_async(), 0.05)
+        slot.put(1)
+        return await slot.take_async()
+
+    assert asyncio.run(scenario()) == 1 and slot._async_waiters == []
+
+
+def test_frames_are_frozen_and_carry_their_decode_time() -> None:
+    before = time.monotonic()
+    frame = Frame(np.zeros((2, 2, 3), np.uint8), 3, 0.1, "cam")
+    assert before <= frame.decoded_at <= time.monotonic()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frame.index = 4  # type: ignore[misc]
+    moved = dataclasses.replace(frame, index=13, pts=1.1)
+    assert (frame.index, moved.index, moved.image is frame.image) == (3, 13, True)
+
+
+@pytest.mark.parametrize(("every", "indices", "expected"), [
+    (1, [0, 1, 2], [True, True, True]),
+    (3, [0, 1, 2, 3, 6, 7], [True, False, False, True, True, False]),
+])
+def test_offline_keyframes_by_index(every: int, indices: list[int], expected: list[bool]) -> None:
+    policy = OfflineKeyframes(every)
+    assert [policy.is_keyframe(i) for i in indices] == expected
+
+
+def test_live_keyframes_wait_for_a_free_detector_and_n_frames() -> None:
+    policy = LiveKeyframes(3)
+    assert policy.start(0, detector_free=True)
+    assert not policy.start(1, detector_free=True)  # fewer than 3 frames since the last run
+    assert not policy.start(3, detector_free=False)  # due, but the detector is busy
+    assert policy.start(5, detector_free=True) and policy.last_started == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        LiveKeyframes(0)
+
+
+def test_a_looped_file_keeps_indices_and_pts_increasing(tmp_path: Path) -> None:
+    from conftest import make_clip
+
+    clip = make_clip(tmp_path / "three.mp4", frames=3, fps=10)
+    looped = LoopedSource(open_source(str(clip)), lambda: open_source(str(clip)))
+    frames = list(itertools.islice(looped.frames(), 9))
+    looped.close()
+    assert [f.index for f in frames] == list(range(9)) and looped.plays >= 2
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    assert pts[3] == pytest.approx(pts[2] + 0.1)  # the next play starts one frame step later
+
+
+class EmptySource(Source):
+    """A file that turned out empty on a later play (replaced or truncated while being served)."""
+
+    def __init__(self) -> None:
+        super().__init__("empty.mp4", "empty", live=False)
+
+    def frames(self) -> Iterator[Frame]:
+        return iter(())
+
+
+def test_an_empty_play_ends_a_loop_instead_of_spinning() -> None:
+    looped = LoopedSource(open_source("synthetic:?frames=2&w=32&h=32"), EmptySource)
+    assert [f.index for f in looped.frames()] == [0, 1] and looped.plays == 2
+
+
+def test_a_paced_file_is_released_at_its_frame_rate() -> None:
+    paced = PacedSource(open_source("synthetic:?frames=10&w=32&h=32&fps=50"))
+    start = time.monotonic()
+    frames = list(paced.frames())
+    elapsed = time.monotonic() - start
+    assert len(frames) == 10 and elapsed >= 9 / 50 * 0.9  # 10 frames at 50 fps span 0.18 s
+    assert all(start <= f.decoded_at <= time.monotonic() for f in frames)  # stamped when released
+    assert all(b.decoded_at - a.decoded_at > 0.01 for a, b in itertools.pairwise(frames))
+
+
+def test_closing_a_paced_source_stops_it_while_it_waits() -> None:
+    paced = PacedSource(open_source("synthetic:?frames=100&w=32&h=32&fps=2"))
+    frames = paced.frames()
+    next(frames)
+    threading.Timer(0.1, paced.close).start()
+    start = time.monotonic()
+    assert list(frames) == [] and time.monotonic() - start < 1.0 and paced.inner.closed
