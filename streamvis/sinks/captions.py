@@ -27,22 +27,19 @@ def spoken_seconds(text: str, words_per_minute: int) -> float:
 
 
 class CaptionsWriter:
-    """Collects `Result.description`s as cues and writes them to `path` as WebVTT (kept in memory if None)."""
+    """A sink writing `Result.description`s to `path` as WebVTT cues (kept in `cues` too)."""
 
-    def __init__(self, path: Path | None, words_per_minute: int = 165) -> None:
+    def __init__(self, path: Path, words_per_minute: int = 165) -> None:
         self.path = path
         self.words_per_minute = words_per_minute
         self.cues: list[tuple[float, float, str]] = []
         self._open: SceneDescription | None = None
-        self._file: TextIO | None = None
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = path.open("w", encoding="utf-8")
-            except OSError as exc:
-                raise OutputError(f"cannot write {path}: {reason(exc)}") from exc
-            self._file.write("WEBVTT\n\n")
-        self._last_pts = 0.0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: TextIO = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {reason(exc)}") from exc
+        self._file.write("WEBVTT\n\n")
 
     def _close_cue(self, until: float | None) -> None:
         if self._open is None:
@@ -54,18 +51,15 @@ class CaptionsWriter:
         end = max(end, start + 0.5)
         text = self._open.text.replace("-->", "->")
         self.cues.append((start, end, text))
-        if self._file is not None:
-            self._file.write(f"{len(self.cues)}\n{vtt_time(start)} --> {vtt_time(end)}\n{text}\n\n")
-            self._file.flush()
+        self._file.write(f"{len(self.cues)}\n{vtt_time(start)} --> {vtt_time(end)}\n{text}\n\n")
+        self._file.flush()
         self._open = None
 
     def write(self, result: Result) -> None:
-        self._last_pts = result.frame.pts
         if result.description is not None:
             self._close_cue(result.description.pts)
             self._open = result.description
 
     def close(self) -> None:
         self._close_cue(None)
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
