@@ -96,3 +96,31 @@ def test_bad_pipeline_files(tmp_path: Path, content: str, expected: str) -> None
 def test_missing_pipeline_file() -> None:
     with pytest.raises(ConfigError, match=r"pipeline file not found: nowhere/x\.yaml"):
         load_pipeline("nowhere/x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "overrides", "expected"),
+    [
+        ("detect", ["detector.type=foo"], r"detector\.type: expected one of yolox, florence2 \(got 'foo'\)"),
+        ("detect", ["detector.task=<OD>"], r"detector\.task: unknown field .*confidence"),  # a Florence-2 field
+        ("segment", ["segmenter.type=edgetam", "segmenter.backend=onnx"], r"segmenter\.backend: unknown field"),
+        ("segment", ["detector.precision=int8"], r"detector\.precision: int8 needs detector\.backend: onnx"),
+    ],
+)
+def test_each_model_type_has_its_own_fields(pipeline: str, overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_pipeline(pipeline, overrides)
+
+
+def test_switching_a_model_type_with_set_leaves_out_the_old_types_fields(caplog) -> None:
+    from streamvis.config import VlmNarratorConfig, YoloxConfig
+
+    caplog.set_level("INFO", logger="streamvis")
+    config = load_pipeline("segment", ["detector.type=yolox"])
+    assert isinstance(config.detector, YoloxConfig) and config.detector.model == "yolox-nano"
+    assert "task" in caplog.text and "num_beams" in caplog.text  # the log says what was left out
+    narrate = load_pipeline("narrate", ["narrator.type=vlm"])
+    assert isinstance(narrate.narrator, VlmNarratorConfig)
+    assert narrate.narrator.model == "HuggingFaceTB/SmolVLM-256M-Instruct"  # not the file's Florence-2
+    assert narrate.narrator.period_s == 20  # the narration policy is every type's
+    assert load_pipeline("detect", ["detector.model=null"]).detector.model == "yolox-nano"
