@@ -129,7 +129,7 @@ class StreamHub:
 
     def _attach(self, stream: LiveStream) -> None:
         stream.add_sink(ViewerFanout(self, stream))
-        stream.on_status(lambda status: self.post(self._status, stream, status))
+        stream.on_status(functools.partial(self.post, self._status, stream))
         stream.on_narration(functools.partial(self.post, self._narrated, stream))
         stream.start()
 
