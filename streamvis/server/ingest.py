@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from streamvis.frame import Frame
 from streamvis.slot import NewestSlot
 from streamvis.sources.base import Source
+from streamvis.sources.timestamps import FrameClock
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class TrackSource(Source):
 
     def frames(self) -> Iterator[Frame]:
         index, first_pts = 0, None
+        clock = FrameClock(self.source_id, None)
         while not self.closed:
             item = self.slot.take(timeout=0.5)
             if item is None:
@@ -52,9 +54,12 @@ class TrackSource(Source):
             start = time.perf_counter()
             image = item.to_ndarray(format="bgr24")
             pts = float(item.pts * item.time_base) if item.pts is not None and item.time_base else time.monotonic()
-            first_pts = pts if first_pts is None else first_pts
+            if first_pts is None:
+                first_pts = pts
+                clock.start([(0.0, None)])
             self.report.frames += 1
-            yield Frame(image, index, pts - first_pts, self.source_id, (time.perf_counter() - start) * 1e3)
+            yield Frame(image, index, clock.stamp(pts - first_pts, None), self.source_id,
+                        (time.perf_counter() - start) * 1e3)
             index += 1
 
 

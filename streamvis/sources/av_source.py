@@ -5,6 +5,7 @@ Files end cleanly and report damage; live sources reconnect with exponential bac
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from streamvis.config import SourceConfig
 from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
 from streamvis.frame import Frame
 from streamvis.sources.base import Source
+from streamvis.sources.timestamps import PROBE_FRAMES, FrameClock
 from streamvis.sources.uri import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,21 @@ def describe_open_error(exc: BaseException, target: str) -> str:
     if isinstance(exc, av.error.PermissionError | PermissionError):
         return f"cannot open {target}: permission denied"
     return f"cannot open {target}: {reason(exc)}"
+
+
+def _stamps(vframe: av.VideoFrame, time_base: Fraction | None) -> tuple[float | None, float | None]:
+    """A decoded frame's (pts, dts) in seconds, None where it has none."""
+    if time_base is None:
+        return None, None
+    pts = float(vframe.pts * time_base) if vframe.pts is not None else None
+    dts = float(vframe.dts * time_base) if vframe.dts is not None else None
+    return pts, dts
+
+
+def upright(image: np.ndarray, rotation_deg: int | float) -> np.ndarray:
+    """The image as it should be shown, given the stream's display rotation (phone videos: 90, -90, 180)."""
+    turns = round(rotation_deg / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
@@ -67,6 +85,7 @@ class AVSource(Source):
         self._container: Any = self._open()
         stream = self._container.streams.video[0]
         self.fps = float(stream.average_rate) if stream.average_rate else None
+        self.clock = FrameClock(self.source_id, self.fps)
         self.report.expected_frames = stream.frames or None if not self.live else None
         if not self.live and stream.time_base is not None:
             self.time_base = Fraction(stream.time_base)
@@ -112,36 +131,30 @@ class AVSource(Source):
             if self.closed:
                 return
 
+    def _connection(self, container: Any) -> Iterator[tuple[av.VideoFrame, float]]:
+        """The frames of one connection with their pts: the clock is chosen from the first `PROBE_FRAMES`."""
+        time_base = container.streams.video[0].time_base
+        frames = self._decode(container)
+        probe = list(itertools.islice(frames, PROBE_FRAMES))
+        self.clock.start([_stamps(f, time_base) for f in probe])
+        for vframe in itertools.chain(probe, frames):
+            yield vframe, self.clock.stamp(*_stamps(vframe, time_base))
+
     def frames(self) -> Iterator[Frame]:
         index = 0
         attempt = 0
-        pts_offset = 0.0  # keeps pts increasing across reconnects of a live source
-        last_pts = -1.0
         container = self._container
         while not self.closed:
-            rebase = self.live  # the first frame of each connection continues the previous pts
             drop_reason = "stream ended"
             try:
                 if container is None:
                     container = self._open()
                     self.report.reconnects += 1
                     log.warning("%s: reconnected (attempt %d)", self.source_id, attempt)
-                stream = container.streams.video[0]
-                time_base = stream.time_base
-                fps = self.fps or 30.0
                 t0 = time.perf_counter()
-                for vframe in self._decode(container):
-                    image = vframe.to_ndarray(format="bgr24")
-                    if vframe.pts is not None and time_base is not None:
-                        pts = float(vframe.pts * time_base)
-                    else:
-                        pts = index / fps
-                    if rebase:
-                        rebase = False
-                        pts_offset = (last_pts + 1 / fps - pts) if last_pts >= 0 else 0.0
-                    pts += pts_offset
+                for vframe, pts in self._connection(container):
+                    image = upright(vframe.to_ndarray(format="bgr24"), vframe.rotation)
                     decode_ms = (time.perf_counter() - t0) * 1000
-                    last_pts = pts
                     self.report.frames += 1
                     attempt = 0
                     yield Frame(image, index, pts, self.source_id, decode_ms)
