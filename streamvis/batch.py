@@ -14,7 +14,8 @@ from streamvis.models import Models, load_models
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
-from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Mp4Writer, Sinks
+from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sinks, VideoWriter
+from streamvis.sinks.containers import is_video_name, output_format
 from streamvis.sources import open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -50,7 +51,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
                 expanded.extend(str(v) for v in videos)
                 continue
             if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-                raise ConfigError(f"no videos or images in folder {item}")
+                media = sorted(str(sub) for sub in path.iterdir() if sub.is_dir() and any(
+                    p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES for p in sub.iterdir()))
+                hint = f" (media in its subfolders: give {', '.join(media[:3])})" if media else ""
+                raise ConfigError(f"no videos or images in folder {item}{hint}")
         expanded.append(item)
     return expanded
 
@@ -67,13 +71,30 @@ def output_stem(uri: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "stream"
 
 
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}")
+
+
+def names_a_file(path: Path, option: str, suffix: str) -> bool:
+    """Whether `path` (given to `option`) names one `suffix` file rather than a folder. A name with another
+    file-like suffix (`x.json` for `--events`) is a `ConfigError`: it would otherwise become a folder."""
+    if path.suffix.lower() == suffix:
+        return True
+    if _FILE_SUFFIX.fullmatch(path.suffix) and not path.is_dir():
+        raise ConfigError(f"{option} {path}: expected a {suffix} file or a folder, got a {path.suffix} name")
+    return False
+
+
 def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[tuple[str, Path, Path | None]]:
-    """(input, mp4, jsonl) per input. One input: `output` is the file. Several: `output` is a folder."""
-    if len(inputs) == 1 and output.suffix.lower() == ".mp4":
-        return [(inputs[0], output, events)]
-    if output.suffix.lower() == ".mp4":
-        raise ConfigError(f"--output {output}: several inputs need an output folder, not a .mp4 file")
-    if events is not None and events.suffix.lower() == ".jsonl" and len(inputs) > 1:
+    """(input, video, jsonl) per input. One input: `output` may name the video file (its suffix picks the
+    container). Several: `output` is a folder of MP4s."""
+    if is_video_name(output) and not output.is_dir():
+        output_format(output)  # a container streamvis does not write is an error, never a folder of that name
+        if len(inputs) > 1:
+            raise ConfigError(f"--output {output}: several inputs need an output folder, not a {output.suffix} file")
+        events_file = events is not None and names_a_file(events, "--events", ".jsonl")
+        return [(inputs[0], output, events if events_file or events is None else
+                 events / f"{output.stem}.jsonl")]
+    if events is not None and names_a_file(events, "--events", ".jsonl") and len(inputs) > 1:
         raise ConfigError(f"--events {events}: several inputs need an events folder, not a .jsonl file")
     plans, used = [], set()
     for uri in inputs:
@@ -105,7 +126,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     except BaseException:
         source.close()
         raise
-    writer = Mp4Writer(output, source.fps, config.output, source.time_base, source.audio_path)
+    writer = VideoWriter(output, source.fps, config.output, source.time_base, source.audio_path)
     sinks = Sinks([writer])
     complete = False
     try:
@@ -157,12 +178,15 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
     if (captions is not None or audio_description) and not config.narrator.enabled:
         raise ConfigError("--captions and --audio-description need a narrator: use -p narrate or set "
                           "narrator.type (florence2 or vlm)")
+    captions_file = captions is not None and names_a_file(captions, "--captions", ".vtt")
+    if captions_file and len(plans) > 1:
+        raise ConfigError(f"--captions {captions}: several inputs need a captions folder, not a .vtt file")
     models = load_models(config, models_dir)
     reports = []
     for uri, mp4, jsonl in plans:
         vtt = None
         if captions is not None:
-            vtt = captions if len(plans) == 1 and captions.suffix.lower() == ".vtt" else captions / f"{mp4.stem}.vtt"
+            vtt = captions if captions_file else captions / f"{mp4.stem}.vtt"
         report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description)
         reports.append(report)
         if report.status == "ok":

@@ -12,16 +12,19 @@ from rich.console import Console
 from rich.table import Table
 
 from streamvis import __version__, env
-from streamvis.errors import ConfigError, StreamvisError
+from streamvis.errors import ConfigError, ModelError, StreamvisError
 from streamvis.logs import setup_logging
 
 log = logging.getLogger("streamvis")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Real-time video detection, tracking and segmentation.")
 
+# One rule for exit codes: 2 when nothing could start because of what was asked (usage, pipeline file, a model that
+# cannot be found or loaded); 1 when an input failed or ended early, or the server failed; 130 on Ctrl-C.
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+SETUP_ERRORS = (ConfigError, ModelError)
 
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", "-p", help="pipeline file or name (default: detect)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a pipeline field: key=value (repeatable)")]
@@ -81,7 +84,7 @@ def process(
     except KeyboardInterrupt:
         log.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except ConfigError as exc:
+    except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
@@ -135,7 +138,7 @@ def serve(
                                              recording)
         settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [])
         run(streams, host, port, settings, context, make_stream)
-    except ConfigError as exc:
+    except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
@@ -177,6 +180,12 @@ def export(
     if fp16 and int8:
         _fail(StreamvisError("choose one of --fp16 and --int8"), debug, EXIT_USAGE)
     precision: Precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if "/" not in model and not Path(model).expanduser().exists():
+        from streamvis.weights.registry import REGISTRY
+
+        if model in REGISTRY:
+            _fail(ConfigError(f"{model} is an ONNX model already (detector.model: {model}); export takes SAM 2.1 "
+                              "and Florence-2 hub ids or folders"), debug, EXIT_USAGE)
     try:
         config = load_pretrained(AutoConfig, model, "model")
         folder = output or export_folder(model, precision)
@@ -196,10 +205,12 @@ def export(
                              load_pretrained(AutoProcessor, model, "model"), model, folder, precision)
             field = "detector"
         else:
-            raise StreamvisError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "
-                                 f"'{config.model_type}'")
+            raise ConfigError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "
+                              f"'{config.model_type}'")
         log.info("wrote %s; use it with --set %s.backend=onnx --set %s.precision=%s --set %s.onnx_dir=%s", folder,
                  field, field, precision, field, folder)
+    except SETUP_ERRORS as exc:
+        _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
 

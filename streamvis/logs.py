@@ -45,5 +45,10 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     show: Any = _warn_once
     warnings.showwarning = show
+    for name in ("huggingface_hub", "transformers"):  # their own handlers would print each line twice
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+        library.setLevel(logging.DEBUG if debug else logging.ERROR)  # retries and notes: our errors say enough
     if not debug:
         logging.getLogger("libav").setLevel(logging.CRITICAL)  # FFmpeg's own chatter; our errors say enough

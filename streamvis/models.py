@@ -19,6 +19,7 @@ from streamvis.config import Florence2Config, Florence2NarratorConfig, PipelineC
 from streamvis.detection import Detector, load_detector
 from streamvis.narration.backends import NarratorBackend, load_narrator_backend
 from streamvis.segmentation import SegmenterModel, load_segmenter
+from streamvis.weights.hf import check_reachable
 
 if TYPE_CHECKING:
     from streamvis.detection.florence2 import Florence2Model
@@ -62,7 +63,12 @@ def shares_florence(config: PipelineConfig) -> bool:
 
 
 def load_models(config: PipelineConfig, models_dir: str | Path | None = None) -> Models:
-    """Load every model `config` names, once each, logging what was loaded and how long it took."""
+    """Load every model `config` names, once each, logging what was loaded and how long it took. A hub model
+    that is neither cached nor downloadable fails first, before any is loaded."""
+    for role in ("detector", "segmenter", "narrator"):
+        model_id = getattr(getattr(config, role), "model", None)
+        if isinstance(model_id, str) and getattr(getattr(config, role), "backend", "torch") != "onnx":
+            check_reachable(model_id, f"{role}.model")
     detector_config, narrator_config = config.detector, config.narrator
     florence: Florence2Model | None = None
     if isinstance(detector_config, Florence2Config):

@@ -51,11 +51,13 @@ def detections_to_json(detections: sv.Detections, decimals: int = 1) -> list[dic
 
 
 def result_to_json(result: Result) -> dict[str, Any]:
-    """The per-frame record: frame index, pts (seconds), source id, keyframe flag, detections."""
+    """The per-frame record: frame index, pts (seconds), source id, the frame's size (detections are in its
+    pixels, even where the video letterboxes it), keyframe flag, detections."""
     record: dict[str, Any] = {
         "frame_index": result.frame.index,
         "pts": round(result.frame.pts, 6),
         "source_id": result.frame.source_id,
+        "resolution_wh": list(result.frame.resolution_wh),
         "keyframe": result.keyframe,
         "detections": detections_to_json(result.detections),
     }

@@ -145,16 +145,42 @@ def test_truncated_file_leaves_the_frames_before_the_cut(person_video: Path, mod
      (["synthetic:", "--set", "detector.modle=x"], 2, "detector.modle: unknown field"),
      (["synthetic:", "--set", "tracker.lost_track_buffer=-1"], 2, "tracker.lost_track_buffer"),
      (["synthetic:", "--pipeline", "nothere"], 2, "unknown pipeline 'nothere'"),
-     (["synthetic:", "--set", "detector.model=/no/model.onnx"], 1, "model file not found: /no/model.onnx")],
+     (["synthetic:", "--set", "detector.model=/no/model.onnx"], 2, "model file not found: /no/model.onnx"),
+     (["synthetic:", "-o", "OUT/x.avi"], 2, "streamvis writes .mp4, .mov, .mkv, .webm files, not .avi"),
+     (["synthetic:", "--events", "OUT/x.json"], 2, "--events OUT/x.json: expected a .jsonl file or a folder"),
+     (["synthetic:", "-p", "narrate", "--captions", "OUT/x.srt"], 2, "expected a .vtt file or a folder")],
 )
 def test_bad_input_gets_one_line_and_an_exit_code(tmp_path: Path, models_dir: Path, args, code, message) -> None:
     (tmp_path / "text.mp4").write_text("hello\n" * 100)
-    args = [str(tmp_path / "text.mp4") if a == "TEXT" else a for a in args]
-    result = run_cli("process", *args, "-o", str(tmp_path / "o.mp4"), "--models-dir", str(models_dir), "-q")
+    args = [str(tmp_path / "text.mp4") if a == "TEXT" else a.replace("OUT", str(tmp_path)) for a in args]
+    message = message.replace("OUT", str(tmp_path))
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "o.mp4")]
+    result = run_cli("process", *args, "--models-dir", str(models_dir), "-q")
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "o.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()], "an output name never becomes a folder"
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["-p", "narrate"], "narrator.model"),
+    (["--set", "detector.type=florence2"], "detector.model"),
+    (["-p", "segment", "--set", "detector.type=yolox"], "segmenter.model"),
+])
+def test_a_hub_model_without_network_fails_at_once_naming_its_field(tmp_path: Path, models_dir: Path,
+                                                                    args: list[str], field: str) -> None:
+    no_hub = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    started = time.monotonic()
+    result = run_cli("process", "synthetic:?frames=3", "-o", str(tmp_path / "o.mp4"), *args,
+                     "--models-dir", str(models_dir), env=no_hub)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("info: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {field}: model '") and "cannot reach 127.0.0.1" in errors[0]
+    assert "Retrying" not in result.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

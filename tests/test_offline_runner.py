@@ -13,7 +13,7 @@ from streamvis.errors import DecodeError
 from streamvis.models import Models
 from streamvis.offline import run_offline
 from streamvis.pipeline import Pipeline
-from streamvis.sinks import EventsWriter, Mp4Writer, Sinks
+from streamvis.sinks import EventsWriter, Sinks, VideoWriter
 from streamvis.sources import open_source
 from streamvis.testing.fakes import StandInDetector
 
@@ -29,7 +29,7 @@ def test_every_frame_out_in_order_with_keyframes(tmp_path: Path, every_n: int) -
     detector = StandInDetector(confidence=0.9)
     source = open_source("synthetic:?frames=41&w=160&h=96")
     pipeline = Pipeline(config, Models(detector), source.fps)
-    writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
+    writer = VideoWriter(tmp_path / "out.mp4", source.fps)
     events = EventsWriter(tmp_path / "out.jsonl")
     outcome = run_offline(source, pipeline, Sinks([writer, events]))
     Sinks([writer, events]).close()
@@ -44,7 +44,7 @@ def test_every_frame_out_in_order_with_keyframes(tmp_path: Path, every_n: int) -
 def test_ctrl_c_keeps_what_was_processed(tmp_path: Path) -> None:
     source = open_source("synthetic:?frames=500&w=160&h=96")
     pipeline = Pipeline(PipelineConfig(), Models(StandInDetector(confidence=0.9, interrupt_at=60)), source.fps)
-    writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
+    writer = VideoWriter(tmp_path / "out.mp4", source.fps)
     outcome = run_offline(source, pipeline, writer)
     writer.close(complete=False)
     assert outcome.interrupted and outcome.frames == 59
@@ -63,7 +63,7 @@ def test_decode_thread_error_is_raised_not_lost(tmp_path: Path) -> None:
 
     source.frames = failing  # type: ignore[method-assign]
     pipeline = Pipeline(PipelineConfig(), Models(StandInDetector(confidence=0.9)), source.fps)
-    writer = Mp4Writer(tmp_path / "out.mp4", source.fps)
+    writer = VideoWriter(tmp_path / "out.mp4", source.fps)
     with pytest.raises(DecodeError, match="boom at 20"):
         run_offline(source, pipeline, writer)
     writer.close(complete=False)

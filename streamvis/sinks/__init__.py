@@ -1,5 +1,5 @@
 """Where results go: one protocol (`Sink`: `write(result)` per frame, in order, then `close()`) for every
-output, offline and live. Files: the annotated MP4 (`Mp4Writer`), the JSONL events (`EventsWriter`), WebVTT
+output, offline and live. Files: the annotated MP4 (`VideoWriter`), the JSONL events (`EventsWriter`), WebVTT
 captions (`CaptionsWriter`), the audio-description track (`AudioDescriptionTrack`), recordings of live streams
 (`record`). Live: the server's fan-out to viewers (`streamvis.server.hub.ViewerFanout`)."""
 
@@ -11,7 +11,7 @@ from streamvis.frame import Result
 from streamvis.sinks.captions import CaptionsWriter
 from streamvis.sinks.events import EventsWriter
 from streamvis.sinks.narration_audio import AudioDescriptionTrack
-from streamvis.sinks.video import Mp4Writer
+from streamvis.sinks.video import VideoWriter
 
 
 class Sink(Protocol):
@@ -37,4 +37,4 @@ class Sinks:
             sink.close()
 
 
-__all__ = ["AudioDescriptionTrack", "CaptionsWriter", "EventsWriter", "Mp4Writer", "Sink", "Sinks"]
+__all__ = ["AudioDescriptionTrack", "CaptionsWriter", "EventsWriter", "Sink", "Sinks", "VideoWriter"]

@@ -1,6 +1,7 @@
-"""Copies the input's audio into the output MP4, interleaved with the video as it is written.
+"""Copies the input's audio into the output file, interleaved with the video as it is written.
 
-Codecs MP4 carries are copied packet for packet; others (PCM, Vorbis, ...) are transcoded to AAC.
+Codecs the output container carries are copied packet for packet; others are transcoded to its audio codec
+(AAC; Opus for WebM).
 """
 
 from __future__ import annotations
@@ -11,26 +12,28 @@ from typing import Any
 
 import av
 
-log = logging.getLogger(__name__)
+from streamvis.sinks.containers import OutputFormat
 
-MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"})
+log = logging.getLogger(__name__)
 
 
 class AudioCopier:
     """Reads the first audio stream of `path` in a demuxer of its own and muxes it up to a given time."""
 
-    def __init__(self, path: str, output: Any) -> None:
+    def __init__(self, path: str, output: Any, output_format: OutputFormat) -> None:
         self._input = av.open(path)
         self._in_stream = self._input.streams.audio[0]
         self._output = output
         name = self._in_stream.codec_context.name
-        self.copy = name in MP4_AUDIO_CODECS
+        self.copy = name in output_format.audio_copied
         if self.copy:
             self._out_stream = output.add_stream_from_template(self._in_stream)
         else:
-            self._out_stream = output.add_stream("aac", rate=self._in_stream.sample_rate)
+            codec = output_format.audio_codec
+            rate = 48000 if codec == "libopus" else self._in_stream.sample_rate  # Opus runs at 48 kHz
+            self._out_stream = output.add_stream(codec, rate=rate)
             self._out_stream.layout = self._in_stream.layout.name
-            log.info("audio %s is not carried by MP4: transcoding it to AAC", name)
+            log.info("audio %s is not carried by %s: transcoding it to %s", name, output_format.muxer, codec)
         self._packets: Iterator[Any] = self._input.demux(self._in_stream)
         self._pending: Any = None
         self.done = False

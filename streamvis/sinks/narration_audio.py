@@ -1,5 +1,5 @@
-"""The spoken narration as an audio-description track in the MP4: a second pass that copies the video (and
-original audio) packets and adds an AAC track with each cue spoken at its time."""
+"""The spoken narration as an audio-description track in the video file: a second pass that copies the video
+(and original audio) packets and adds an audio track (AAC; Opus in WebM) with each cue spoken at its time."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from streamvis.errors import OutputError
 from streamvis.frame import Result
 from streamvis.narration.speech import resample, synthesize
 from streamvis.sinks.captions import spoken_seconds
-from streamvis.sinks.video import Mp4Writer
+from streamvis.sinks.containers import output_format
+from streamvis.sinks.video import VideoWriter
 
 log = logging.getLogger(__name__)
 RATE = 48_000
@@ -35,20 +36,22 @@ def narration_pcm(cues: list[tuple[float, float, str]], duration_s: float, voice
     return track
 
 
-def mux_audio_description(mp4: Path, cues: list[tuple[float, float, str]], voice: str = "en",
+def mux_audio_description(video: Path, cues: list[tuple[float, float, str]], voice: str = "en",
                           words_per_minute: int = 165) -> None:
-    """Rewrite `mp4` with an added AAC track (`title=Audio description`) speaking `cues`."""
-    tmp = mp4.with_suffix(".narrated.tmp.mp4")
+    """Rewrite `video` with an added audio track (`title=Audio description`; AAC, or Opus in WebM) speaking
+    `cues`."""
+    fmt = output_format(video)
+    tmp = video.with_name(f"{video.stem}.narrated.tmp{video.suffix}")
     try:
-        with av.open(str(mp4)) as src:
+        with av.open(str(video)) as src:
             duration = float(src.duration / av.time_base) if src.duration else max((c[1] for c in cues), default=0)
             pcm = narration_pcm(cues, duration, voice, words_per_minute)
-            with av.open(str(tmp), "w", options={"movflags": "+faststart"}) as dst:
+            with av.open(str(tmp), "w", format=fmt.muxer, options=fmt.options) as dst:
                 mapping = {}
                 for stream in src.streams:
                     if stream.type in ("video", "audio"):
                         mapping[stream.index] = dst.add_stream_from_template(stream)
-                narration = dst.add_stream("aac", rate=RATE)
+                narration = dst.add_stream(fmt.audio_codec, rate=RATE)
                 narration.layout = "mono"
                 narration.metadata["title"] = "Audio description"
                 narration.metadata["language"] = "eng"
@@ -67,19 +70,19 @@ def mux_audio_description(mp4: Path, cues: list[tuple[float, float, str]], voice
                         dst.mux(packet)
                 for packet in narration.encode():
                     dst.mux(packet)
-        os.replace(tmp, mp4)
+        os.replace(tmp, video)
     except (OSError, av.FFmpegError) as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot add the audio-description track to {mp4}: {exc}") from None
+        raise OutputError(f"cannot add the audio-description track to {video}: {exc}") from None
 
 
 class AudioDescriptionTrack:
-    """A sink that collects the narration and, when closed after the MP4 writer (`Sinks` closes in order), adds
-    it to that MP4 as the audio-description track. Nothing is added when the MP4 holds no frame or nothing was
+    """A sink that collects the narration and, when closed after the video writer (`Sinks` closes in order), adds
+    it to that file as the audio-description track. Nothing is added when the video holds no frame or nothing was
     said."""
 
-    def __init__(self, mp4: Mp4Writer, voice: str = "en", words_per_minute: int = 165) -> None:
-        self.mp4 = mp4
+    def __init__(self, video: VideoWriter, voice: str = "en", words_per_minute: int = 165) -> None:
+        self.video = video
         self.voice = voice
         self.words_per_minute = words_per_minute
         self.cues: list[tuple[float, float, str]] = []
@@ -91,6 +94,6 @@ class AudioDescriptionTrack:
             self.cues.append((description.pts, end, description.text))
 
     def close(self) -> None:
-        self.mp4.close()  # no-op when already closed; the track is muxed into the finished file
-        if self.cues and self.mp4.frames:
-            mux_audio_description(self.mp4.path, self.cues, self.voice, self.words_per_minute)
+        self.video.close()  # no-op when already closed; the track is muxed into the finished file
+        if self.cues and self.video.frames:
+            mux_audio_description(self.video.path, self.cues, self.voice, self.words_per_minute)

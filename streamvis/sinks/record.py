@@ -16,7 +16,7 @@ from streamvis.errors import OutputError
 from streamvis.frame import Result
 from streamvis.sinks import Sink
 from streamvis.sinks.events import EventsWriter
-from streamvis.sinks.video import Mp4Writer
+from streamvis.sinks.video import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SegmentedRecorder:
         self.output = output or OutputConfig(copy_audio=False)
         self.fps = fps
         self.segments: list[Path] = []
-        self._video: Mp4Writer | None = None
+        self._video: VideoWriter | None = None
         self._events: EventsWriter | None = None
         self._start_pts = 0.0
 
@@ -48,7 +48,7 @@ class SegmentedRecorder:
         while (self.folder / f"{stem}.mp4").exists():
             stem, n = f"{self.stream_id}-{stamp}-{n}", n + 1
         path = self.folder / f"{stem}.mp4"
-        self._video = Mp4Writer(path, self.fps, self.output, pts_origin=pts)
+        self._video = VideoWriter(path, self.fps, self.output, pts_origin=pts)
         self._events = EventsWriter(path.with_suffix(".jsonl"))
         self._start_pts = pts
         self.segments.append(path)

@@ -1,4 +1,6 @@
-"""The annotated MP4: H.264 (libx264, yuv420p), faststart, one output frame per input frame at its pts."""
+"""The annotated video file: one output frame per input frame at its pts, in the container its name asks for
+(`.mp4`, `.mov`, `.mkv`: H.264; `.webm`: VP9; see `containers`). Frames of another size than the first (a folder
+of photos) are letterboxed into the first frame's size."""
 
 from __future__ import annotations
 
@@ -15,15 +17,29 @@ from streamvis.config import OutputConfig
 from streamvis.errors import OutputError, reason
 from streamvis.frame import Result
 from streamvis.sinks.audio import AudioCopier
+from streamvis.sinks.containers import output_format
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_BASE = Fraction(1, 90000)
 
 
-class Mp4Writer:
+def letterbox(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit `size_wh` with its aspect kept, centred on black."""
+    width, height = size_wh
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - new_w) // 2, (height - new_h) // 2
+    canvas[y:y + new_h, x:x + new_w] = resized
+    return canvas
+
+
+class VideoWriter:
     """A sink writing each result's annotated image at its pts. Opens on the first frame (it fixes the size);
-    `close()` always leaves a playable file.
+    `close()` always leaves a playable file. The container and codec follow the file name (`output_format`).
 
     `pts_origin` is the stream time written as 0 s: 0 keeps the input's own timing (offline), None takes the
     first frame's pts (a live recording that starts mid-stream)."""
@@ -32,6 +48,7 @@ class Mp4Writer:
                  time_base: Fraction | None = None, audio_path: str | None = None,
                  pts_origin: float | None = 0.0) -> None:
         self.path = path
+        self.format = output_format(path)
         self.fps = fps or 30.0
         self.config = config or OutputConfig()
         self.time_base = time_base or DEFAULT_TIME_BASE
@@ -48,22 +65,26 @@ class Mp4Writer:
     def _open(self, width: int, height: int) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+            self._container = av.open(str(self.path), "w", format=self.format.muxer, options=self.format.options)
         except (OSError, av.error.FFmpegError) as exc:
             raise OutputError(f"cannot write {self.path}: {reason(exc)}") from exc
         rate = Fraction(self.fps).limit_denominator(1001)
-        video = self._container.add_stream("libx264", rate=rate)
+        video = self._container.add_stream(self.format.video_codec, rate=rate)
         # yuv420p needs even sizes: odd ones are padded by one black row/column.
         self._size_wh = (width + width % 2, height + height % 2)
         video.width, video.height = self._size_wh
         video.pix_fmt = "yuv420p"
         video.time_base = self.time_base
         video.codec_context.time_base = self.time_base
-        video.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        if self.format.video_codec == "libx264":
+            video.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        else:  # VP9 at constant quality; realtime speeds, row threading
+            video.bit_rate = 0
+            video.options = {"crf": str(self.config.crf + 8), "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
         self._video = video
         if self.audio_path:
             try:
-                self._audio = AudioCopier(self.audio_path, self._container)
+                self._audio = AudioCopier(self.audio_path, self._container, self.format)
             except (av.error.FFmpegError, ValueError, IndexError) as exc:
                 log.warning("%s: audio not copied (%s)", self.path.name, exc)
                 self._audio = None
@@ -73,10 +94,10 @@ class Mp4Writer:
         width, height = self._size_wh
         if image.shape[1] == width and image.shape[0] == height:
             return image
-        if abs(image.shape[1] - width) <= 1 and abs(image.shape[0] - height) <= 1:
+        if 0 <= width - image.shape[1] <= 1 and 0 <= height - image.shape[0] <= 1:  # odd size: pad to even
             return cv2.copyMakeBorder(image, 0, height - image.shape[0], 0, width - image.shape[1],
                                       cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)  # the source changed size
+        return letterbox(image, (width, height))  # the source changed size (a folder of photos, a camera)
 
     def write(self, result: Result) -> None:
         """Encode the annotated frame at its pts (nudged forward one tick if not after the previous one)."""

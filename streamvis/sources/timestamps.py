@@ -82,7 +82,7 @@ class FrameClock:
         self._frame_in_connection = 0
         self._pts_faults = 0
         if kind != "pts":
-            self._say(kind, f"{self.source_id}: timing frames by {CLOCK_WORDS[kind]}")
+            self._say(kind, f"{self.source_id}: timing frames by {CLOCK_WORDS[kind]}", logging.INFO)
         self.kind = kind
         first_raw = self._raw(*probe[0]) if probe else 0.0
         if self.last_s is not None:
@@ -115,7 +115,7 @@ class FrameClock:
         if last is not None and value <= last:
             if last - value > DISCONTINUITY_S:
                 self._say("jump", f"{self.source_id}: timestamps jumped back {last - value:.1f} s "
-                                  "(a discontinuity); the timeline continues")
+                                  "(a discontinuity); the timeline continues", logging.INFO)
                 self._offset_s += last + self.step_s - value
                 value = last + self.step_s
             else:
@@ -137,7 +137,7 @@ class FrameClock:
         self._say("rate", f"{self.source_id}: {why} from frame {self._frame_in_connection}; timing frames by "
                           f"{CLOCK_WORDS['rate']}")
 
-    def _say(self, kind: str, message: str) -> None:
+    def _say(self, kind: str, message: str, level: int = logging.WARNING) -> None:
         if kind not in self._said:
             self._said.add(kind)
-            log.warning("%s", message)
+            log.log(level, "%s", message)

@@ -6,16 +6,23 @@ user's hub id, a local folder and the tiny test models all take the same path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from streamvis import env
 from streamvis.errors import ModelError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: how long the one reachability check of the hub may take before a missing model is reported
+HUB_CHECK_TIMEOUT_S = 5.0
+
 
 def resolve_device(device: str) -> str:
     """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error, not a fallback."""
@@ -46,6 +53,43 @@ def _how_to_provide(model_id: str, field: str) -> str:
             f"or set {field} to a local folder")
 
 
+@functools.cache
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here (checked once per process, one connection attempt
+    of at most `HUB_CHECK_TIMEOUT_S`), or None when it can. Without this, a missing model would wait minutes
+    through the hub client's retries before failing."""
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_CHECK_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"cannot reach {host}: {getattr(exc, 'strerror', None) or exc.__class__.__name__}"
+    return None
+
+
+def _is_hub_id(model_id: str) -> bool:
+    """`owner/name`, and no such path here (registry names such as `yolox-nano` have no owner)."""
+    return (model_id.count("/") == 1 and not model_id.startswith((".", "/", "~")) and not model_id.endswith(".onnx")
+            and not Path(model_id).expanduser().exists())
+
+
+def check_reachable(model_id: str, field: str) -> None:
+    """Fail at once, before any heavy import, when hub model `model_id` is neither cached nor downloadable."""
+    if not _is_hub_id(model_id) or env.offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise ModelError(f"{field}: model '{model_id}' is not in the local cache and the Hugging Face hub "
+                         f"cannot be reached ({unreachable}); {_how_to_provide(model_id, field)}")
+
+
 def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained(model_id)` with one-line errors naming the model, the field and the way out.
 
@@ -60,7 +104,13 @@ def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> An
     offline = env.offline()
     source = str(path) if is_folder else model_id
     try:
-        return loader.from_pretrained(source, local_files_only=offline or is_folder, **kwargs)
+        if is_folder or offline:
+            return loader.from_pretrained(source, local_files_only=True, **kwargs)
+        try:  # the local cache first: no network when the model is there
+            return loader.from_pretrained(source, local_files_only=True, **kwargs)
+        except OSError:
+            check_reachable(model_id, field)
+        return loader.from_pretrained(source, **kwargs)
     except OSError as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if is_folder:
