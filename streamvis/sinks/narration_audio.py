@@ -7,6 +7,7 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -51,7 +52,7 @@ def mux_audio_description(video: Path, cues: list[tuple[float, float, str]], voi
                 for stream in src.streams:
                     if stream.type in ("video", "audio"):
                         mapping[stream.index] = dst.add_stream_from_template(stream)
-                narration = dst.add_stream(fmt.audio_codec, rate=RATE)
+                narration: Any = dst.add_stream(fmt.audio_codec, rate=RATE)
                 narration.layout = "mono"
                 narration.metadata["title"] = "Audio description"
                 narration.metadata["language"] = "eng"
