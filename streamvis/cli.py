@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -167,6 +167,9 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="half-precision graphs (for the CUDA provider)")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="int8 weight matmuls (for the CPU provider; see README "
                                                       "for the tolerance)")] = False,
+    int8_range: Annotated[str, typer.Option(
+        "--int8-range", help="int8 weights: auto (7-bit on CPUs without VNNI, where 8-bit saturates), full, "
+                             "reduced (for AVX2-only machines)")] = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """Export a model's parts to ONNX (dynamo exporter) with a manifest; `backend: onnx` in a pipeline uses them."""
@@ -174,12 +177,15 @@ def export(
     from transformers import AutoConfig
 
     from streamvis.runtime.export import export_folder
-    from streamvis.runtime.precision import Precision
+    from streamvis.runtime.precision import Int8Range, Precision
     from streamvis.weights.hf import load_pretrained
 
     if fp16 and int8:
         _fail(StreamvisError("choose one of --fp16 and --int8"), debug, EXIT_USAGE)
     precision: Precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if int8_range not in ("auto", "full", "reduced"):
+        _fail(ConfigError(f"--int8-range must be auto, full or reduced, got '{int8_range}'"), debug, EXIT_USAGE)
+    range_choice = cast(Int8Range, int8_range)
     if "/" not in model and not Path(model).expanduser().exists():
         from streamvis.weights.registry import REGISTRY
 
@@ -194,7 +200,7 @@ def export(
 
             from streamvis.segmentation.sam2_onnx import export_sam2
 
-            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision)
+            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision, range_choice)
             field = "segmenter"
         elif config.model_type == "florence2":
             from transformers import AutoProcessor, Florence2ForConditionalGeneration
@@ -202,7 +208,7 @@ def export(
             from streamvis.detection.florence2_onnx import export_florence2
 
             export_florence2(load_pretrained(Florence2ForConditionalGeneration, model, "model"),
-                             load_pretrained(AutoProcessor, model, "model"), model, folder, precision)
+                             load_pretrained(AutoProcessor, model, "model"), model, folder, precision, range_choice)
             field = "detector"
         else:
             raise ConfigError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "

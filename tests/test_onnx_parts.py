@@ -14,7 +14,13 @@ from conftest import TinyModels, run_cli
 from streamvis.config import Florence2Config, Sam2Config
 from streamvis.errors import ModelError
 from streamvis.runtime.export import read_manifest
-from streamvis.runtime.precision import INT8_MAX_RELATIVE, INT8_MIN_COSINE, INT8_MIN_MASK_IOU, weight_matmuls
+from streamvis.runtime.precision import (
+    INT8_MAX_RELATIVE,
+    INT8_MIN_COSINE,
+    INT8_MIN_MASK_IOU,
+    cpu_int8_class,
+    weight_matmuls,
+)
 from streamvis.runtime.session import OrtRunner, create_session
 from streamvis.segmentation.sam2_onnx import (
     BOX_DECODER,
@@ -42,8 +48,12 @@ def sam2_model(tiny_models: TinyModels):
 @pytest.fixture(scope="module")
 def exports(tiny_models: TinyModels, sam2_model, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("precisions")
-    return {precision: export_sam2(sam2_model, str(tiny_models.sam2), root / precision, precision)
-            for precision in ("fp32", "int8", "fp16")}
+    folders = {precision: export_sam2(sam2_model, str(tiny_models.sam2), root / precision, precision)
+               for precision in ("fp32", "int8", "fp16")}
+    # what a CPU without VNNI gets (7-bit weights): computed exactly on every x86-64 CPU, so measurable anywhere
+    folders["int8-reduced"] = export_sam2(sam2_model, str(tiny_models.sam2), root / "int8-reduced", "int8",
+                                          int8_range="reduced")
+    return folders
 
 
 def _session(folder: Path, part: str):
@@ -127,10 +137,41 @@ def test_memory_encoder_parity(exports: dict[str, Path], sam2_model, objects: in
     assert _max_diff(got, expected) <= 1e-4
 
 
-def test_int8_encoder_within_stated_tolerance(exports: dict[str, Path], sam2_model) -> None:
+INT8_EXPORTS = ["int8", "int8-reduced"]  # this CPU's choice, and the one for CPUs without VNNI
+
+
+def _int8_weights(folder: Path, part: str) -> list[np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    entry = read_manifest(folder, part, precision="int8")["parts"][part]
+    model = onnx.load(str(folder / entry["file"]))
+    return [numpy_helper.to_array(init) for init in model.graph.initializer if init.data_type == onnx.TensorProto.INT8]
+
+
+def test_int8_range_follows_the_cpu_and_is_recorded(exports: dict[str, Path]) -> None:
+    reduced = cpu_int8_class() == "avx2"
+    for folder, expected in ((exports["int8"], reduced), (exports["int8-reduced"], True)):
+        for part in PARTS:
+            entry = read_manifest(folder, part)["parts"][part]
+            if entry["precision"] == "int8":
+                assert entry["int8_reduce_range"] is expected
+
+
+def test_reduced_range_int8_cannot_saturate_avx2_pairs(exports: dict[str, Path]) -> None:
+    """vpmaddubsw adds two u8 x s8 products in 16 bits: with |w| <= 64, 2 * 255 * 64 = 32640 < 2**15."""
+    weights = _int8_weights(exports["int8-reduced"], ENCODER)
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    full = _int8_weights(exports["fp32"].parent / "int8", ENCODER)
+    if cpu_int8_class() == "vnni":  # a full-range export does use the range: the check above can fail
+        assert max(int(np.abs(w.astype(np.int32)).max()) for w in full) > 64
+
+
+@pytest.mark.parametrize("export", INT8_EXPORTS)
+def test_int8_encoder_within_stated_tolerance(exports: dict[str, Path], sam2_model, export: str) -> None:
     import onnx
 
-    folder = exports["int8"]
+    folder = exports[export]
     part = read_manifest(folder, ENCODER, precision="int8")["parts"][ENCODER]
     graph = onnx.load(str(folder / part["file"]), load_external_data=False).graph
     assert any(node.op_type == "MatMulInteger" for node in graph.node)
@@ -145,15 +186,17 @@ def test_int8_encoder_within_stated_tolerance(exports: dict[str, Path], sam2_mod
         assert float(np.abs(ours - reference).max()) <= INT8_MAX_RELATIVE * float(np.abs(reference).max())
 
 
-@pytest.mark.parametrize(("precision", "least_iou"), [("int8", INT8_MIN_MASK_IOU), ("fp16", 0.99)])
-def test_tracked_masks_in_lower_precision(exports: dict[str, Path], tiny_models: TinyModels, precision: str,
+@pytest.mark.parametrize(("export", "least_iou"),
+                         [("int8", INT8_MIN_MASK_IOU), ("int8-reduced", INT8_MIN_MASK_IOU), ("fp16", 0.99)])
+def test_tracked_masks_in_lower_precision(exports: dict[str, Path], tiny_models: TinyModels, export: str,
                                           least_iou: float) -> None:
     """A tracked clip with int8 / fp16 graphs: the same objects, masks overlapping fp32's (stated tolerance)."""
+    precision = export.split("-")[0]
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu", backend="onnx",
                 onnx_parts=["memory_attention", "memory_encoder"])
     reference = VideoSegmenterModel(Sam2Config(**base, onnx_dir=str(exports["fp32"]))).new_stream()
     lowered = VideoSegmenterModel(Sam2Config(**base, precision=precision,
-                                            onnx_dir=str(exports[precision]))).new_stream()
+                                            onnx_dir=str(exports[export]))).new_stream()
     assert lowered.provider.startswith(f"onnxruntime:cpu {precision}")
     source = open_source("synthetic:?w=320&h=192&frames=20&objects=3&enter=8")
     compared = 0

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from streamvis.runtime.export import Graphs, export_parts, has_parts, read_parts
-from streamvis.runtime.precision import Precision
+from streamvis.runtime.precision import Int8Range, Precision
 from streamvis.runtime.session import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ def _modules(model: Any) -> tuple[Any, Any, Any, Any, int]:
     return VisionEncoder().eval(), TextEncoder().eval(), DecoderInit().eval(), DecoderWithPast().eval(), layers
 
 
-def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, precision: Precision = "fp32") -> Path:
+def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, precision: Precision = "fp32",
+                     int8_range: Int8Range = "auto") -> Path:
     """Export the four graphs of a loaded Florence-2 into `folder`, in `precision`, with the manifest."""
     import torch
     from PIL import Image
@@ -122,7 +123,7 @@ def export_florence2(model: Any, processor: Any, model_id: str, folder: Path, pr
                     "past": tuple({2: "past"} for _ in names) + tuple({2: "source"} for _ in cross_names)}),
     }
     return export_parts(folder, model_id, graphs, dict.fromkeys(PARTS, precision), {"decoder_layers": layers},
-                        label="Florence-2")
+                        label="Florence-2", int8_range=int8_range)
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:

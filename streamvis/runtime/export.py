@@ -19,7 +19,13 @@ from typing import Any
 from streamvis import __version__, env
 from streamvis.errors import ModelError
 from streamvis.runtime.optimize import simplify_transposes
-from streamvis.runtime.precision import Precision, lower_precision
+from streamvis.runtime.precision import (
+    Int8Range,
+    Precision,
+    lower_precision,
+    reduce_range_for,
+    warn_if_int8_saturates,
+)
 from streamvis.runtime.quiet import quiet_tools
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ def read_manifest(folder: Path, kind: str, model_id: str | None = None,
         raise ModelError(f"{folder} holds a {part.get('precision')} {kind}, not {precision}: export again {flag}")
     if not (folder / part["file"]).is_file():
         raise ModelError(f"{folder / part['file']} is missing: export again")
+    warn_if_int8_saturates(part, f"{folder.name}/{part['file']}")
     return manifest
 
 
@@ -110,7 +117,7 @@ Graphs = dict[str, tuple[Any, tuple[Any, ...], list[str], list[str], Any]]
 
 
 def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[str, Precision],
-                 extra: dict[str, Any], label: str = "") -> Path:
+                 extra: dict[str, Any], label: str = "", int8_range: Int8Range = "auto") -> Path:
     """Export each graph, lower it to its precision and record it in the manifest (with `extra` fields), with
     progress: a bar on a terminal, a log line per graph otherwise."""
     import torch
@@ -131,8 +138,11 @@ def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[s
             target = folder / f"{part}.onnx"
             with torch.inference_mode():
                 export_graph(module, args, target, model_id, input_names, output_names, dynamic)
+            reduce_range = precisions[part] == "int8" and reduce_range_for(int8_range)
             record_parts(folder, model_id, {part: {
-                "file": lower_precision(folder, target.name, precisions[part]), "precision": precisions[part],
+                "file": lower_precision(folder, target.name, precisions[part], reduce_range),
+                "precision": precisions[part], **({"int8_reduce_range": reduce_range} if precisions[part] == "int8"
+                                                  else {}),
                 **extra, "inputs": input_names, "outputs": output_names}})
             progress.advance(task)
     log.info("exported %s to %s in %.1f s", name, folder, time.perf_counter() - began)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamvis.runtime.export import export_parts, has_parts, read_parts
-from streamvis.runtime.precision import Precision
+from streamvis.runtime.precision import Int8Range, Precision
 from streamvis.runtime.session import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ def _signatures(levels: int) -> dict[str, tuple[list[str], list[str], Any]]:
     }
 
 
-def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = "fp32") -> Path:
+def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = "fp32",
+                int8_range: Int8Range = "auto") -> Path:
     """Export the four graphs of a loaded `Sam2VideoModel` into `folder`, in `precision`, with the manifest
     (the image encoder takes about a minute at real size on a 2-core CPU)."""
     model = model.float().cpu().eval()
@@ -160,7 +161,7 @@ def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = 
     signatures = _signatures(len(examples[BOX_DECODER]) - 1)
     graphs = {part: (modules[part], examples[part], *signatures[part]) for part in PARTS}
     return export_parts(folder, model_id, graphs, _precisions(precision),
-                        {"image_size": image_size(model)}, label="SAM 2.1")
+                        {"image_size": image_size(model)}, label="SAM 2.1", int8_range=int8_range)
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:
