@@ -4,10 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMVIS_EXTRAS=test scripts/setup.sh
-# The browser tests drive Debian's chromium (never Playwright's own download); speech uses espeak-ng.
+# The browser tests drive Debian's chromium (never Playwright's own download); speech uses espeak-ng; the RTSP
+# tests run GStreamer's rtsp-server with the system Python (python3-gi).
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+    || ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+    missing="$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base"
+    missing="$missing gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+fi
 if [ -n "$missing" ]; then
     SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null

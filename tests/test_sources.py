@@ -166,7 +166,7 @@ def test_live_stream_reconnects_after_a_drop(ts_stream, caplog) -> None:
     url, state = ts_stream
     caplog.set_level(logging.WARNING, logger="streamvis")
     config = SourceConfig(reconnect_attempts=2, reconnect_initial_delay_s=0.05, open_timeout_s=5,
-                          read_timeout_s=5)
+                          stall_timeout_s=5)
     source = open_source(url, config)
     assert source.live
     frames = []

@@ -21,7 +21,8 @@ class SourceConfig(Strict):
     """How sources are opened and kept alive."""
 
     open_timeout_s: float = Field(10.0, gt=0, description="give up connecting after this long")
-    read_timeout_s: float = Field(10.0, gt=0, description="a live source silent this long has dropped")
+    stall_timeout_s: float = Field(10.0, gt=0, description="a source that sends nothing this long has stalled: "
+                                   "a live one reconnects")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     reconnect_attempts: int = Field(10, ge=0, description="live sources: reconnects after a drop (0: none)")
     reconnect_initial_delay_s: float = Field(0.5, gt=0)

@@ -9,7 +9,8 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -45,11 +46,19 @@ def restrict_ice_to_loopback() -> None:
 
 
 def stream_ids(sources: list[str]) -> list[str]:
-    """Short unique ids from sources: `videos/people.mp4` -> `people`, `/dev/video0` -> `video0`."""
+    """Short unique ids from sources: `videos/people.mp4` -> `people`, `/dev/video0` -> `video0`,
+    `rtsp://host/live/cam1` -> `cam1` (a URL's last path part, else its host), `synthetic:` -> `synthetic`;
+    a repeated id gets `-2`, `-3`, ..."""
     ids: list[str] = []
     for uri in sources:
         spec = parse_source_uri(uri)
-        base = Path(spec.target.split("?")[0]).stem if spec.kind in ("file", "device", "images") else spec.kind
+        if spec.kind in ("file", "device", "images"):
+            base = Path(spec.target.split("?")[0]).stem
+        elif spec.kind == "stream":
+            url = urlsplit(uri)
+            base = PurePosixPath(url.path).stem or url.hostname or spec.kind
+        else:
+            base = spec.kind
         base = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-") or "stream"
         name, n = base, 2
         while name in ids:

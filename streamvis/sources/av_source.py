@@ -27,13 +27,19 @@ from streamvis.sources.uri import SourceSpec
 log = logging.getLogger(__name__)
 
 
-def describe_open_error(exc: BaseException, target: str) -> str:
-    """A one-line reason for a failed `av.open`, in words a user can act on."""
+def describe_open_error(exc: BaseException, target: str, waited_s: float = 0.0, timeout_s: float | None = None) -> str:
+    """A one-line reason for a failed `av.open`, in words a user can act on. `waited_s` is how long it took:
+    a failure at the open timeout is a server that never answered, whatever FFmpeg calls it."""
+    network = "://" in target
     if isinstance(exc, av.error.FileNotFoundError | FileNotFoundError):
         return f"input not found: {target}"
     if isinstance(exc, av.error.ConnectionRefusedError | ConnectionRefusedError):
         return f"cannot connect to {target}: connection refused (is the server running?)"
+    if network and timeout_s is not None and waited_s >= 0.9 * timeout_s:
+        return f"cannot open {target}: no answer before the timeout ({timeout_s:g} s, source.open_timeout_s)"
     if isinstance(exc, av.error.InvalidDataError):
+        if network:
+            return f"cannot open {target}: the server's answer is not a stream FFmpeg can read"
         return (f"cannot open {target}: not a media file FFmpeg can read, or damaged "
                 "(a truncated MP4 whose index is at the end cannot be read)")
     if isinstance(exc, av.error.ExitError | TimeoutError | av.error.ConnectionResetError):
@@ -93,15 +99,17 @@ class AVSource(Source):
             self.audio_path = spec.target
 
     def _open(self) -> Any:
+        started = time.monotonic()
         try:
             container = av.open(
                 self.spec.target,
                 format=self.spec.format,
                 options=open_options(self.spec, self.config),
-                timeout=(self.config.open_timeout_s, self.config.read_timeout_s),
+                timeout=(self.config.open_timeout_s, self.config.stall_timeout_s),
             )
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(describe_open_error(exc, self.spec.target)) from exc
+            raise SourceError(describe_open_error(exc, self.spec.target, time.monotonic() - started,
+                                                  self.config.open_timeout_s)) from exc
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.spec.target} has no video stream")

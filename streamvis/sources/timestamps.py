@@ -49,15 +49,14 @@ def _increasing(values: Sequence[float | None]) -> bool:
 
 
 def choose_clock(stamps: Sequence[tuple[float | None, float | None]]) -> ClockKind:
-    """Which timestamps of a connection's first frames, as (pts, dts) in seconds, give their display times."""
-    pts = [p for p, _ in stamps]
+    """Which timestamps of a connection's first frames, as (pts, dts) in seconds, give their display times. A
+    few frames without pts (an RTSP stream's first, before its timing is known) do not rule the pts out."""
+    pts = [p for p, _ in stamps if p is not None]
     dts = [d for _, d in stamps]
-    if _increasing(pts):
+    if pts and len(pts) * 2 > len(stamps) and _increasing(pts):
         return "pts"
     if len(stamps) > 1 and _increasing(dts):
         return "dts"
-    if len(stamps) == 1 and pts[0] is not None:
-        return "pts"
     return "rate"
 
 
@@ -71,6 +70,7 @@ class FrameClock:
         self.last_s: float | None = None
         self.nudged = 0  # frames placed one step after the previous because their own time was not later
         self._offset_s = 0.0
+        self._missing_pts_start = 0.0
         self._frame_in_connection = 0
         self._pts_faults = 0
         self._said: set[str] = set()
@@ -84,6 +84,11 @@ class FrameClock:
         if kind != "pts":
             self._say(kind, f"{self.source_id}: timing frames by {CLOCK_WORDS[kind]}", logging.INFO)
         self.kind = kind
+        self._missing_pts_start = 0.0
+        if kind == "pts":  # frames before the first pts (if any) are placed one step apart before it
+            first = next(((i, p) for i, (p, _) in enumerate(probe) if p is not None), (0, 0.0))
+            probe = [(first[1] - first[0] * self.step_s, None), *probe[1:]]
+            self._missing_pts_start = probe[0][0] or 0.0
         first_raw = self._raw(*probe[0]) if probe else 0.0
         if self.last_s is not None:
             self._offset_s = self.last_s + self.step_s - first_raw
@@ -104,9 +109,11 @@ class FrameClock:
 
     def stamp(self, pts_s: float | None, dts_s: float | None) -> float:
         """The pts for the next frame of this connection, given its container pts and dts (seconds or None)."""
-        if self.kind == "pts" and pts_s is None:
-            self._switch_to_rate("frames without timestamps")
         last = self.last_s
+        if self.kind == "pts" and pts_s is None:  # a frame without pts: one step after the previous
+            self.last_s = last + self.step_s if last is not None else self._missing_pts_start + self._offset_s
+            self._frame_in_connection += 1
+            return self.last_s
         if self.kind == "dts" and dts_s is None and last is not None:  # the decoder's flush: frames without dts
             self.last_s = last + self.step_s
             self._frame_in_connection += 1
