@@ -52,7 +52,8 @@ def _summary(reports: list) -> None:
         style = {"ok": "green", "incomplete": "yellow", "interrupted": "yellow", "failed": "red"}[r.status]
         table.add_row(r.input, f"[{style}]{r.status}[/]", str(r.frames), f"{r.fps:.1f}",
                       str(r.output or "-"), r.message)
-    Console(stderr=True).print(table)
+    # on a terminal the table fits its width; in a log or pipe every name is printed whole
+    Console(stderr=True, width=None if sys.stderr.isatty() else 4000).print(table)
 
 
 @app.command()

@@ -1,0 +1,209 @@
+"""Media torture test: odd inputs a user will bring, each made here with PyAV, each with a clear outcome.
+
+Every row makes one input and states what streamvis does with it: the frames it yields (count, size, pts order,
+what the pixels show) or the one-line error it gives. The README's "odd inputs" table says the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from streamvis.errors import SourceError
+from streamvis.frame import Frame
+from streamvis.sources import open_source
+
+
+def stripe_image(width: int, height: int, i: int = 0) -> np.ndarray:
+    """Dark frame with a white stripe on the left (so orientation can be checked) and a moving square."""
+    image = np.full((height, width, 3), 40, np.uint8)
+    image[:, : max(1, width // 8)] = 255
+    size = max(1, min(width, height) // 4)
+    x = (width // 4 + 2 * i) % max(1, width - size)
+    image[height // 2 - size // 2: height // 2 + size // 2 or 1, x: x + size] = (0, 0, 255)
+    return image
+
+
+def write_video(path: Path, codec: str, frames: int = 12, size_wh: tuple[int, int] = (160, 96), fps: int = 10,
+                pix_fmt: str = "yuv420p", options: dict[str, str] | None = None, fmt: str | None = None,
+                pts: list[int] | None = None) -> Path:
+    """A clip in any codec and container PyAV writes; `pts` (in 1/fps units) gives variable timing."""
+    width, height = size_wh
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = options or {}
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(stripe_image(width, height, i), format="bgr24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def set_display_rotation(mp4: Path) -> Path:
+    """Give the MP4's video track a phone's portrait display matrix (shown turned 90 degrees clockwise)."""
+    data = bytearray(mp4.read_bytes())
+    box = data.index(b"tkhd") - 4
+    matrix_at = box + (60 if data[box + 8] == 1 else 48)
+    data[matrix_at: matrix_at + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    mp4.write_bytes(bytes(data))
+    return mp4
+
+
+def audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        stream.layout = "mono"
+        for start in range(0, 48000, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def photo_folder(path: Path) -> Path:
+    """Photos of different sizes and orientations, as a camera roll or coco128 holds them."""
+    path.mkdir()
+    for i, (w, h) in enumerate([(640, 480), (416, 640), (300, 300), (1280, 720)]):
+        cv2.imwrite(str(path / f"{i:02d}.jpg"), stripe_image(w, h))
+    return path
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[Path], Path]
+    frames: int | None = None  # frames expected (None: an error is expected)
+    size_wh: tuple[int, int] | None = None  # the first frame's size
+    error: str = ""  # the one-line error's key words
+    check: Callable[[list[Frame]], None] | None = None
+
+
+def _upright(frames: list[Frame]) -> None:
+    top, bottom = frames[0].image[:4].mean(), frames[0].image[-4:].mean()
+    assert top > 200 > bottom, "the stripe on the left of the stored picture is on top once turned upright"
+
+
+def _each_own_size(frames: list[Frame]) -> None:
+    assert [f.resolution_wh for f in frames] == [(640, 480), (416, 640), (300, 300), (1280, 720)]
+
+
+def _vfr(frames: list[Frame]) -> None:
+    assert [round(f.pts * 10) for f in frames] == [0, 1, 2, 5, 6, 7, 20, 21, 22, 23]  # real gaps kept
+
+
+CASES = [
+    Case("H.264 with B-frames in AVI (pts out of order)",
+         lambda d: write_video(d / "b-frames.avi", "libx264", 30, options={"bf": "3"}), 30, (160, 96)),
+    Case("H.264 with B-frames in MP4", lambda d: write_video(d / "b-frames.mp4", "libx264", 30,
+                                                             options={"bf": "3"}), 30, (160, 96)),
+    Case("variable frame rate MKV", lambda d: write_video(d / "vfr.mkv", "libx264", 10,
+                                                          pts=[0, 1, 2, 5, 6, 7, 20, 21, 22, 23]), 10,
+         check=_vfr),
+    Case("phone video with rotation metadata",
+         lambda d: set_display_rotation(write_video(d / "portrait.mp4", "libx264", 6, size_wh=(160, 96))), 6,
+         (96, 160), check=_upright),
+    Case("HEVC 10-bit", lambda d: write_video(d / "hevc10.mp4", "libx265", 8, pix_fmt="yuv420p10le",
+                                              options={"x265-params": "log-level=none"}), 8, (160, 96)),
+    Case("VP9 in WebM", lambda d: write_video(d / "vp9.webm", "libvpx-vp9", 8), 8, (160, 96)),
+    Case("AV1 in MKV", lambda d: write_video(d / "av1.mkv", "libsvtav1", 8, size_wh=(192, 128),
+                                             options={"preset": "12"}), 8, (192, 128)),
+    Case("1x1 frames", lambda d: write_video(d / "tiny.mkv", "ffv1", 5, size_wh=(1, 1), pix_fmt="yuv444p"), 5,
+         (1, 1)),
+    Case("4K frames", lambda d: write_video(d / "uhd.mp4", "libx264", 3, size_wh=(3840, 2160),
+                                            options={"preset": "ultrafast"}), 3, (3840, 2160)),
+    Case("folder of photos of different sizes", lambda d: photo_folder(d / "photos"), 4, (640, 480),
+         check=_each_own_size),
+    Case("audio only", lambda d: audio_only(d / "speech.m4a"), error="has no video stream"),
+    Case("zero-byte file", lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4",
+         error="not a media file FFmpeg can read"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_odd_input(case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    path = case.make(tmp_path)
+    if case.frames is None:
+        with pytest.raises(SourceError) as error:
+            open_source(str(path))
+        message = str(error.value)
+        assert case.error in message and "\n" not in message and path.name in message
+        return
+    frames = list(open_source(str(path)))
+    assert len(frames) == case.frames
+    if case.size_wh:
+        assert frames[0].resolution_wh == case.size_wh
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(frames)), [f.pts for f in frames]
+    assert [f.index for f in frames] == list(range(len(frames)))
+    if case.check:
+        case.check(frames)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_b_frames_in_avi_keep_every_track(tmp_path: Path, models_dir: Path) -> None:
+    """The case users met: B-frames in AVI sent the tracker back in time (hundreds of raw warnings, most
+    detections without a track id). Now: one info line, no warning, and every tracked object keeps its id."""
+    clip = write_video(tmp_path / "walk.avi", "libx264", 40, size_wh=(320, 192), options={"bf": "3"})
+    events = tmp_path / "walk.jsonl"
+    result = run_cli("process", str(clip), "-o", str(tmp_path / "walk.mp4"), "--events", str(events),
+                     "--set", "detector.type=yolox", "--set", "detector.confidence=0.01",
+                     "--models-dir", str(models_dir))
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr
+    assert "timing frames by decode timestamps" in result.stderr
+    import json
+
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    pts = [row["pts"] for row in rows]
+    assert len(rows) == 40 and all(b > a for a, b in itertools.pairwise(pts))
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.mov", "out.mkv", "out.webm"])
+def test_the_output_container_follows_the_name(name: str, tmp_path: Path, models_dir: Path) -> None:
+    clip = write_video(tmp_path / "in.mp4", "libx264", 10)
+    out = tmp_path / "results" / name
+    result = run_cli("process", str(clip), "-o", str(out), "--models-dir", str(models_dir), "-q")
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()
+    with av.open(str(out)) as container:
+        codec = container.streams.video[0].codec_context.name
+        assert codec == ("vp9" if name.endswith(".webm") else "h264")
+        assert sum(1 for _ in container.decode(video=0)) == 10
+
+
+def test_mixed_size_photos_make_one_letterboxed_video(tmp_path: Path, models_dir: Path) -> None:
+    folder = photo_folder(tmp_path / "photos")
+    out, events = tmp_path / "photos.mp4", tmp_path / "photos.jsonl"
+    result = run_cli("process", str(folder), "-o", str(out), "--events", str(events),
+                     "--models-dir", str(models_dir), "-q")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        images = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert [im.shape[:2] for im in images] == [(480, 640)] * 4  # the first photo's size
+    portrait = images[1]  # 416x640 scaled to 312x480, centred: black bars left and right
+    assert portrait[:, :150].max() < 30 and portrait[:, -150:].max() < 30 and portrait[:, 170:470].max() > 200
+    import json
+
+    sizes = [json.loads(line)["resolution_wh"] for line in events.read_text().splitlines()]
+    assert sizes == [[640, 480], [416, 640], [300, 300], [1280, 720]]  # detections are in each photo's pixels
