@@ -53,13 +53,16 @@ def chromium_page(url: str) -> Iterator[Any]:
             browser.close()
 
 
-def _watch_page(url: str) -> dict:
+def _watch_page(url: str, keyboard: bool = True) -> dict:
+    """Watch the stream the page picks: with `keyboard`, by Tab and Enter on Connect; else the page plays it
+    on its own (one stream, or `?stream=`)."""
     with chromium_page(url) as page:
         page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
-        page.keyboard.press("Tab")  # keyboard only: focus the stream picker, then the Connect button
-        page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.id") == "connect"
-        page.keyboard.press("Enter")
+        if keyboard:
+            page.keyboard.press("Tab")  # keyboard only: focus the stream picker, then the Connect button
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "connect"
+            page.keyboard.press("Enter")
         page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 60", timeout=60_000)
         page.wait_for_function("(window.streamvisMessages || 0) >= 60", timeout=30_000)  # the channel opens later
         page.wait_for_function("window.streamvisLastFrame && window.streamvisLastFrame.detections.some("
@@ -75,9 +78,11 @@ def test_viewer_in_chromium() -> None:
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
     try:
         srv.wait_ready()
-        seen = _watch_page(srv.url + "/")
+        seen = _watch_page(srv.url + "/?autoplay=0")
+        icon = srv.get("/favicon.ico")
     finally:
         srv.stop()
+    assert icon[0] == 200 and icon[1].startswith("<svg")
     assert seen["frames"] >= 60 and seen["messages"] >= 60 and seen["objects"] >= 1
     assert seen["live"] == "polite" and "connected" in seen["state"]
 
@@ -93,7 +98,7 @@ def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
     context = ssl.create_default_context(cafile=str(cert))  # the self-signed certificate verifies for 127.0.0.1
     try:
         srv.wait_ready({"Authorization": "Bearer t0k"}, context=context)
-        seen = _watch_page(srv.url + f"/?token=t0k&stream={STREAM}")
+        seen = _watch_page(srv.url + f"/?token=t0k&stream={STREAM}", keyboard=False)  # plays with no click
     finally:
         srv.stop()
     assert seen["frames"] >= 60 and seen["objects"] >= 1
@@ -105,9 +110,12 @@ def test_viewer_publishes_its_camera_and_watches_it_annotated() -> None:
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
     try:
         srv.wait_ready()
-        with chromium_page(srv.url + "/") as page:
+        with chromium_page(srv.url + "/?autoplay=0") as page:
             page.wait_for_function("document.getElementById('stream').options.length > 0", timeout=20_000)
+            page.fill("#publish-name", "bad name!")  # the name's pattern is a valid expression: it does check
+            assert page.evaluate("document.getElementById('publish-name').validity.patternMismatch")
             page.fill("#publish-name", "phone")
+            assert not page.evaluate("document.getElementById('publish-name').validity.patternMismatch")
             page.focus("#publish")
             page.keyboard.press("Enter")
             page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 30", timeout=60_000)

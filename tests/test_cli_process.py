@@ -89,6 +89,8 @@ def test_several_inputs_one_failure_does_not_stop_the_others(models_dir: Path, t
     assert len((events / "b.jsonl").read_text().splitlines()) == 8
     assert "broken.mp4" in result.stderr and "not a media file" in result.stderr
     assert "streamvis process" in result.stderr and "failed" in result.stderr  # the summary table
+    table = result.stderr[result.stderr.index("streamvis process"):]
+    assert str(out / "a.mp4") in table and str(folder / "broken.mp4") in table  # whole names off a terminal
     assert "Traceback" not in result.stderr
 
 

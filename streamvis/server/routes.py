@@ -182,6 +182,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "streams": {n: s.status for n, s in hub.streams.items()}})
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page links: the viewer's icon (SVG)."""
+    return web.FileResponse(WEB_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
               make_stream: StreamFactory | None = None) -> web.Application:
     """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
@@ -207,5 +212,6 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_post("/ask", ask)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/web/", WEB_DIR)
     return app

@@ -127,9 +127,11 @@ def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSett
         restrict_ice_to_loopback()
     app = build_app(streams, server, make_stream)
     scheme = "https" if context else "http"
-    log.info("serving %s on %s://%s:%d/%s", ", ".join(streams), scheme, host, port,
-             "?token=..." if server.token else "")
-    web.run_app(app, host=host, port=port, ssl_context=context, print=None, handle_signals=True)
+    def started(_banner: str) -> None:  # aiohttp calls this once the port is bound, never before
+        log.info("serving %s on %s://%s:%d/%s", ", ".join(streams) or "no streams yet (WHIP publishers welcome)",
+                 scheme, host, port, "?token=..." if server.token else "")
+
+    web.run_app(app, host=host, port=port, ssl_context=context, print=started, handle_signals=True)
 
 
 def make_self_signed(out_dir: Path, hosts: list[str], days: int = 365) -> tuple[Path, Path]:

@@ -16,13 +16,19 @@ function setState(text) { $("state").textContent = text; }
 
 async function loadStreams() {
   const resp = await fetch("/streams", { headers });
-  if (!resp.ok) { setState(`Cannot list streams (${resp.status})`); return; }
+  if (!resp.ok) { setState(`Cannot list streams (${resp.status})`); return false; }
   const { streams, ice_servers: ice } = await resp.json();
   iceServers = ice || [];
   const select = $("stream");
   select.replaceChildren(...streams.map((s) => new Option(`${s.id} (${s.status})`, s.id)));
   const wanted = params.get("stream");
+  if (wanted && !streams.some((s) => s.id === wanted)) {
+    setState(`No stream named "${wanted}" (streams: ${streams.map((s) => s.id).join(", ") || "none"})`);
+    return false;
+  }
   if (wanted) select.value = wanted;
+  if (!streams.length) setState("No streams yet: publish a camera, or start the server with --source");
+  return Boolean(wanted) || streams.length === 1;
 }
 
 function showObjects(detections) {
@@ -183,4 +189,8 @@ $("ask-form").addEventListener("submit", ask);
 $("publish-form").addEventListener("submit", publish);
 $("controls").addEventListener("submit", connect);
 $("disconnect").addEventListener("click", () => { disconnect(); setState("Disconnected"); });
-loadStreams().then(() => { if (params.get("autoplay") === "1") connect(); });
+// Plays at once when the choice is clear (?stream=NAME, or a server with one stream); ?autoplay=0 waits for Connect.
+loadStreams().then((clear) => {
+  const autoplay = params.get("autoplay");
+  if (autoplay === "1" || (autoplay !== "0" && clear)) connect();
+});
