@@ -10,7 +10,7 @@ from streamvis.annotate import Annotator, draw_caption, label_texts
 from streamvis.config import AnnotatorConfig, TrackerConfig
 from streamvis.sources import open_source
 from streamvis.sources.synthetic import SyntheticSource
-from streamvis.tracking import Tracker
+from streamvis.tracking import ClassVotes, Tracker
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "sort", "ocsort"])
@@ -83,3 +83,42 @@ def test_caption_wraps_and_skips_empty_text() -> None:
     short = draw_caption(image.copy(), "short")
     darkened_rows = lambda img: int((img[:, :, 0].mean(axis=1) < 150).sum())  # noqa: E731
     assert darkened_rows(long) > darkened_rows(short)  # several lines, a taller band
+
+
+def _one_box(name: str, class_id: int, score: float, track_id: int = 7) -> sv.Detections:
+    return sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32), confidence=np.array([score], np.float32),
+                         class_id=np.array([class_id]), tracker_id=np.array([track_id]),
+                         data={"class_name": np.array([name])})
+
+
+@pytest.mark.parametrize(("seen", "labelled"), [
+    # the detector hesitates on one animal: the id keeps the class it was seen as most
+    ([("cat", 15, 0.6), ("dog", 16, 0.5), ("cat", 15, 0.6), ("person", 0, 0.4)], ["cat", "cat", "cat", "cat"]),
+    # a class takes over only once its summed score passes the current one's
+    ([("dog", 16, 0.3), ("cat", 15, 0.3), ("cat", 15, 0.3), ("cat", 15, 0.3)], ["dog", "dog", "cat", "cat"]),
+    # a confident first look is not outvoted by one weak frame
+    ([("person", 0, 0.9), ("teddy bear", 77, 0.35), ("person", 0, 0.8)], ["person", "person", "person"]),
+])
+def test_a_track_keeps_its_majority_class(seen: list[tuple[str, int, float]], labelled: list[str]) -> None:
+    votes = ClassVotes(forget_after=100)
+    got = []
+    for name, class_id, score in seen:
+        out = votes.apply(_one_box(name, class_id, score))
+        got.append(str(out.data["class_name"][0]))
+        assert int(out.class_id[0]) == {"cat": 15, "dog": 16, "person": 0, "teddy bear": 77}[got[-1]]
+    assert got == labelled
+
+
+def test_class_votes_are_per_track_and_forgotten() -> None:
+    votes = ClassVotes(forget_after=2)
+    votes.apply(_one_box("cat", 15, 0.9, track_id=1))
+    assert str(votes.apply(_one_box("dog", 16, 0.5, track_id=2)).data["class_name"][0]) == "dog"  # its own votes
+    for _ in range(3):
+        votes.apply(sv.Detections.empty())
+    assert str(votes.apply(_one_box("dog", 16, 0.5, track_id=1)).data["class_name"][0]) == "dog"  # 1 was forgotten
+
+
+def test_unconfirmed_detections_keep_their_own_class() -> None:
+    votes = ClassVotes(forget_after=10)
+    votes.apply(_one_box("cat", 15, 0.9, track_id=-1))
+    assert str(votes.apply(_one_box("dog", 16, 0.5, track_id=-1)).data["class_name"][0]) == "dog"

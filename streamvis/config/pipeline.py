@@ -41,6 +41,8 @@ class TrackerConfig(Strict):
     track_activation_threshold: float = Field(0.4, ge=0, le=1)
     minimum_consecutive_frames: int = Field(2, ge=1)
     minimum_iou_threshold: float = Field(0.1, ge=0, le=1)
+    stable_class: bool = Field(True, description="label each track with its most detected class (score-summed "
+                                                 "over its life), not the latest frame's")
 
 
 class AnnotatorConfig(Strict):
