@@ -67,6 +67,16 @@ def set_display_rotation(mp4: Path) -> Path:
     return mp4
 
 
+def unknown_codec(path: Path) -> Path:
+    """An MP4 whose video sample entry names a codec nobody knows ('zzzz' instead of 'avc1')."""
+    write_video(path, "libx264", 5)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"avc1", data.index(b"stsd"))
+    data[at: at + 4] = b"zzzz"
+    path.write_bytes(bytes(data))
+    return path
+
+
 def audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=48000)
@@ -135,6 +145,8 @@ CASES = [
     Case("folder of photos of different sizes", lambda d: photo_folder(d / "photos"), 4, (640, 480),
          check=_each_own_size),
     Case("audio only", lambda d: audio_only(d / "speech.m4a"), error="has no video stream"),
+    Case("a codec FFmpeg cannot decode", lambda d: unknown_codec(d / "unknown.mp4"),
+         error="its video codec is not one this FFmpeg build decodes"),
     Case("zero-byte file", lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4",
          error="not a media file FFmpeg can read"),
 ]

@@ -114,6 +114,11 @@ class AVSource(Source):
             container.close()
             raise SourceError(f"{self.spec.target} has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # FFmpeg knows no decoder for it (an unknown or left-out codec)
+            container.close()
+            raise SourceError(f"cannot decode {self.spec.target}: its video codec is not one this FFmpeg build "
+                              f"decodes (PyAV {av.__version__}; FFmpeg decodes H.264, HEVC, VP8/9, AV1, MPEG-4, "
+                              "MJPEG, ProRes and most others)")
         # Frame threading adds latency; live sources decode with slice threads only.
         stream.thread_type = "SLICE" if self.live else "AUTO"
         return container
