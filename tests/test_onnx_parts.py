@@ -269,6 +269,16 @@ def test_export_command_precision_flags(tiny_models: TinyModels, tmp_path: Path)
     assert not list(out.glob(f"{ENCODER}.onnx"))  # the fp32 intermediate is gone
     both = run_cli("export", tiny_models.SAM2, "--int8", "--fp16", env=tiny_models.offline_env)
     assert both.returncode == 2 and "choose one of --fp16 and --int8" in both.stderr
+    bad_range = run_cli("export", tiny_models.SAM2, "--int8", "--int8-range", "half", env=tiny_models.offline_env)
+    assert bad_range.returncode == 2 and "--int8-range must be auto, full or reduced" in bad_range.stderr
+
+
+def test_export_of_a_registry_detector_says_it_is_onnx_already() -> None:
+    result = run_cli("export", "yolox-nano")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: yolox-nano is an ONNX model already (detector.model: yolox-nano); "
+                                     "export takes SAM 2.1 and Florence-2 hub ids or folders")
+    assert "hf download" not in result.stderr
 
 
 def test_engine_build_progress_is_announced_only_when_building(caplog, tmp_path: Path) -> None:
