@@ -151,13 +151,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     return TinyModels(tmp_path_factory.mktemp("tiny-models"))
 
 
-def cut_clip(source: Path, path: Path, frames: int) -> Path:
-    """The first `frames` frames of `source` re-encoded (H.264) with their timing, for short real-media tests."""
+def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None) -> Path:
+    """The first `frames` frames of `source` re-encoded (H.264, x264 `options` on top of ultrafast) into `path`'s
+    container, for short real-media tests."""
     with av.open(str(source)) as src, av.open(str(path), "w") as dst:
         stream = src.streams.video[0]
         out = dst.add_stream("libx264", rate=stream.average_rate)
         out.width, out.height, out.pix_fmt = stream.width, stream.height, "yuv420p"
-        out.options = {"preset": "ultrafast", "crf": "18"}
+        out.options = {"preset": "ultrafast", "crf": "18", **(options or {})}
         for i, frame in enumerate(src.decode(stream)):
             if i >= frames:
                 break

@@ -114,7 +114,7 @@ def test_export_command(tiny_models: TinyModels, tmp_path: Path) -> None:
     part = read_manifest(out, SAM2_ENCODER, tiny_models.SAM2)["parts"][SAM2_ENCODER]
     assert part["file"] == "sam2_image_encoder.onnx"
     bad = run_cli("export", tiny_models.SAM, "--output", str(tmp_path / "f"), env=tiny_models.offline_env)
-    assert bad.returncode == 1 and "supports SAM 2.1" in bad.stderr and "'sam'" in bad.stderr
+    assert bad.returncode == 2 and "supports SAM 2.1" in bad.stderr and "'sam'" in bad.stderr
 
 
 def test_florence2_onnx_greedy_tokens_identical_to_torch(tiny_models: TinyModels, person_video: Path,

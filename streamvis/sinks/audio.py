@@ -58,7 +58,7 @@ class AudioCopier:
                 except (StopIteration, av.error.FFmpegError):
                     self.done = True
                     break
-                if packet.dts is None:  # the demuxer's final empty packet
+                if packet.size == 0:  # the demuxer's final empty packet
                     continue
             if pts is not None and packet.pts is not None and float(packet.pts * packet.time_base) > pts:
                 self._pending = packet

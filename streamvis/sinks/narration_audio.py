@@ -57,7 +57,7 @@ def mux_audio_description(video: Path, cues: list[tuple[float, float, str]], voi
                 narration.metadata["title"] = "Audio description"
                 narration.metadata["language"] = "eng"
                 for packet in src.demux(*[s for s in src.streams if s.index in mapping]):
-                    if packet.dts is None:
+                    if packet.size == 0:  # the demuxer's final empty packet (MKV packets may lack dts)
                         continue
                     packet.stream = mapping[packet.stream.index]
                     dst.mux(packet)
