@@ -20,6 +20,7 @@ from streamvis.frame import Result, SceneDescription
 from streamvis.live.runner import LiveStream
 from streamvis.serialize import result_to_json
 from streamvis.server.audio import synthesize_for_tracks
+from streamvis.server.dtls import accept_rsa_peers
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.video_out import VideoOutput, video_output
@@ -87,6 +88,7 @@ class StreamHub:
         self.viewers: dict[str, Viewer] = {}
         self.publishers: dict[str, Publisher] = {}
         self.outputs: dict[LiveStream, VideoOutput] = {}  # made for a stream's first viewer
+        accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
 

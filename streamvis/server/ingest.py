@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streamvis.frame import Frame
+from streamvis.server.dtls import answer_as_dtls_server
 from streamvis.slot import NewestSlot
 from streamvis.sources.base import Source
 from streamvis.sources.timestamps import FrameClock
@@ -99,6 +100,7 @@ class Publisher:
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "video":
                 transceiver.direction = "recvonly"
+        answer_as_dtls_server(self.pc, offer_sdp)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
 

@@ -15,6 +15,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from streamvis.live.runner import LiveStream
+from streamvis.server.dtls import answer_as_dtls_server
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Viewer:
         if preferred:
             transceiver.setCodecPreferences(preferred)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type=offer_type))
+        answer_as_dtls_server(self.pc, offer_sdp)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 
