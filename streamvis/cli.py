@@ -110,6 +110,9 @@ def serve(
     keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     ice_server: Annotated[list[str] | None, typer.Option(
         "--ice-server", help="STUN/TURN for viewers outside the LAN: stun:host:port, turn:user:pass@host:port")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="a web origin whose pages may use the API, e.g. https://player.example.org "
+                              "(repeatable; '*' any; default: any when --token is set, else none)")] = None,
     codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
     loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
     record: Annotated[Path | None, typer.Option(
@@ -137,7 +140,8 @@ def serve(
         recording = Recording(record, record_segment_s) if record is not None else None
         streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop),
                                              recording)
-        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [])
+        origins = cors_origin if cors_origin is not None else (["*"] if token else [])
+        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [], cors_origins=origins)
         run(streams, host, port, settings, context, make_stream)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)

@@ -37,6 +37,7 @@ class ServerSettings:
     token: str | None = None
     codec: str = "h264"
     ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
+    cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
 
 
 def ice_server(url: str) -> RTCIceServer:

@@ -2,10 +2,11 @@
 ingest, questions, metrics and health, behind an optional bearer token.
 
 Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in aiortc's examples),
-`POST /whep/{stream}` + `DELETE /whep/{stream}/{session}` (WHEP playback), `POST /whip/{stream}` +
-`DELETE /whip/{stream}/{session}` (WHIP ingest: a published camera becomes a stream), `POST /ask`,
-`GET /metrics` (Prometheus), `GET /healthz`. With a token set, every request must carry it
-(`Authorization: Bearer`, or `?token=` for the page itself) or gets 401 and nothing else. Handlers only parse,
+`POST /whep/{stream}` + `PATCH`/`DELETE /whep/{stream}/{session}` (WHEP playback), `POST /whip/{stream}` +
+`PATCH`/`DELETE /whip/{stream}/{session}` (WHIP ingest: a published camera becomes a stream; the protocol details
+are in `streamvis.server.wish`), `POST /ask`, `GET /metrics` (Prometheus), `GET /healthz`. With a token set,
+every request but a CORS preflight must carry it (`Authorization: Bearer`, or `?token=` for the page itself) or
+gets 401 and nothing else. Handlers only parse,
 check and answer: the hub (`streamvis.server.hub`) holds the state, and no model code or codec runs on the loop.
 """
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.server.hub import ServerSettings, StreamFactory, StreamHub, narration_message
+from streamvis.server.wish import cors, created, trickle
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
@@ -115,8 +117,7 @@ async def whep_post(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _error(400, f"unusable SDP offer: {exc}")
     location = f"/whep/{stream.stream_id}/{viewer.id}"
-    return web.Response(status=201, text=viewer.pc.localDescription.sdp, content_type="application/sdp",
-                        headers={"Location": location})
+    return created(viewer.pc.localDescription.sdp, location, viewer.id, hub.rtc_config.iceServers or [])
 
 
 async def whep_delete(request: web.Request) -> web.Response:
@@ -140,8 +141,24 @@ async def whip_post(request: web.Request) -> web.Response:
         publisher = await hub.add_publisher(name, sdp)
     except ValueError as exc:
         return _error(400, f"unusable SDP offer: {exc}")
-    return web.Response(status=201, text=publisher.answer_sdp, content_type="application/sdp",
-                        headers={"Location": f"/whip/{name}/{publisher.id}"})
+    return created(publisher.answer_sdp, f"/whip/{name}/{publisher.id}", publisher.id,
+                   hub.rtc_config.iceServers or [])
+
+
+async def whep_patch(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    viewer = hub.viewers.get(request.match_info["session"])
+    if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHEP session")
+    return await trickle(request, viewer.pc, viewer.id)
+
+
+async def whip_patch(request: web.Request) -> web.Response:
+    hub: StreamHub = request.app["hub"]
+    publisher = hub.publishers.get(request.match_info["session"])
+    if publisher is None or publisher.stream_id != request.match_info["stream"]:
+        return _error(404, "no such WHIP session")
+    return await trickle(request, publisher.pc, publisher.id)
 
 
 async def whip_delete(request: web.Request) -> web.Response:
@@ -190,7 +207,7 @@ async def favicon(request: web.Request) -> web.FileResponse:
 def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
               make_stream: StreamFactory | None = None) -> web.Application:
     """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
-    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[cors, _auth], client_max_size=MAX_BODY_BYTES)
     hub = StreamHub(streams, settings, make_stream)
     app["hub"], app["settings"] = hub, settings
 
@@ -207,8 +224,10 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_post("/offer", offer)
     app.router.add_post("/whep/{stream}", whep_post)
     app.router.add_delete("/whep/{stream}/{session}", whep_delete)
+    app.router.add_patch("/whep/{stream}/{session}", whep_patch)
     app.router.add_post("/whip/{stream}", whip_post)
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
+    app.router.add_patch("/whip/{stream}/{session}", whip_patch)
     app.router.add_post("/ask", ask)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

@@ -1,0 +1,232 @@
+"""WebRTC interop with clients we did not write: WHIP/WHEP as RFC 9725 and the WHEP draft say (201, Location,
+ETag, trickle-ICE PATCH, DELETE, OPTIONS, CORS) and DTLS with any certificate and `a=setup` (aiortc alone offers
+ECDSA suites and answers `active`, so an RSA peer such as GStreamer's webrtcbin failed: "no shared cipher")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from multidict import CIMultiDict
+from test_serve import STREAM, Server
+
+from streamvis.server.dtls import accept_rsa_peers, offered_setup
+from streamvis.server.serve import restrict_ice_to_loopback
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    from conftest import MODELS, PERSON_VIDEO, _need
+
+    _need(PERSON_VIDEO)
+    restrict_ice_to_loopback()
+    accept_rsa_peers()  # the test's own peers may hold RSA certificates, as GStreamer's do
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _peer(certificate: str) -> RTCPeerConnection:
+    pc = RTCPeerConnection()
+    key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048) if certificate == "rsa" \
+        else ec.generate_private_key(ec.SECP256R1())
+    pc._RTCPeerConnection__certificates = [RTCCertificate(key=key, cert=generate_certificate(key))]  # type: ignore[attr-defined]
+    return pc
+
+
+async def _exchange(url: str, pc: RTCPeerConnection, setup: str) -> tuple[str, str]:
+    """POST our offer (its `a=setup` rewritten to `setup`) as WHIP/WHEP do; returns (answer's setup, Location)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp.replace("a=setup:actpass", f"a=setup:{setup}")
+    async with aiohttp.ClientSession() as session, session.post(
+            url, data=offer, headers={"Content-Type": "application/sdp"}) as response:
+        assert response.status == 201, await response.text()
+        answer = await response.text()
+        location = response.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return offered_setup(answer) or "", location
+
+
+async def _delete(base: str, location: str) -> int:
+    async with aiohttp.ClientSession() as session, session.delete(base + location) as response:
+        return response.status
+
+
+EXPECTED_ANSWER = {"actpass": "passive", "active": "passive", "passive": "active"}
+
+
+@pytest.mark.parametrize("setup", ["actpass", "active", "passive"])
+@pytest.mark.parametrize("certificate", ["rsa", "ecdsa"])
+def test_a_player_with_any_certificate_and_setup_connects(server: Server, certificate: str, setup: str) -> None:
+    async def play() -> tuple[str, int, int]:
+        pc = _peer(certificate)
+        pc.addTransceiver("video", direction="recvonly")
+        frames: asyncio.Queue[Any] = asyncio.Queue()
+        pulling: list[asyncio.Task[None]] = []
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            async def pull() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        await frames.put(await track.recv())
+            pulling.append(asyncio.ensure_future(pull()))
+
+        try:
+            answered, location = await _exchange(f"{server.url}/whep/{STREAM}", pc, setup)
+            got = 0
+            with contextlib.suppress(TimeoutError):
+                while got < 10:
+                    await asyncio.wait_for(frames.get(), timeout=20)
+                    got += 1
+            return answered, got, await _delete(server.url, location)
+        finally:
+            await pc.close()
+
+    answered, frames, deleted = asyncio.run(play())
+    assert answered == EXPECTED_ANSWER[setup]  # we are the DTLS server whenever the offer lets us choose
+    assert frames == 10, "DTLS came up and video flowed"
+    assert deleted == 200
+
+
+@pytest.mark.parametrize("setup", ["actpass", "active", "passive"])
+def test_a_publisher_with_an_rsa_certificate_connects(server: Server, setup: str) -> None:
+    name = f"rsa-{setup}"
+
+    async def publish() -> tuple[str, str, int]:
+        pc = _peer("rsa")
+        pc.addTrack(VideoStreamTrack())  # aiortc's test pattern
+        try:
+            answered, location = await _exchange(f"{server.url}/whip/{name}", pc, setup)
+            status = ""
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
+                    status = json.load(resp)["streams"].get(name, "")
+                if status == "live":
+                    break
+            return answered, status, await _delete(server.url, location)
+        finally:
+            await pc.close()
+
+    answered, status, deleted = asyncio.run(publish())
+    assert answered == EXPECTED_ANSWER[setup]
+    assert status == "live", "the RSA publisher's frames reached the pipeline"
+    assert deleted == 200
+
+
+# -- WHIP / WHEP as the RFCs say ----------------------------------------------------------------------------------
+
+async def _http(method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, CIMultiDict[list[str]], str]:
+    """status, headers (case-insensitive names, each with all its values), body."""
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=body,
+                                                                    headers=headers or {}) as response:
+        got = response.headers
+        return response.status, CIMultiDict((k, got.getall(k)) for k in set(got.keys())), await response.text()
+
+
+def test_whep_session_lifecycle_as_the_draft_says(server: Server) -> None:
+    """POST 201 with Location, ETag and Accept-Patch; trickle PATCH 204; a stale If-Match 412; an ICE restart
+    422 (not supported); a wrong body type 415; DELETE 200, then 404."""
+    async def run() -> dict[str, Any]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        seen: dict[str, Any] = {}
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            status, headers, _ = await _http("POST", f"{server.url}/whep/{STREAM}", pc.localDescription.sdp,
+                                             {"Content-Type": "application/sdp"})
+            seen["post"] = status, headers
+            resource = server.url + headers["Location"][0]
+            tag = headers["ETag"][0]
+            mid = pc.getTransceivers()[0].mid
+            ufrag = next(line.split(":", 1)[1] for line in pc.localDescription.sdp.splitlines()
+                         if line.startswith("a=ice-ufrag:"))
+            fragment = (f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:unused\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{mid}\r\n"
+                        "a=candidate:1 1 udp 2130706431 127.0.0.1 9999 typ host\r\na=end-of-candidates\r\n")
+            frag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            seen["patch"] = (await _http("PATCH", resource, fragment, {**frag, "If-Match": tag}))[0]
+            seen["stale"] = (await _http("PATCH", resource, fragment, {**frag, "If-Match": '"other"'}))[0]
+            seen["restart"] = (await _http("PATCH", resource, fragment.replace(ufrag, "newfrag"),
+                                           {**frag, "If-Match": "*"}))[0]
+            seen["type"] = (await _http("PATCH", resource, fragment, {"Content-Type": "text/plain"}))[0]
+            seen["delete"] = (await _http("DELETE", resource))[0]
+            seen["again"] = (await _http("DELETE", resource))[0]
+        finally:
+            await pc.close()
+        return seen
+
+    seen = asyncio.run(run())
+    status, headers = seen["post"]
+    assert status == 201
+    assert headers["Location"][0].startswith(f"/whep/{STREAM}/")
+    assert headers["ETag"][0].startswith('"') and headers["Accept-Patch"] == ["application/trickle-ice-sdpfrag"]
+    assert (seen["patch"], seen["stale"], seen["restart"], seen["type"]) == (204, 412, 422, 415)
+    assert (seen["delete"], seen["again"]) == (200, 404)
+
+
+def test_options_and_cors_for_browser_players(person_video: Path, models_dir: Path) -> None:
+    """A player page on another origin: the preflight is answered without the token, the real request needs it,
+    and the headers a WHIP/WHEP client reads are exposed."""
+    srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--token", "t0k",
+                 "--cors-origin", "https://player.example")
+    try:
+        srv.wait_ready({"Authorization": "Bearer t0k"})
+
+        async def run() -> tuple[Any, ...]:
+            origin = {"Origin": "https://player.example"}
+            preflight = await _http("OPTIONS", f"{srv.url}/whep/{STREAM}", None, {
+                **origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            refused = await _http("GET", f"{srv.url}/streams", None, origin)
+            allowed = await _http("GET", f"{srv.url}/streams", None, {**origin, "Authorization": "Bearer t0k"})
+            stranger = await _http("GET", f"{srv.url}/streams", None, {"Origin": "https://elsewhere.example",
+                                                                       "Authorization": "Bearer t0k"})
+            return preflight, refused, allowed, stranger
+
+        preflight, refused, allowed, stranger = asyncio.run(run())
+    finally:
+        srv.stop()
+    status, headers, _ = preflight
+    assert status == 204 and headers["Accept-Post"] == ["application/sdp"]
+    assert headers["Access-Control-Allow-Origin"] == ["https://player.example"]
+    assert "Authorization" in headers["Access-Control-Allow-Headers"][0]
+    assert "PATCH" in headers["Access-Control-Allow-Methods"][0]
+    assert refused[0] == 401 and refused[1]["Access-Control-Allow-Origin"] == ["https://player.example"]
+    assert allowed[0] == 200 and "ETag" in allowed[1]["Access-Control-Expose-Headers"][0]
+    assert stranger[0] == 200 and "Access-Control-Allow-Origin" not in stranger[1]  # the browser refuses it
+
+
+def test_ice_servers_go_out_as_link_headers() -> None:
+    from aiortc import RTCIceServer
+
+    from streamvis.server.wish import created, parse_sdpfrag
+
+    response = created("v=0\r\n", "/whip/cam/1", "1", [
+        RTCIceServer(urls="stun:stun.example.org:3478"),
+        RTCIceServer(urls="turn:turn.example.org:3478", username="user", credential="secret")])
+    assert response.status == 201 and response.headers["ETag"] == '"1"'
+    assert response.headers.getall("Link") == [
+        '<stun:stun.example.org:3478>; rel="ice-server"',
+        '<turn:turn.example.org:3478>; rel="ice-server"; username="user"; credential="secret"; '
+        'credential-type="password"']
+    fragment = parse_sdpfrag("a=ice-ufrag:ab\r\na=ice-pwd:cd\r\na=mid:0\r\n"
+                             "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n")
+    assert (fragment.ufrag, fragment.pwd, fragment.end_of_candidates) == ("ab", "cd", True)
+    assert fragment.candidates == [("0", "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host")]
+    with pytest.raises(ValueError, match="malformed candidate"):
+        parse_sdpfrag("a=candidate:1 1 udp\r\n")
