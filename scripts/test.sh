@@ -14,9 +14,14 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')"
     missing="$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base"
     missing="$missing gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 fi
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# Third-party WebRTC clients for the interop tests (werift, whip-whep), pinned by tests/clients/package-lock.json.
+if [ ! -d tests/clients/node_modules/werift ] || [ tests/clients/package-lock.json -nt tests/clients/node_modules ]; then
+    (cd tests/clients && npm ci --no-audit --no-fund --silent)
 fi
 # Tests that need ../shared (real media and weights) run when it is there.
 if [ -d ../shared/models ]; then export STREAMVIS_MODELS_DIR="${STREAMVIS_MODELS_DIR:-$(cd ../shared/models && pwd)}"; fi

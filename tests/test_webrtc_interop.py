@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -20,6 +22,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
+from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from multidict import CIMultiDict
 from test_serve import STREAM, Server
@@ -334,3 +337,50 @@ def test_pyav_whip_publisher_with_an_ecdsa_certificate(server: Server, tmp_path:
                    "certificate (cert_file/key_file), as above")
 def test_pyav_whip_publisher_with_its_default_rsa_certificate(server: Server) -> None:
     _pyav_publish(f"{server.url}/whip/pyav-rsa", {"handshake_timeout": "5000"}, seconds=2)
+
+
+# -- players we did not write -------------------------------------------------------------------------------------
+
+CLIENTS = ROOT / "tests" / "clients"
+
+
+def _need_npm_clients() -> None:
+    if shutil.which("node") is None or not (CLIENTS / "node_modules" / "werift").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs node and tests/clients/node_modules (scripts/test.sh runs npm ci there)")
+        pytest.skip("needs node and `npm ci` in tests/clients")
+
+
+def test_werift_player_without_a_browser(server: Server) -> None:
+    """werift (TypeScript WebRTC, VP8 only by default): the server falls back to VP8 for it; frames and
+    detections arrive; DELETE hangs up."""
+    _need_npm_clients()
+    result = subprocess.run(["node", str(CLIENTS / "werift_whep.mjs"), f"{server.url}/whep/{STREAM}", "30", "30000"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["post"] == 201 and seen["location"].startswith(f"/whep/{STREAM}/") and seen["etag"]
+    assert seen["frames"] >= 30, seen
+    assert seen["frameMessages"] >= 1 and seen["detections"] >= 1, seen
+    assert seen["delete"] == 200
+
+
+@pytest.mark.parametrize(("offered", "preferred", "chosen"), [
+    (["H264", "VP8"], "h264", "h264"),
+    (["VP8"], "h264", "vp8"),  # werift's default: VP8 only
+    (["H264"], "vp8", "h264"),
+    (["VP8", "H264"], "vp8", "vp8"),
+])
+def test_each_viewer_gets_a_codec_it_takes(offered: list[str], preferred: str, chosen: str) -> None:
+    from streamvis.server.hub import viewer_codec
+
+    offer = "".join(f"a=rtpmap:{96 + i} {name}/90000\r\n" for i, name in enumerate(offered))
+    assert viewer_codec(offer, preferred) == chosen
+
+
+def test_an_offer_without_a_codec_we_send_is_a_clear_400(server: Server) -> None:
+    offer = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+             "c=IN IP4 0.0.0.0\r\na=rtpmap:96 AV1/90000\r\na=recvonly\r\na=mid:0\r\n")
+    status, _, body = asyncio.run(_http("POST", f"{server.url}/whep/{STREAM}", offer,
+                                        {"Content-Type": "application/sdp"}))
+    assert status == 400 and "no video codec the server sends (H.264 or VP8); it offers: av1" in body

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.exceptions import OperationError
 
 from streamvis.frame import Result, SceneDescription
 from streamvis.live.runner import LiveStream
@@ -38,6 +39,18 @@ class ServerSettings:
     codec: str = "h264"
     ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
+
+
+def viewer_codec(offer_sdp: str, preferred: str) -> str:
+    """The video codec to send a viewer: the server's choice (`--codec`) when the offer takes it, else the other
+    one we have (a player that takes only VP8 still plays); a `ValueError` when it takes neither."""
+    offered = {line.split()[1].split("/")[0].lower() for line in offer_sdp.splitlines()
+               if line.startswith("a=rtpmap:") and len(line.split()) > 1}
+    for codec in (preferred, *(c for c in ("h264", "vp8") if c != preferred)):
+        if codec in offered:
+            return codec
+    raise ValueError(f"the offer takes no video codec the server sends (H.264 or VP8); it offers: "
+                     f"{', '.join(sorted(offered)) or 'none'}")
 
 
 def ice_server(url: str) -> RTCIceServer:
@@ -65,9 +78,9 @@ class ViewerFanout:
         self.stream = stream
 
     def write(self, result: Result) -> None:
-        output = self.hub.outputs.get(self.stream)
-        if output is not None and output.active:
-            output.push(result)
+        for output in self.hub.outputs_of(self.stream):  # one per codec viewers take (H.264 shared, VP8 per viewer)
+            if output.active:
+                output.push(result)
         if self.hub.watchers(self.stream):
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
             message = json.dumps({"type": "frame", "stream": self.stream.stream_id, **result_to_json(result),
@@ -88,7 +101,7 @@ class StreamHub:
         self.make_stream = make_stream
         self.viewers: dict[str, Viewer] = {}
         self.publishers: dict[str, Publisher] = {}
-        self.outputs: dict[LiveStream, VideoOutput] = {}  # made for a stream's first viewer
+        self.outputs: dict[tuple[LiveStream, str], VideoOutput] = {}  # per stream and codec, made for a first viewer
         accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -157,9 +170,8 @@ class StreamHub:
         stream = self.make_stream(name, lambda: publisher.source)
         if old is not None:
             await asyncio.get_running_loop().run_in_executor(None, old.stop)
-            old_output = self.outputs.pop(old, None)
-            if old_output is not None:
-                old_output.close()
+            for key in [k for k in self.outputs if k[0] is old]:
+                self.outputs.pop(key).close()
         self.streams[name] = stream
         self._attach(stream)
         publisher.answer_sdp = answer
@@ -171,22 +183,29 @@ class StreamHub:
         self.publishers.pop(publisher.id, None)
 
     # -- viewers ---------------------------------------------------------------------------------------------
-    def _output_for(self, stream: LiveStream) -> VideoOutput:
-        """The stream's video output, made for its first viewer."""
-        output = self.outputs.get(stream)
+    def outputs_of(self, stream: LiveStream) -> list[VideoOutput]:
+        """The stream's outputs (read from its pipeline thread: a snapshot of the dict)."""
+        return [output for (owner, _), output in list(self.outputs.items()) if owner is stream]
+
+    def _output_for(self, stream: LiveStream, codec: str) -> VideoOutput:
+        """The stream's video output in `codec`, made for its first viewer of that codec."""
+        output = self.outputs.get((stream, codec))
         if output is None:
-            output = self.outputs[stream] = video_output(self.settings.codec, stream.stats,
-                                                         asyncio.get_running_loop())
+            output = self.outputs[(stream, codec)] = video_output(codec, stream.stats, asyncio.get_running_loop())
         return output
 
     async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
-        viewer = Viewer(stream, self.rtc_config, self._output_for(stream).new_track())
+        codec = viewer_codec(sdp, self.settings.codec)
+        viewer = Viewer(stream, self.rtc_config, self._output_for(stream, codec).new_track())
         self.viewers[viewer.id] = viewer
         stream.stats.viewers += 1
         asyncio.get_running_loop().create_task(self._reap(viewer))
         try:
             narrator = stream.pipeline.config.narrator
-            await viewer.answer(sdp, sdp_type, self.settings.codec, narrator.enabled and narrator.speech)
+            await viewer.answer(sdp, sdp_type, codec, narrator.enabled and narrator.speech)
+        except OperationError as exc:  # aiortc could not match what the offer asks for
+            await viewer.close()
+            raise ValueError(str(exc)) from exc
         except Exception:
             await viewer.close()
             raise
