@@ -5,7 +5,9 @@ ECDSA suites and answers `active`, so an RSA peer such as GStreamer's webrtcbin 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import http.server
 import json
 import os
 import shutil
@@ -38,7 +40,7 @@ def server() -> Iterator[Server]:
     _need(PERSON_VIDEO)
     restrict_ice_to_loopback()
     accept_rsa_peers()  # the test's own peers may hold RSA certificates, as GStreamer's do
-    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--cors-origin", "*")
     try:
         srv.wait_ready()
         yield srv
@@ -384,3 +386,44 @@ def test_an_offer_without_a_codec_we_send_is_a_clear_400(server: Server) -> None
     status, _, body = asyncio.run(_http("POST", f"{server.url}/whep/{STREAM}", offer,
                                         {"Content-Type": "application/sdp"}))
     assert status == 400 and "no video codec the server sends (H.264 or VP8); it offers: av1" in body
+
+
+@pytest.fixture(scope="module")
+def clients_origin() -> Iterator[str]:
+    """tests/clients served from an origin of its own, as a third-party player page would be."""
+    import functools
+
+    handler = functools.partial(_QuietFiles, directory=str(CLIENTS))
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{files.server_address[1]}"
+    files.shutdown()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_whip_whep_npm_clients_in_chromium(server: Server, clients_origin: str) -> None:
+    """The npm `whip-whep` clients (medooze) in headless Chromium, on another origin (CORS, trickle-ICE PATCH):
+    the player decodes the annotated stream and hangs up; the publisher's camera becomes a live stream."""
+    from test_browser import chromium_page
+
+    _need_npm_clients()
+    page_url = f"{clients_origin}/whip_whep.html"
+    with chromium_page(f"{page_url}?mode=play&url={server.url}/whep/{STREAM}") as page:
+        page.wait_for_function("window.result && window.result.frames >= 30", timeout=40_000)
+        assert page.evaluate("window.result.state") == "posted"
+        assert page.evaluate("window.stop()") == "stopped"
+    deadline = time.monotonic() + 10
+    while server.metric("viewers") > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric("viewers") == 0, "the player's DELETE ended its session"
+    with chromium_page(f"{page_url}?mode=publish&url={server.url}/whip/chromium") as page:
+        assert _wait_status(server, "chromium", "live", 30) == "live", page.evaluate("window.result")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+            report = pool.submit(_watch_annotated, server, "chromium").result(timeout=60)
+        assert page.evaluate("window.stop()") == "stopped"
+    assert report.frames == 15 and report.resolution_wh == (320, 240)
+    assert _wait_status(server, "chromium", "ended", 10) == "ended"
