@@ -113,6 +113,10 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="a web origin whose pages may use the API, e.g. https://player.example.org "
                               "(repeatable; '*' any; default: any when --token is set, else none)")] = None,
+    publish: Annotated[list[str] | None, typer.Option(
+        "--publish", help="push a stream's annotated video to a WHIP endpoint: STREAM=URL (or URL with one stream; "
+                          "repeatable): another streamvis, Janus, MediaMTX")] = None,
+    publish_token: Annotated[str | None, typer.Option(help="bearer token for the --publish endpoints")] = None,
     codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
     loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
     record: Annotated[Path | None, typer.Option(
@@ -126,6 +130,7 @@ def serve(
     setup_logging(debug, False)
     from streamvis.config import load_pipeline
     from streamvis.live.runner import LiveSettings
+    from streamvis.server.egress import parse_publish
     from streamvis.server.hub import ServerSettings
     from streamvis.server.serve import Recording, build_streams, check_exposure, run, ssl_context
 
@@ -141,7 +146,12 @@ def serve(
         streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop),
                                              recording)
         origins = cors_origin if cors_origin is not None else (["*"] if token else [])
-        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [], cors_origins=origins)
+        try:
+            targets = parse_publish(publish or [], list(streams))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [], cors_origins=origins,
+                                  publish=targets, publish_token=publish_token)
         run(streams, host, port, settings, context, make_stream)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)

@@ -427,3 +427,59 @@ def test_whip_whep_npm_clients_in_chromium(server: Server, clients_origin: str) 
         assert page.evaluate("window.stop()") == "stopped"
     assert report.frames == 15 and report.resolution_wh == (320, 240)
     assert _wait_status(server, "chromium", "ended", 10) == "ended"
+
+
+# -- WHIP egress --------------------------------------------------------------------------------------------------
+
+def _stream_status(server: Server, name: str, headers: dict[str, str]) -> str:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(server.url + "/healthz", headers=headers),
+                                    timeout=5) as resp:
+            return str(json.load(resp)["streams"].get(name, ""))
+    except OSError:
+        return "unreachable"
+
+
+def _until(check: Any, timeout_s: float) -> Any:
+    deadline, value = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    return value
+
+
+def test_serve_publishes_its_annotated_stream_to_another_whip_server(person_video: Path, models_dir: Path) -> None:
+    """`serve --publish STREAM=URL`: server A pushes its annotated stream into server B over WHIP, with B's
+    token; B's viewers watch it; stopping A DELETEs its session at B, and B's stream ends."""
+    from streamvis_client import watch
+
+    auth = {"Authorization": "Bearer b-token"}
+    receiver = Server("--models-dir", str(models_dir), "--token", "b-token")
+    try:
+        assert _until(lambda: _stream_status(receiver, "relay", auth) != "unreachable", 60)
+        sender = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
+                        "--publish", f"{STREAM}={receiver.url}/whip/relay", "--publish-token", "b-token")
+        try:
+            sender.wait_ready()
+            assert _until(lambda: _stream_status(receiver, "relay", auth) == "live", 30), "A's stream reached B"
+            report = asyncio.run(watch(receiver.url, "relay", frames=30, timeout_s=30, token="b-token"))
+        finally:
+            sender.stop()
+        assert report.frames == 30 and report.resolution_wh == (768, 432)
+        assert _until(lambda: _stream_status(receiver, "relay", auth) == "ended", 15), "A's DELETE ended it at B"
+    finally:
+        receiver.stop()
+
+
+def test_publish_targets_are_checked() -> None:
+    from streamvis.server.egress import parse_publish
+
+    assert parse_publish(["http://b/whip/x"], ["cam"]) == {"cam": "http://b/whip/x"}
+    assert parse_publish(["door=https://b/whip/d?k=1"], ["cam", "door"]) == {"door": "https://b/whip/d?k=1"}
+    for value, streams, message in [("http://b/whip/x", ["a", "b"], "name the stream"),
+                                    ("nope=http://b/whip/x", ["cam"], "no stream 'nope'"),
+                                    ("cam=rtmp://b/live", ["cam"], "must be an http")]:
+        with pytest.raises(ValueError, match=message):
+            parse_publish([value], streams)

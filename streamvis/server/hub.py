@@ -22,6 +22,7 @@ from streamvis.live.runner import LiveStream
 from streamvis.serialize import result_to_json
 from streamvis.server.audio import synthesize_for_tracks
 from streamvis.server.dtls import accept_rsa_peers
+from streamvis.server.egress import WhipEgress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.video_out import VideoOutput, video_output
@@ -39,6 +40,8 @@ class ServerSettings:
     codec: str = "h264"
     ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
+    publish: dict[str, str] = field(default_factory=dict)  # stream id -> WHIP endpoint its video is pushed to
+    publish_token: str | None = None  # bearer token for those endpoints
 
 
 def viewer_codec(offer_sdp: str, preferred: str) -> str:
@@ -105,6 +108,7 @@ class StreamHub:
         accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.egresses: list[WhipEgress] = []
 
     # -- from stream threads ----------------------------------------------------------------------------------
     def post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -142,6 +146,10 @@ class StreamHub:
         self.loop = loop
         for stream in self.streams.values():
             self._attach(stream)
+        for stream_id, url in self.settings.publish.items():
+            egress = WhipEgress(self, stream_id, url, self.settings.publish_token)
+            self.egresses.append(egress)
+            egress.start()
 
     def _attach(self, stream: LiveStream) -> None:
         stream.add_sink(ViewerFanout(self, stream))
@@ -187,7 +195,7 @@ class StreamHub:
         """The stream's outputs (read from its pipeline thread: a snapshot of the dict)."""
         return [output for (owner, _), output in list(self.outputs.items()) if owner is stream]
 
-    def _output_for(self, stream: LiveStream, codec: str) -> VideoOutput:
+    def output_for(self, stream: LiveStream, codec: str) -> VideoOutput:
         """The stream's video output in `codec`, made for its first viewer of that codec."""
         output = self.outputs.get((stream, codec))
         if output is None:
@@ -196,7 +204,7 @@ class StreamHub:
 
     async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
         codec = viewer_codec(sdp, self.settings.codec)
-        viewer = Viewer(stream, self.rtc_config, self._output_for(stream, codec).new_track())
+        viewer = Viewer(stream, self.rtc_config, self.output_for(stream, codec).new_track())
         self.viewers[viewer.id] = viewer
         stream.stats.viewers += 1
         asyncio.get_running_loop().create_task(self._reap(viewer))
@@ -217,6 +225,7 @@ class StreamHub:
             viewer.stream.stats.viewers -= 1
 
     async def close(self) -> None:
+        await asyncio.gather(*(e.close() for e in self.egresses), return_exceptions=True)
         await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in list(self.publishers.values())), return_exceptions=True)
         for output in self.outputs.values():
