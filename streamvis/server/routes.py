@@ -23,6 +23,8 @@ from aiohttp import web
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.server.hub import ServerSettings, StreamFactory, StreamHub, narration_message
+from streamvis.server.ingest import Publisher
+from streamvis.server.peers import Viewer
 from streamvis.server.wish import cors, created, trickle
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
@@ -120,12 +122,24 @@ async def whep_post(request: web.Request) -> web.Response:
     return created(viewer.pc.localDescription.sdp, location, viewer.id, hub.rtc_config.iceServers or [])
 
 
-async def whep_delete(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
-    viewer = hub.viewers.get(request.match_info["session"])
+def _whep_session(request: web.Request) -> Viewer:
+    """The viewer `/whep/{stream}/{session}` names; 404 otherwise."""
+    viewer = request.app["hub"].viewers.get(request.match_info["session"])
     if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
-        return _error(404, "no such WHEP session")
-    await viewer.close()
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such WHEP session"}), content_type="application/json")
+    return viewer
+
+
+def _whip_session(request: web.Request) -> Publisher:
+    """The publisher `/whip/{stream}/{session}` names; 404 otherwise."""
+    publisher = request.app["hub"].publishers.get(request.match_info["session"])
+    if publisher is None or publisher.stream_id != request.match_info["stream"]:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such WHIP session"}), content_type="application/json")
+    return publisher
+
+
+async def whep_delete(request: web.Request) -> web.Response:
+    await _whep_session(request).close()
     return web.Response(status=200)
 
 
@@ -146,27 +160,17 @@ async def whip_post(request: web.Request) -> web.Response:
 
 
 async def whep_patch(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
-    viewer = hub.viewers.get(request.match_info["session"])
-    if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
-        return _error(404, "no such WHEP session")
+    viewer = _whep_session(request)
     return await trickle(request, viewer.pc, viewer.id)
 
 
 async def whip_patch(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
-    publisher = hub.publishers.get(request.match_info["session"])
-    if publisher is None or publisher.stream_id != request.match_info["stream"]:
-        return _error(404, "no such WHIP session")
+    publisher = _whip_session(request)
     return await trickle(request, publisher.pc, publisher.id)
 
 
 async def whip_delete(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
-    publisher = hub.publishers.get(request.match_info["session"])
-    if publisher is None or publisher.stream_id != request.match_info["stream"]:
-        return _error(404, "no such WHIP session")
-    await publisher.close()
+    await _whip_session(request).close()
     return web.Response(status=200)
 
 
