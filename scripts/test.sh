@@ -9,11 +9,15 @@ STREAMVIS_EXTRAS=test scripts/setup.sh
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
-if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
-    || ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+# the WebRTC interop tests run GStreamer's webrtcbin (libnice) in a network namespace.
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); gi.require_version('GstWebRTC', '1.0')" \
+        >/dev/null 2>&1 || ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+        || ! gst-inspect-1.0 nicesrc >/dev/null 2>&1; then
     missing="$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base"
-    missing="$missing gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+    missing="$missing gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad"
+    missing="$missing gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0"
 fi
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"

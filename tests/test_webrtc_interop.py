@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -483,3 +484,46 @@ def test_publish_targets_are_checked() -> None:
                                     ("cam=rtmp://b/live", ["cam"], "must be an http")]:
         with pytest.raises(ValueError, match=message):
             parse_publish([value], streams)
+
+
+# -- GStreamer (libnice: in a network namespace of the test's own) ------------------------------------------------
+
+def _gstreamer_webrtc_or_skip() -> None:
+    probe = ("import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('GstSdp', '1.0'); "
+             "from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('nicesrc') "
+             "and Gst.ElementFactory.find('webrtcbin')")
+    usable = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode == 0 \
+        and shutil.which("unshare") is not None and os.geteuid() == 0
+    if not usable:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs root (unshare -n) and GStreamer's webrtcbin with libnice: gstreamer1.0-nice, "
+                        "gstreamer1.0-plugins-bad, gir1.2-gst-plugins-bad-1.0 (scripts/test.sh installs them)")
+        pytest.skip("needs root, unshare, and GStreamer webrtcbin + libnice")
+
+
+def test_gstreamer_webrtcbin_publishes_with_its_default_rsa_certificate(models_dir: Path, tmp_path: Path) -> None:
+    """GStreamer 1.22's webrtcbin (an RSA DTLS certificate, `a=setup:actpass`) publishes over WHIP, in a network
+    namespace with a veth pair (libnice ignores loopback): the stream goes live, DELETE ends it."""
+    _gstreamer_webrtc_or_skip()
+    exe = Path(sys.executable).parent / "streamvis"
+    fetch = (f'"{sys.executable}" -c "import sys, urllib.request as u; print(u.urlopen(u.Request(sys.argv[1], '
+             "headers={'Authorization': 'Bearer t'}), timeout=2).read().decode())\"")
+    base = "http://10.77.0.1:8795"
+    script = f"""
+set -u
+"{exe}" serve --host 10.77.0.1 --port 8795 --token t --models-dir "{models_dir}" > "{tmp_path}/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do {fetch} {base}/healthz > /dev/null 2>&1 && break; sleep 0.3; done
+/usr/bin/python3 "{CLIENTS / 'gst_whip.py'}" {base}/whip/gst 4 t
+{fetch} {base}/streams
+kill $server
+"""
+    result = subprocess.run(["unshare", "-n", str(CLIENTS / "in_netns.sh"), "bash", "-c", script],
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 2, result.stdout + result.stderr + (tmp_path / "serve.log").read_text()
+    published, streams = json.loads(lines[0]), json.loads(lines[1])["streams"]
+    assert published["post"] == 201 and published["connection"] == "connected", published
+    assert published["delete"] == 200
+    relay = next(s for s in streams if s["id"] == "gst")
+    assert relay["status"] == "ended" and relay["stats"]["frames_in"] >= 30, relay
