@@ -4,6 +4,7 @@ raw HTTP: several viewers, one pipeline, abrupt hang-ups, tokens, bad requests."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -89,19 +90,26 @@ class Server:
         return out or ""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@contextlib.contextmanager
+def person_video_server(*extra: str) -> Iterator[Server]:
+    """`serve` looping the shared person video (with `extra` arguments), ready, stopped afterwards."""
     from conftest import MODELS, PERSON_VIDEO, _need
 
     _need(PERSON_VIDEO)
     _need(MODELS / "yolox-nano")
     restrict_ice_to_loopback()  # this process's aiortc clients, like the server, stay on 127.0.0.1
-    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", *extra)
     try:
         srv.wait_ready()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with person_video_server() as srv:
+        yield srv
 
 
 def test_python_client_over_whep_gets_frames_and_detections(server: Server) -> None:

@@ -28,25 +28,17 @@ from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
 from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from multidict import CIMultiDict
-from test_serve import STREAM, Server
+from test_serve import STREAM, Server, person_video_server
 
 from streamvis.server.dtls import accept_rsa_peers, offered_setup
-from streamvis.server.serve import restrict_ice_to_loopback
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    from conftest import MODELS, PERSON_VIDEO, _need
 
-    _need(PERSON_VIDEO)
-    restrict_ice_to_loopback()
     accept_rsa_peers()  # the test's own peers may hold RSA certificates, as GStreamer's do
-    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--cors-origin", "*")
-    try:
-        srv.wait_ready()
+    with person_video_server("--cors-origin", "*") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _peer(certificate: str) -> RTCPeerConnection:
@@ -244,15 +236,22 @@ def test_ice_servers_go_out_as_link_headers() -> None:
 
 # -- publishers we did not write ----------------------------------------------------------------------------------
 
-def _status(server: Server, name: str) -> str:
-    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
-        return str(json.load(resp)["streams"].get(name, ""))
+def _status(server: Server, name: str, headers: dict[str, str] | None = None) -> str:
+    """Stream `name`'s status from `/healthz` ("" when absent, "unreachable" while the server is not up)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(server.url + "/healthz", headers=headers or {}),
+                                    timeout=5) as resp:
+            return str(json.load(resp)["streams"].get(name, ""))
+    except OSError:
+        return "unreachable"
 
 
-def _wait_status(server: Server, name: str, wanted: str, timeout_s: float) -> str:
+def _wait_status(server: Server, name: str, wanted: str, timeout_s: float,
+                 headers: dict[str, str] | None = None) -> str:
+    """Poll until stream `name` has status `wanted` (or the time is up); returns the last status seen."""
     deadline, status = time.monotonic() + timeout_s, ""
     while time.monotonic() < deadline:
-        status = _status(server, name)
+        status = _status(server, name, headers)
         if status == wanted:
             break
         time.sleep(0.2)
@@ -432,25 +431,6 @@ def test_whip_whep_npm_clients_in_chromium(server: Server, clients_origin: str) 
 
 # -- WHIP egress --------------------------------------------------------------------------------------------------
 
-def _stream_status(server: Server, name: str, headers: dict[str, str]) -> str:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(server.url + "/healthz", headers=headers),
-                                    timeout=5) as resp:
-            return str(json.load(resp)["streams"].get(name, ""))
-    except OSError:
-        return "unreachable"
-
-
-def _until(check: Any, timeout_s: float) -> Any:
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    return value
-
-
 def test_serve_publishes_its_annotated_stream_to_another_whip_server(person_video: Path, models_dir: Path) -> None:
     """`serve --publish STREAM=URL`: server A pushes its annotated stream into server B over WHIP, with B's
     token; B's viewers watch it; stopping A DELETEs its session at B, and B's stream ends."""
@@ -459,17 +439,17 @@ def test_serve_publishes_its_annotated_stream_to_another_whip_server(person_vide
     auth = {"Authorization": "Bearer b-token"}
     receiver = Server("--models-dir", str(models_dir), "--token", "b-token")
     try:
-        assert _until(lambda: _stream_status(receiver, "relay", auth) != "unreachable", 60)
+        assert _wait_status(receiver, "relay", "", 60, auth) == "", "B is up and has no relay yet"
         sender = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
                         "--publish", f"{STREAM}={receiver.url}/whip/relay", "--publish-token", "b-token")
         try:
             sender.wait_ready()
-            assert _until(lambda: _stream_status(receiver, "relay", auth) == "live", 30), "A's stream reached B"
+            assert _wait_status(receiver, "relay", "live", 30, auth) == "live", "A's stream reached B"
             report = asyncio.run(watch(receiver.url, "relay", frames=30, timeout_s=30, token="b-token"))
         finally:
             sender.stop()
         assert report.frames == 30 and report.resolution_wh == (768, 432)
-        assert _until(lambda: _stream_status(receiver, "relay", auth) == "ended", 15), "A's DELETE ended it at B"
+        assert _wait_status(receiver, "relay", "ended", 15, auth) == "ended", "A's DELETE ended it at B"
     finally:
         receiver.stop()
 
