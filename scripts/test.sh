@@ -18,6 +18,8 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0');
     missing="$missing gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0"
 fi
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+# the SFU tests fan a stream out through Janus (its VideoRoom), in a network namespace too.
+command -v janus >/dev/null 2>&1 || missing="$missing janus"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"

@@ -498,7 +498,7 @@ for _ in $(seq 100); do {fetch} {base}/healthz > /dev/null 2>&1 && break; sleep 
 {fetch} {base}/streams
 kill $server
 """
-    result = subprocess.run(["unshare", "-n", str(CLIENTS / "in_netns.sh"), "bash", "-c", script],
+    result = subprocess.run(["unshare", "-n", str(ROOT / "scripts" / "in_netns.sh"), "bash", "-c", script],
                             capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 2, result.stdout + result.stderr + (tmp_path / "serve.log").read_text()

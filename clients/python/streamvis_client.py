@@ -4,8 +4,10 @@ and prints (or collects) the data channel's per-frame detections.
     python clients/python/streamvis_client.py http://127.0.0.1:8080 --stream people --frames 100
     python clients/python/streamvis_client.py https://host:8443 --token SECRET --save frames/ --every 30
     python clients/python/streamvis_client.py http://127.0.0.1:8080 --via offer --json
+    python clients/python/streamvis_client.py 'janus+http://sfu:8088/janus?room=1234' --stream people
 
-Needs only aiortc and aiohttp (both streamvis dependencies). `watch()` is the same code as a library call.
+Needs only aiortc and aiohttp (both streamvis dependencies); watching through Janus also uses streamvis's Janus
+API client. `watch()` is the same code as a library call.
 """
 
 from __future__ import annotations
@@ -62,72 +64,101 @@ async def _negotiate(session: aiohttp.ClientSession, base: str, stream: str, via
         return (await resp.json())["sdp"], None
 
 
-async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float = 60.0, via: str = "whep",
-                token: str | None = None, on_frame: Callable[[Any, int], None] | None = None,
-                on_message: Callable[[dict[str, Any]], None] | None = None, keep_messages: bool = True,
-                insecure: bool = False, audio: bool = False) -> WatchReport:
-    """Receive `frames` video frames (or until `timeout_s`), then hang up (DELETE for WHEP).
+class _Receiver:
+    """What a viewer does with a peer connection, whoever offered: counts video frames, measures the narration
+    audio, collects the data channel's messages; `done` is set after `frames` frames."""
 
-    With `audio`, also take the narration audio track and measure its level.
-    """
-    report = WatchReport()
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    if audio:
-        pc.addTransceiver("audio", direction="recvonly")
-    channel = pc.createDataChannel("events")
-    done = asyncio.Event()
+    def __init__(self, frames: int, on_frame: Callable[[Any, int], None] | None,
+                 on_message: Callable[[dict[str, Any]], None] | None, keep_messages: bool) -> None:
+        self.report = WatchReport()
+        self.frames, self.on_frame, self.on_message, self.keep_messages = frames, on_frame, on_message, keep_messages
+        self.done = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self._first_frame_at: float | None = None
 
-    @channel.on("message")
-    def on_channel_message(raw: str) -> None:
-        message = json.loads(raw)
-        report.messages += 1
-        if keep_messages:
-            kind = message.get("type")
-            target = {"frame": report.frame_messages, "narration": report.narration_messages}.get(
-                kind, report.status_messages)
-            target.append(message)
-        if on_message:
-            on_message(message)
+    def attach(self, pc: RTCPeerConnection) -> None:
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "video":
+                self.tasks.append(asyncio.ensure_future(self._consume(track)))
+            elif track.kind == "audio":
+                self.tasks.append(asyncio.ensure_future(self._listen(track)))
 
-    async def consume(track: Any) -> None:
+        @pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:  # a channel the other side opened (Janus does)
+            self.bind(channel)
+
+    def bind(self, channel: Any) -> None:
+        @channel.on("message")
+        def on_channel_message(raw: str | bytes) -> None:
+            message = json.loads(raw)
+            report = self.report
+            report.messages += 1
+            if self.keep_messages:
+                kind = message.get("type")
+                target = {"frame": report.frame_messages, "narration": report.narration_messages}.get(
+                    kind, report.status_messages)
+                target.append(message)
+            if self.on_message:
+                self.on_message(message)
+
+    async def _consume(self, track: Any) -> None:
+        report = self.report
         start = time.monotonic()
-        while report.frames < frames:
+        while report.frames < self.frames:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 break
             if report.first_frame_s is None:
                 report.first_frame_s = time.monotonic() - start
-                start = time.monotonic()
+                start = self._first_frame_at = time.monotonic()
             report.frames += 1
             report.resolution_wh = (frame.width, frame.height)
-            if on_frame:
-                on_frame(frame, report.frames)
+            if self.on_frame:
+                self.on_frame(frame, report.frames)
         report.seconds = time.monotonic() - start
-        done.set()
+        self.done.set()
 
-    consumers: list[asyncio.Task[None]] = []
-
-    async def listen(track: Any) -> None:
+    async def _listen(self, track: Any) -> None:
         import numpy as np
 
-        while not done.is_set():
+        while not self.done.is_set():
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 break
             samples = frame.to_ndarray().astype(np.float64) / 32768.0
-            report.audio_samples += samples.shape[-1]
-            report.audio_peak_rms = max(report.audio_peak_rms, float(np.sqrt(np.mean(samples**2))))
+            self.report.audio_samples += samples.shape[-1]
+            self.report.audio_peak_rms = max(self.report.audio_peak_rms, float(np.sqrt(np.mean(samples**2))))
 
-    @pc.on("track")
-    def on_track(track: Any) -> None:
-        if track.kind == "video":
-            consumers.append(asyncio.ensure_future(consume(track)))
-        elif track.kind == "audio":
-            consumers.append(asyncio.ensure_future(listen(track)))
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout_s)
+        if not self.done.is_set() and self._first_frame_at is not None:  # timed out: frames per second so far
+            self.report.seconds = time.monotonic() - self._first_frame_at
+        for task in self.tasks:
+            task.cancel()
 
+
+async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float = 60.0, via: str = "whep",
+                token: str | None = None, on_frame: Callable[[Any, int], None] | None = None,
+                on_message: Callable[[dict[str, Any]], None] | None = None, keep_messages: bool = True,
+                insecure: bool = False, audio: bool = False) -> WatchReport:
+    """Receive `frames` video frames (or until `timeout_s`), then hang up (DELETE for WHEP).
+
+    With `audio`, also take the narration audio track and measure its level. A `janus+http(s)://` URL watches
+    the stream through a Janus VideoRoom instead (`watch_janus`).
+    """
+    if base_url.startswith(("janus+http://", "janus+https://")):
+        return await watch_janus(base_url, stream, frames, timeout_s, token, on_frame, on_message, keep_messages)
+    receiver = _Receiver(frames, on_frame, on_message, keep_messages)
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
+    receiver.attach(pc)
+    receiver.bind(pc.createDataChannel("events"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ssl_arg: Any = ssl.create_default_context() if not insecure else False
     location = None
@@ -136,19 +167,62 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
             await pc.setLocalDescription(await pc.createOffer())
             answer, location = await _negotiate(session, base_url, stream, via, pc.localDescription.sdp, headers)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), timeout_s)
+            await receiver.wait(timeout_s)
         finally:
             if location:
                 async with session.delete(urljoin(base_url, location), headers=headers):
                     pass
             await pc.close()
-    return report
+    return receiver.report
+
+
+async def watch_janus(room_url: str, stream: str | None, frames: int = 100, timeout_s: float = 60.0,
+                      token: str | None = None, on_frame: Callable[[Any, int], None] | None = None,
+                      on_message: Callable[[dict[str, Any]], None] | None = None,
+                      keep_messages: bool = True) -> WatchReport:
+    """Watch a stream that `streamvis serve --publish STREAM=janus+http://...` pushes into a Janus VideoRoom:
+    subscribe to the room's publisher named `stream` (the only one when None), take what Janus offers (video,
+    narration audio, the data channel with the per-frame detections), then leave. Needs streamvis installed (its
+    Janus API client)."""
+    from streamvis.server.dtls import accept_rsa_peers
+    from streamvis.server.janus import JanusRoom, JanusSession
+
+    accept_rsa_peers()
+    room = JanusRoom.parse(room_url, stream or "")
+    receiver = _Receiver(frames, on_frame, on_message, keep_messages)
+    pc = RTCPeerConnection()
+    receiver.attach(pc)
+    async with aiohttp.ClientSession() as http:
+        janus = JanusSession(http, room.api_url, token)
+        try:
+            await janus.open()
+            pin = {"pin": room.pin} if room.pin else {}
+            listed = await janus.request({"request": "listparticipants", "room": room.room, **pin})
+            feeds = [p for p in listed.get("participants", []) if p.get("publisher")
+                     and (stream is None or p.get("display") == stream)]
+            if not feeds:
+                raise RuntimeError(f"Janus room {room.room} has no publisher"
+                                   + (f" named '{stream}'" if stream else ""))
+            offer = await janus.request({"request": "join", "ptype": "subscriber", "room": room.room,
+                                         "streams": [{"feed": feeds[0]["id"]}], **pin})
+            if "jsep" not in offer:
+                raise RuntimeError("Janus sent no offer to the subscriber")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["jsep"]["sdp"], type="offer"))
+            receiver.bind(pc.createDataChannel("JanusDataChannel"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await janus.request({"request": "start", "room": room.room},
+                                {"type": "answer", "sdp": pc.localDescription.sdp})
+            await receiver.wait(timeout_s)
+        finally:
+            await janus.close()
+            await pc.close()
+    return receiver.report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Watch a streamvis stream over WebRTC.")
-    parser.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8080, or a Janus room the server "
+                        "publishes into: 'janus+http://sfu:8088/janus?room=1234'")
     parser.add_argument("--stream", default=None, help="stream id (default: the first in /streams)")
     parser.add_argument("--frames", type=int, default=100, help="stop after this many frames")
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -162,7 +236,8 @@ def main() -> None:
 
     async def run() -> WatchReport:
         stream = args.stream
-        if stream is None:
+        janus = args.url.startswith(("janus+http://", "janus+https://"))
+        if stream is None and not janus:
             headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
             connector = aiohttp.TCPConnector(ssl=False if args.insecure else ssl.create_default_context())
             async with aiohttp.ClientSession(connector=connector) as session, \
@@ -174,7 +249,7 @@ def main() -> None:
 
         def on_frame(frame: Any, n: int) -> None:
             if args.save and n % args.every == 0:
-                frame.to_image().save(args.save / f"{stream}-{n:06d}.png")
+                frame.to_image().save(args.save / f"{stream or 'janus'}-{n:06d}.png")
 
         def on_message(message: dict[str, Any]) -> None:
             if args.json:
@@ -186,6 +261,10 @@ def main() -> None:
             else:
                 print(f"{message.get('type')}: {message}", flush=True)
 
+        if janus:
+            return await watch_janus(args.url, stream, args.frames, args.timeout, args.token, on_frame, on_message,
+                                     keep_messages=False)
+        assert stream is not None
         return await watch(args.url, stream, args.frames, args.timeout, args.via, args.token, on_frame,
                            on_message, keep_messages=False, insecure=args.insecure)
 

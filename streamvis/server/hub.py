@@ -22,7 +22,7 @@ from streamvis.live.runner import LiveStream
 from streamvis.serialize import result_to_json
 from streamvis.server.audio import synthesize_for_tracks
 from streamvis.server.dtls import accept_rsa_peers
-from streamvis.server.egress import WhipEgress
+from streamvis.server.egress import Egress, make_egress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.video_out import VideoOutput, video_output
@@ -40,8 +40,8 @@ class ServerSettings:
     codec: str = "h264"
     ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
-    publish: dict[str, str] = field(default_factory=dict)  # stream id -> WHIP endpoint its video is pushed to
-    publish_token: str | None = None  # bearer token for those endpoints
+    publish: dict[str, str] = field(default_factory=dict)  # stream id -> WHIP endpoint or Janus room it goes to
+    publish_token: str | None = None  # bearer token for those endpoints (Janus: its API token)
 
 
 def viewer_codec(offer_sdp: str, preferred: str) -> str:
@@ -84,7 +84,7 @@ class ViewerFanout:
         for output in self.hub.outputs_of(self.stream):  # one per codec viewers take (H.264 shared, VP8 per viewer)
             if output.active:
                 output.push(result)
-        if self.hub.watchers(self.stream):
+        if self.hub.recipients(self.stream):
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
             message = json.dumps({"type": "frame", "stream": self.stream.stream_id, **result_to_json(result),
                                   "stats": stats})
@@ -108,7 +108,7 @@ class StreamHub:
         accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.egresses: list[WhipEgress] = []
+        self.egresses: list[Egress] = []
 
     # -- from stream threads ----------------------------------------------------------------------------------
     def post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -119,24 +119,31 @@ class StreamHub:
     def watchers(self, stream: LiveStream) -> list[Viewer]:
         return [v for v in list(self.viewers.values()) if v.stream is stream]
 
+    def relays(self, stream: LiveStream) -> list[Egress]:
+        """The egresses carrying this stream to a media server (which passes its messages on to its viewers)."""
+        return [e for e in self.egresses if e.stream_id == stream.stream_id]
+
+    def recipients(self, stream: LiveStream) -> list[Viewer | Egress]:
+        """Everyone the stream's messages and speech go to: its viewers and its egresses."""
+        return [*self.watchers(stream), *self.relays(stream)]
+
     def send_to_viewers(self, stream: LiveStream, message: dict[str, Any] | str) -> None:
-        for viewer in self.watchers(stream):
-            viewer.send(message)
+        for peer in self.recipients(stream):
+            peer.send(message)
 
     def _narrated(self, stream: LiveStream, description: SceneDescription) -> None:
-        listeners = self.watchers(stream)
-        for viewer in listeners:
-            viewer.send(narration_message(stream.stream_id, description))
-        if any(v.audio is not None for v in listeners) and self.loop is not None:
+        self.send_to_viewers(stream, narration_message(stream.stream_id, description))
+        if any(peer.audio is not None for peer in self.recipients(stream)) and self.loop is not None:
             self.loop.create_task(self._speak(stream, description.text))
 
     async def _speak(self, stream: LiveStream, text: str) -> None:
-        """Synthesise once (espeak-ng, in a thread) and queue the speech on every listening viewer's track."""
+        """Synthesise once (espeak-ng, in a thread) and queue the speech on every audio track of the stream:
+        its listening viewers' and its egresses'."""
         narrator = stream.pipeline.config.narrator
         speech = await synthesize_for_tracks(stream.stream_id, text, narrator.voice, narrator.speech_rate_wpm)
         if speech is not None:
-            for viewer in self.watchers(stream):
-                viewer.speak(speech)
+            for peer in self.recipients(stream):
+                peer.speak(speech)
 
     def _status(self, stream: LiveStream, status: str) -> None:
         self.send_to_viewers(stream, {"type": "status", "stream": stream.stream_id, "status": status})
@@ -147,7 +154,7 @@ class StreamHub:
         for stream in self.streams.values():
             self._attach(stream)
         for stream_id, url in self.settings.publish.items():
-            egress = WhipEgress(self, stream_id, url, self.settings.publish_token)
+            egress = make_egress(self, stream_id, url, self.settings.publish_token)
             self.egresses.append(egress)
             egress.start()
 

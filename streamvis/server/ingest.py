@@ -7,6 +7,7 @@ newest-wins queue, and are converted to BGR in the stream's reader thread, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -80,6 +81,8 @@ class Publisher:
         def on_track(track: Any) -> None:
             if track.kind == "video":
                 self._tasks.append(asyncio.ensure_future(self._pump(track)))
+            else:  # audio (a camera's microphone, another server's narration): read and let go, never queued up
+                self._tasks.append(asyncio.ensure_future(self._drain(track)))
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -95,11 +98,16 @@ class Publisher:
         finally:
             self.source.end()
 
+    @staticmethod
+    async def _drain(track: Any) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
-            if transceiver.kind == "video":
-                transceiver.direction = "recvonly"
+            transceiver.direction = "recvonly"
         answer_as_dtls_server(self.pc, offer_sdp)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)

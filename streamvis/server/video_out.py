@@ -30,6 +30,7 @@ from streamvis.slot import NewestSlot
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
+PLI_MIN_INTERVAL_S = 0.5  # receivers' keyframe requests honoured at most this often
 PACKET_QUEUE = 30  # per H.264 viewer; a viewer this far behind skips to the next keyframe
 
 
@@ -90,6 +91,30 @@ def _instrument_encoders() -> None:
 _instrument_encoders()
 
 
+def _forward_keyframe_requests() -> None:
+    """A receiver's PLI (a Janus subscriber joining, a viewer that lost packets) reaches the shared encoder.
+
+    aiortc answers a PLI by forcing a keyframe in its own encoder, which a packet track does not go through; this
+    passes the request on to the track's output (at most one forced keyframe per `PLI_MIN_INTERVAL_S`)."""
+    from aiortc.rtcrtpsender import RTCRtpSender
+
+    original = RTCRtpSender._send_keyframe
+    if getattr(original, "_streamvis", False):
+        return
+
+    def send_keyframe(self: Any) -> None:
+        original(self)
+        track = self.track
+        if isinstance(track, PacketTrack):
+            track.output.request_keyframe(from_receiver=True)
+
+    send_keyframe._streamvis = True  # type: ignore[attr-defined]
+    RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+_forward_keyframe_requests()
+
+
 # -- H.264: encode once, send to every viewer ------------------------------------------------------------------
 class SharedH264Output:
     """Encodes a stream's newest results in its own thread; every `PacketTrack` gets every packet on the loop."""
@@ -106,6 +131,7 @@ class SharedH264Output:
         self.slot: NewestSlot[Result] = NewestSlot("encoder", stats.count_drop)
         stats.count_drop("encoder", 0)  # listed in /metrics from the start
         self._want_keyframe = True
+        self._last_receiver_request = -PLI_MIN_INTERVAL_S
         self._codec: Any = None
         self._start = time.monotonic()
         self.frames_encoded = 0
@@ -125,7 +151,14 @@ class SharedH264Output:
         self.request_keyframe()
         return track
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, from_receiver: bool = False) -> None:
+        """The next frame is encoded as a keyframe. Receivers' requests (PLI) are limited to one per
+        `PLI_MIN_INTERVAL_S`: many viewers losing packets at once must not turn the stream into keyframes."""
+        now = time.monotonic()
+        if from_receiver and now - self._last_receiver_request < PLI_MIN_INTERVAL_S:
+            return
+        if from_receiver:
+            self._last_receiver_request = now
         self._want_keyframe = True
 
     def remove(self, track: PacketTrack) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command in the network namespace it is started in (`unshare -n tests/clients/in_netns.sh CMD...`), after
+# Runs a command in the network namespace it is started in (`unshare -n scripts/in_netns.sh CMD...`), after
 # bringing up lo and a veth pair, 10.77.0.1 <-> 10.77.0.2: libnice-based peers (GStreamer, Janus) ignore loopback,
 # and nothing here may use the machine's own addresses. Everything in it is gone when CMD ends.
 set -euo pipefail
