@@ -114,9 +114,11 @@ def serve(
         "--cors-origin", help="a web origin whose pages may use the API, e.g. https://player.example.org "
                               "(repeatable; '*' any; default: any when --token is set, else none)")] = None,
     publish: Annotated[list[str] | None, typer.Option(
-        "--publish", help="push a stream's annotated video to a WHIP endpoint: STREAM=URL (or URL with one stream; "
-                          "repeatable): another streamvis, Janus, MediaMTX")] = None,
-    publish_token: Annotated[str | None, typer.Option(help="bearer token for the --publish endpoints")] = None,
+        "--publish", help="push a stream's annotated video and narration to a WHIP endpoint or a Janus VideoRoom: "
+                          "STREAM=URL (or URL with one stream; repeatable); URL is https://.../whip/... or "
+                          "janus+http://host:8088/janus?room=N")] = None,
+    publish_token: Annotated[str | None, typer.Option(
+        help="bearer token for the --publish endpoints (Janus: its API token)")] = None,
     codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
     loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
     record: Annotated[Path | None, typer.Option(
