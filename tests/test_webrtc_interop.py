@@ -429,6 +429,34 @@ def test_whip_whep_npm_clients_in_chromium(server: Server, clients_origin: str) 
     assert _wait_status(server, "chromium", "ended", 10) == "ended"
 
 
+def _bundle_eyevinn_player() -> None:
+    """@eyevinn/webrtc-player is CommonJS: bundle it for the browser with esbuild, as a web app would."""
+    result = subprocess.run([str(CLIENTS / "node_modules" / ".bin" / "esbuild"),
+                             str(CLIENTS / "eyevinn_entry.js"), "--bundle", "--format=iife",
+                             f"--outfile={CLIENTS / 'build' / 'eyevinn-player.js'}", "--log-level=warning"],
+                            capture_output=True, text=True, timeout=60, cwd=CLIENTS)
+    assert result.returncode == 0, result.stderr
+
+
+def test_eyevinn_webrtc_player_in_chromium(server: Server, clients_origin: str) -> None:
+    """The npm `@eyevinn/webrtc-player` (WHEP adapter) in headless Chromium, on another origin: it plays the
+    annotated stream (it asks for audio too: the server answers without), and `unload()` DELETEs the session."""
+    from test_browser import chromium_page
+
+    _need_npm_clients()
+    _bundle_eyevinn_player()
+    with chromium_page(f"{clients_origin}/eyevinn_player.html?url={server.url}/whep/{STREAM}") as page:
+        page.wait_for_function("window.result && window.result.frames >= 30", timeout=40_000)
+        result = page.evaluate("window.result")
+        assert (result["width"], result["height"]) == (768, 432) and not result["errors"], result
+        assert server.metric("viewers") == 1
+        assert page.evaluate("window.stop()") == "stopped"
+    deadline = time.monotonic() + 10
+    while server.metric("viewers") > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric("viewers") == 0, "the player's DELETE ended its session"
+
+
 # -- WHIP egress --------------------------------------------------------------------------------------------------
 
 def test_serve_publishes_its_annotated_stream_to_another_whip_server(person_video: Path, models_dir: Path) -> None:
