@@ -489,7 +489,7 @@ def test_publish_targets_are_checked() -> None:
     assert parse_publish(["door=https://b/whip/d?k=1"], ["cam", "door"]) == {"door": "https://b/whip/d?k=1"}
     for value, streams, message in [("http://b/whip/x", ["a", "b"], "name the stream"),
                                     ("nope=http://b/whip/x", ["cam"], "no stream 'nope'"),
-                                    ("cam=rtmp://b/live", ["cam"], "must be an http")]:
+                                    ("cam=rtmp://b/live", ["cam"], "must be a WHIP endpoint")]:
         with pytest.raises(ValueError, match=message):
             parse_publish([value], streams)
 
