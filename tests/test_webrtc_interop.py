@@ -509,31 +509,39 @@ def _gstreamer_webrtc_or_skip() -> None:
         pytest.skip("needs root, unshare, and GStreamer webrtcbin + libnice")
 
 
-def test_gstreamer_webrtcbin_publishes_with_its_default_rsa_certificate(models_dir: Path, tmp_path: Path) -> None:
-    """GStreamer 1.22's webrtcbin (an RSA DTLS certificate, `a=setup:actpass`) publishes over WHIP, in a network
-    namespace with a veth pair (libnice ignores loopback): the stream goes live, DELETE ends it."""
-    _gstreamer_webrtc_or_skip()
+def _in_namespace_with_a_server(tmp_path: Path, serve_args: str, *commands: str) -> list[dict[str, Any]]:
+    """`streamvis serve` on 10.77.0.1:8795 (token `t`) in a network namespace of our own with a veth pair
+    (libnice ignores loopback), then `commands` there, each with `{base}` for the server's URL; their JSON lines."""
     exe = Path(sys.executable).parent / "streamvis"
     fetch = (f'"{sys.executable}" -c "import sys, urllib.request as u; print(u.urlopen(u.Request(sys.argv[1], '
              "headers={'Authorization': 'Bearer t'}), timeout=2).read().decode())\"")
     base = "http://10.77.0.1:8795"
+    steps = "\n".join(command.format(base=base, fetch=fetch) for command in commands)
     script = f"""
 set -u
-"{exe}" serve --host 10.77.0.1 --port 8795 --token t --models-dir "{models_dir}" > "{tmp_path}/serve.log" 2>&1 &
+"{exe}" serve --host 10.77.0.1 --port 8795 --token t {serve_args} > "{tmp_path}/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do {fetch} {base}/healthz > /dev/null 2>&1 && break; sleep 0.3; done
-/usr/bin/python3 "{CLIENTS / 'gst_whip.py'}" {base}/whip/gst 4 t
-{fetch} {base}/streams
+{steps}
 kill $server
 """
     result = subprocess.run(["unshare", "-n", str(ROOT / "scripts" / "in_netns.sh"), "bash", "-c", script],
                             capture_output=True, text=True, timeout=120)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 2, result.stdout + result.stderr + (tmp_path / "serve.log").read_text()
-    published, streams = json.loads(lines[0]), json.loads(lines[1])["streams"]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(commands), result.stdout + result.stderr + (tmp_path / "serve.log").read_text()
+    return lines
+
+
+def test_gstreamer_webrtcbin_publishes_with_its_default_rsa_certificate(models_dir: Path, tmp_path: Path) -> None:
+    """GStreamer 1.22's webrtcbin (an RSA DTLS certificate, `a=setup:actpass`) publishes over WHIP, in a network
+    namespace with a veth pair (libnice ignores loopback): the stream goes live, DELETE ends it."""
+    _gstreamer_webrtc_or_skip()
+    published, listed = _in_namespace_with_a_server(
+        tmp_path, f'--models-dir "{models_dir}"',
+        f'/usr/bin/python3 "{CLIENTS / "gst_whip.py"}" {{base}}/whip/gst 4 t', "{fetch} {base}/streams")
     assert published["post"] == 201 and published["connection"] == "connected", published
     assert published["delete"] == 200
-    relay = next(s for s in streams if s["id"] == "gst")
+    relay = next(s for s in listed["streams"] if s["id"] == "gst")
     assert relay["status"] == "ended" and relay["stats"]["frames_in"] >= 30, relay
 
 
@@ -543,24 +551,9 @@ def test_gstreamer_webrtcbin_plays_over_whep_with_detections_on_its_data_channel
     """GStreamer 1.22's webrtcbin as a WHEP player (RSA certificate, `actpass`), in a network namespace: it decodes
     the annotated H.264, gets the per-frame JSON on its own data channel, and hangs up with DELETE."""
     _gstreamer_webrtc_or_skip()
-    exe = Path(sys.executable).parent / "streamvis"
-    fetch = (f'"{sys.executable}" -c "import sys, urllib.request as u; print(u.urlopen(u.Request(sys.argv[1], '
-             "headers={'Authorization': 'Bearer t'}), timeout=2).read().decode())\"")
-    base = "http://10.77.0.1:8796"
-    script = f"""
-set -u
-"{exe}" serve --host 10.77.0.1 --port 8796 --token t --models-dir "{models_dir}" --source "{person_video}" --loop \
-    > "{tmp_path}/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do {fetch} {base}/healthz > /dev/null 2>&1 && break; sleep 0.3; done
-/usr/bin/python3 "{CLIENTS / 'gst_whep.py'}" {base}/whep/{STREAM} 30 t
-kill $server
-"""
-    result = subprocess.run(["unshare", "-n", str(ROOT / "scripts" / "in_netns.sh"), "bash", "-c", script],
-                            capture_output=True, text=True, timeout=120)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1, result.stdout + result.stderr + (tmp_path / "serve.log").read_text()
-    played = json.loads(lines[0])
+    (played,) = _in_namespace_with_a_server(
+        tmp_path, f'--models-dir "{models_dir}" --source "{person_video}" --loop',
+        f'/usr/bin/python3 "{CLIENTS / "gst_whep.py"}" {{base}}/whep/{STREAM} 30 t')
     assert played["post"] == 201 and played["connection"] == "connected", played
     assert played["frames"] >= 30 and played["size"] == [768, 432], played
     assert played["messages"].get("hello") == 1 and played["messages"].get("frame", 0) >= 10, played

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any, Protocol
 from urllib.parse import urljoin
@@ -23,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from streamvis.live.runner import LiveStream
 from streamvis.server.audio import NarrationAudioTrack
 from streamvis.server.janus import SCHEMES, JanusError, JanusRoom, JanusSession, ensure_room
-from streamvis.server.peers import MAX_CHANNEL_BUFFER
+from streamvis.server.peers import send_on_channel
 from streamvis.server.video_out import VideoOutput
 
 log = logging.getLogger(__name__)
@@ -60,13 +59,7 @@ class Egress:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def send(self, message: dict[str, Any] | str) -> None:
-        channel = self.channel
-        if channel is None or channel.readyState != "open" or channel.bufferedAmount > MAX_CHANNEL_BUFFER:
-            return
-        try:
-            channel.send(message if isinstance(message, str) else json.dumps(message))
-        except Exception:  # the session is going down: its own handler reconnects
-            log.debug("%s: egress send failed", self.stream_id, exc_info=True)
+        send_on_channel(self.channel, message, f"{self.stream_id} egress")
 
     def speak(self, samples: Any) -> None:
         if self.audio is not None:

@@ -22,6 +22,17 @@ log = logging.getLogger(__name__)
 MAX_CHANNEL_BUFFER = 1 << 20  # bytes queued on a data channel before messages are skipped for that viewer
 
 
+def send_on_channel(channel: Any, message: dict[str, Any] | str, peer: str) -> None:
+    """Send a message (JSON text) on a data channel that is open and not `MAX_CHANNEL_BUFFER` behind; a peer that
+    cannot keep up misses messages rather than holding them in memory."""
+    if channel is None or channel.readyState != "open" or channel.bufferedAmount > MAX_CHANNEL_BUFFER:
+        return
+    try:
+        channel.send(message if isinstance(message, str) else json.dumps(message))
+    except Exception:  # a peer that vanished mid-send: its own close handler cleans up
+        log.debug("%s: send failed", peer, exc_info=True)
+
+
 class Viewer:
     """One peer: its connection, its track, its data channel (once the peer opens one)."""
 
@@ -50,13 +61,7 @@ class Viewer:
             self.audio.play(samples)
 
     def send(self, message: dict[str, Any] | str) -> None:
-        channel = self.channel
-        if channel is None or channel.readyState != "open" or channel.bufferedAmount > MAX_CHANNEL_BUFFER:
-            return
-        try:
-            channel.send(message if isinstance(message, str) else json.dumps(message))
-        except Exception:  # a peer that vanished mid-send: its own close handler cleans up
-            log.debug("viewer %s: send failed", self.id, exc_info=True)
+        send_on_channel(self.channel, message, f"viewer {self.id}")
 
     async def answer(self, offer_sdp: str, offer_type: str, codec: str,
                      narration_audio: bool = False) -> RTCSessionDescription:

@@ -1,7 +1,7 @@
 """A WHEP player built on GStreamer 1.22's `webrtcbin` (its default RSA DTLS certificate), for the interop tests:
-a receive-only H.264 transceiver and a data channel, offered once ICE gathering is complete (Debian's GStreamer
-has no `whepsrc`); frames are decoded by `decodebin` and counted, data-channel messages counted; DELETE at the end.
-Run with the system Python:
+a receive-only H.264 transceiver and a data channel (Debian's GStreamer has no `whepsrc`: the WHEP exchange is
+tests/clients/gst_wish.py's); frames are decoded by `decodebin` and counted, data-channel messages counted;
+DELETE at the end. Run with the system Python:
 
     /usr/bin/python3 tests/clients/gst_whep.py URL FRAMES [TOKEN]
 
@@ -12,17 +12,8 @@ data-channel messages by type, the DELETE status.
 
 import json
 import sys
-import urllib.parse
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstSdp", "1.0")
-gi.require_version("GstWebRTC", "1.0")
-from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from gst_whip import request  # noqa: E402
+from gst_wish import GLib, Gst, GstWebRTC, create_offer, post_offer_when_gathered, run_then_hang_up
 
 H264 = ("application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
         "packetization-mode=(string)1,profile-level-id=(string)42e01f")
@@ -38,7 +29,6 @@ def main():
     pipeline.add(webrtc)
     loop = GLib.MainLoop()
     result = {"post": None, "connection": "new", "frames": 0, "size": None, "messages": {}, "delete": None}
-    posted = []
 
     def on_decoded(pad, info):
         result["frames"] += 1
@@ -74,45 +64,15 @@ def main():
     def on_state(element, _param):
         result["connection"] = element.get_property("connection-state").value_nick
 
-    def post_offer():
-        if posted:
-            return False
-        posted.append(True)
-        offer = webrtc.get_property("local-description").sdp.as_text()
-        status, headers, answer = request("POST", url, offer.encode(), token)
-        result["post"] = status
-        if status != 201:
-            result["error"] = answer[:300]
-            loop.quit()
-            return False
-        result["location"] = urllib.parse.urljoin(url, headers.get("Location", ""))
-        _, sdp = GstSdp.SDPMessage.new_from_text(answer)
-        webrtc.emit("set-remote-description",
-                    GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, sdp), None)
-        return False
-
-    def on_gathering(element, _param):
-        if element.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
-            GLib.idle_add(post_offer)
-
-    def on_offer(promise, _data):
-        reply = promise.get_reply()  # keep it referenced while its offer is used (PyGObject does not copy it)
-        webrtc.emit("set-local-description", reply.get_value("offer"), None)
-
     webrtc.connect("pad-added", on_incoming)
-    webrtc.connect("notify::ice-gathering-state", on_gathering)
     webrtc.connect("notify::connection-state", on_state)
+    post_offer_when_gathered(webrtc, url, token, result, loop)
     pipeline.set_state(Gst.State.PLAYING)
     webrtc.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, Gst.Caps.from_string(H264))
     channel = webrtc.emit("create-data-channel", "events", None)
     channel.connect("on-message-string", on_message)
-    webrtc.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer, None))
-    GLib.timeout_add(60_000, loop.quit)  # never hang
-    loop.run()
-    pipeline.set_state(Gst.State.NULL)
-    if result.get("location"):
-        result["delete"] = request("DELETE", result["location"], None, token)[0]
-    print(json.dumps(result), flush=True)
+    create_offer(webrtc)
+    run_then_hang_up(loop, pipeline, result, token, 60)
 
 
 if __name__ == "__main__":
