@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +29,15 @@ def _need(path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{path} is missing in CI: ../shared must be beside the checkout")
         pytest.skip(f"needs {path} (the shared media/models folder beside the checkout; absent here)")
+
+
+@pytest.fixture(autouse=True)
+def _scheduling_unchanged() -> Iterator[None]:
+    """No test leaves the test process real-time: a SCHED_FIFO pytest (SVT-AV1 does that as root) starves the
+    servers and clients later tests start, which inherit it."""
+    before = os.sched_getscheduler(0)
+    yield
+    assert os.sched_getscheduler(0) == before, "this test left the test process with another scheduling policy"
 
 
 @pytest.fixture

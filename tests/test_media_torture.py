@@ -6,11 +6,13 @@ what the pixels show) or the one-line error it gives. The README's "odd inputs" 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,7 +44,7 @@ def write_video(path: Path, codec: str, frames: int = 12, size_wh: tuple[int, in
                 pts: list[int] | None = None) -> Path:
     """A clip in any codec and container PyAV writes; `pts` (in 1/fps units) gives variable timing."""
     width, height = size_wh
-    with av.open(str(path), "w", format=fmt) as container:
+    with _scheduling_kept(), av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.options = options or {}
@@ -54,6 +56,17 @@ def write_video(path: Path, codec: str, frames: int = 12, size_wh: tuple[int, in
                 image.pts, image.time_base = at, Fraction(1, fps)
         _encode_all(container, stream, images)
     return path
+
+
+@contextlib.contextmanager
+def _scheduling_kept() -> Iterator[None]:
+    """SVT-AV1 (libsvtav1) switches the thread that opens it to SCHED_FIFO, priority 99, when run as root: a test
+    process left so starves every server and client it starts, and its children inherit it. Put it back."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, param)
 
 
 def _encode_all(container: Any, stream: Any, frames: list[Any]) -> None:
