@@ -38,9 +38,13 @@ class SceneDescription:
     frame_index: int
     pts: float
     model: str
-    reason: str = ""  # what triggered it: start, periodic, scene, new:<class>, lost:<class>, hazard:<class>, ask
+    reason: str = ""  # what triggered it: start, periodic, scene, enter:<class>, exit:<class>, approach:<class>,
+    # hazard:<class>, ask
     latency_ms: float = 0.0  # from trigger to text
     question: str | None = None
+    urgent: bool = False  # a hazard or an answer: said first, may interrupt
+    texts: dict[str, str] | None = None  # the same news at each verbosity (brief, normal, detailed), for viewers
+    tracks: tuple[int, ...] = ()  # the tracker ids of the objects it mentions
 
 
 @dataclass(slots=True)

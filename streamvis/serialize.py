@@ -62,7 +62,9 @@ def result_to_json(result: Result) -> dict[str, Any]:
         "detections": detections_to_json(result.detections),
     }
     if result.description is not None:
-        record["description"] = {"text": result.description.text, "frame_index": result.description.frame_index}
+        d = result.description
+        record["description"] = {"text": d.text, "frame_index": d.frame_index, "reason": d.reason,
+                                 "urgent": d.urgent, "tracks": list(d.tracks)}
     return record
 
 

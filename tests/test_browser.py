@@ -40,13 +40,15 @@ def _browser_or_skip():
 
 
 @contextlib.contextmanager
-def chromium_page(url: str) -> Iterator[Any]:
-    """A headless Chromium page opened at `url` (closed afterwards)."""
+def chromium_page(url: str, init_script: str | None = None) -> Iterator[Any]:
+    """A headless Chromium page opened at `url` (closed afterwards); `init_script` runs before the page's own."""
     sync_playwright = _browser_or_skip()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page()
+            if init_script:
+                page.add_init_script(init_script)
             page.goto(url)
             yield page
         finally:

@@ -167,7 +167,7 @@ def test_bad_input_gets_one_line_and_an_exit_code(tmp_path: Path, models_dir: Pa
 
 
 @pytest.mark.parametrize(("args", "field"), [
-    (["-p", "narrate"], "narrator.model"),
+    (["-p", "narrate", "--set", "narrator.type=florence2"], "narrator.model"),
     (["--set", "detector.type=florence2"], "detector.model"),
     (["-p", "segment", "--set", "detector.type=yolox"], "segmenter.model"),
 ])

@@ -121,6 +121,6 @@ def test_switching_a_model_type_with_set_leaves_out_the_old_types_fields(caplog)
     assert "task" in caplog.text and "num_beams" in caplog.text  # the log says what was left out
     narrate = load_pipeline("narrate", ["narrator.type=vlm"])
     assert isinstance(narrate.narrator, VlmNarratorConfig)
-    assert narrate.narrator.model == "HuggingFaceTB/SmolVLM-256M-Instruct"  # not the file's Florence-2
+    assert narrate.narrator.model == "HuggingFaceTB/SmolVLM-256M-Instruct"  # the type's own default model
     assert narrate.narrator.period_s == 20  # the narration policy is every type's
     assert load_pipeline("detect", ["detector.model=null"]).detector.model == "yolox-nano"

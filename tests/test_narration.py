@@ -1,5 +1,6 @@
-"""Narration: positions in words, the speaking policy (change triggers, gaps, hazards, dedup), the backends
-with tiny random Florence-2 / SmolVLM (Idefics3) / PaliGemma 2 models, speech, and WebVTT."""
+"""Narration: positions in words, a synthetic clip through the policy, the backends with tiny random Florence-2 /
+SmolVLM (Idefics3) / PaliGemma 2 models, speech, and WebVTT. The scene model, the words and the policy's rules
+are in test_narration_policy.py; real scenes in test_narration_real.py."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ from streamvis.frame import Frame
 from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator, clean_text
 from streamvis.narration.narrator import Narrator
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
-from streamvis.narration.scene import (
-    describe_objects,
-    locate,
-    scene_distance,
-    scene_signature,
-    seen_objects,
-    text_similarity,
-)
+from streamvis.narration.scene import locate, scene_distance, scene_signature, text_similarity
 from streamvis.narration.speech import rms, synthesize
 from streamvis.sinks.captions import spoken_seconds, vtt_time
 from streamvis.sources import open_source
@@ -43,14 +37,6 @@ def test_locate(box, side, distance) -> None:
     assert locate(np.array(box), (640, 480)) == (side, distance)
 
 
-def test_objects_sentence_hazards_first_then_nearest() -> None:
-    found = seen_objects(dets([[500, 400, 520, 430], [0, 50, 150, 460], [300, 100, 340, 300]],
-                              ["chair", "person", "car"]), (640, 480), frozenset({"car"}))
-    assert [o.name for o in found] == ["car", "person", "chair"]
-    assert describe_objects(found) == "Careful: car ahead. Person on the left, close; chair on the right, far away."
-    assert describe_objects([]) == ""
-
-
 @pytest.mark.parametrize(("a", "b", "similar"), [
     ("A man standing in a room.", "a man standing in the room", True),
     ("Person ahead, close.", "Person ahead, close", True),
@@ -70,7 +56,7 @@ def test_scene_distance() -> None:
     assert scene_distance(scene_signature(dark), scene_signature(green)) > 0.5
 
 
-def test_change_trigger_fires_when_an_object_enters_a_synthetic_clip() -> None:
+def test_an_object_entering_a_synthetic_clip_is_the_only_news() -> None:
     policy = NarrationPolicy(PolicySettings(period_s=0, min_gap_s=0.5, scene_change=0))
     source = open_source("synthetic:?w=320&h=192&fps=10&frames=60&objects=3&enter=30")
     fired = []
@@ -80,37 +66,10 @@ def test_change_trigger_fires_when_an_object_enters_a_synthetic_clip() -> None:
         trigger = policy.observe(frame.pts, tracked, frame.image)
         if trigger is not None:
             fired.append((frame.index, trigger.reason))
-    assert fired[0] == (0, "start")
+            assert policy.accept(frame.pts, trigger)
     entering = str(source.boxes_at(59).data["class_name"][-1])
-    assert (30, f"new:{entering}") in fired and len(fired) == 2  # nothing else changed: silence
-
-
-def test_min_gap_periodic_hazard_lost() -> None:
-    image = np.zeros((96, 160, 3), np.uint8)
-    policy = NarrationPolicy(PolicySettings(period_s=10, min_gap_s=3, hazard_classes=frozenset({"car"}),
-                                            scene_change=0, lost_after_s=1.0))
-    person = dets([[10, 10, 40, 90]], ["person"], [1])
-    assert policy.observe(0.0, person, image) == Trigger("start")
-    assert policy.accept(0.5, "A person.", Trigger("start"))
-    both = dets([[10, 10, 40, 90], [100, 10, 150, 90]], ["person", "dog"], [1, 2])
-    assert policy.observe(1.0, both, image) is None  # new dog, but within the 3 s gap
-    car = dets([[10, 10, 40, 90], [100, 10, 150, 90], [60, 10, 90, 90]], ["person", "dog", "car"], [1, 2, 3])
-    assert policy.observe(1.5, car, image) == Trigger("hazard:car", urgent=True)  # hazards jump the gap
-    assert policy.accept(1.6, "Careful: car ahead.", Trigger("hazard:car", urgent=True))
-    assert policy.observe(5.0, car, image) is None  # the dog was seen at 1.0: no longer news
-    assert policy.observe(8.0, person, image) == Trigger("lost:dog")  # dog and car unseen for over 1 s
-    assert policy.accept(8.1, "A person.", Trigger("lost:dog"))
-    assert policy.observe(12.0, person, image) is None  # nothing new, and under 10 s since the last words
-    assert policy.observe(18.2, person, image) == Trigger("periodic")
-
-
-def test_dedup_suppresses_a_repeated_text_but_answers_questions() -> None:
-    policy = NarrationPolicy(PolicySettings())
-    assert policy.accept(1.0, "A man standing in a room.", Trigger("start"))
-    assert not policy.accept(9.0, "a man standing in the room", Trigger("periodic"))
-    assert policy.accept(9.5, "a man standing in the room", Trigger("ask", urgent=True))
-    assert not policy.accept(10.0, "   ", Trigger("periodic"))
-    assert policy.accept(12.0, "A red car parked on the street.", Trigger("new:car"))
+    assert fired[0][0] == 8 and fired[0][1].startswith("enter:")  # the first objects, once seen for 0.8 s
+    assert fired[1] == (38, f"enter:{entering}") and len(fired) == 2  # nothing else changed: silence
 
 
 @pytest.mark.parametrize(("raw", "clean"), [

@@ -41,7 +41,8 @@ def test_offline_captions_and_audio_description(tiny_models: TinyModels, person_
     clip = cut_clip(person_video, tmp_path / "person.mp4", 200)
     out, vtt = tmp_path / "narrated.mp4", tmp_path / "narrated.vtt"
     result = run_cli("process", str(clip), "-o", str(out), "-p", "narrate", "-q", "--models-dir", str(models_dir),
-                     "--set", f"narrator.model={tiny_models.FLORENCE}", "--set", "narrator.max_new_tokens=12",
+                     "--set", "narrator.type=florence2", "--set", f"narrator.model={tiny_models.FLORENCE}",
+                     "--set", "narrator.max_new_tokens=12",
                      "--set", "narrator.period_s=4", "--set", "narrator.min_gap_s=2",
                      "--captions", str(vtt), "--audio-description", env=tiny_models.offline_env)
     assert result.returncode == 0, result.stderr
@@ -64,7 +65,8 @@ def test_offline_captions_and_audio_description(tiny_models: TinyModels, person_
 
 def _narrating_server(tiny_models: TinyModels, person_video: Path, models_dir: Path) -> Server:
     srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop", "-p", "narrate",
-                 "--set", f"narrator.model={tiny_models.FLORENCE}", "--set", "narrator.max_new_tokens=12",
+                 "--set", "narrator.type=florence2", "--set", f"narrator.model={tiny_models.FLORENCE}",
+                 "--set", "narrator.max_new_tokens=12",
                  env=tiny_models.offline_env)
     srv.wait_ready()
     return srv
@@ -112,3 +114,42 @@ def test_browser_live_region_gets_narration(tiny_models: TinyModels, person_vide
         srv.stop()
     assert region["live"] == "polite" and region["role"] == "log" and region["items"] >= 1
     assert "what does the sign say?" in region["text"]
+
+
+# Records what the page asks the speech synthesiser to do, instead of speaking.
+FAKE_SPEECH = """
+window.spoken = [];
+const fake = { speak: (u) => window.spoken.push(['speak', u.text]), cancel: () => window.spoken.push(['cancel']),
+               speaking: false, pending: false, paused: false, getVoices: () => [] };
+Object.defineProperty(window, 'speechSynthesis', { value: fake });
+"""
+
+
+def test_viewer_speaks_at_the_listeners_level_and_a_hazard_interrupts(person_video: Path, models_dir: Path) -> None:
+    """The viewer page with the objects narrator (real YOLOX, no model download): narration arrives and is spoken;
+    at "brief" the brief text is spoken; an urgent item cancels what is being said, is spoken at once and is
+    announced in the assertive region."""
+    _browser_or_skip()
+    srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop", "-p", "narrate")
+    srv.wait_ready()
+    try:
+        with chromium_page(srv.url + "/?autoplay=1", FAKE_SPEECH) as page:
+            page.wait_for_function("window.spoken.length >= 1", timeout=60_000)  # the stream's own narration
+            first = page.evaluate("window.spoken[0]")
+            page.select_option("#verbosity", "brief")
+            message = {"type": "narration", "text": "Person on the left: two people in view.", "urgent": False,
+                       "texts": {"brief": "Person left.", "normal": "Person on the left: two people in view.",
+                                 "detailed": "Person on the left, far away: two people in view."}}
+            hazard = {"type": "narration", "text": "Careful: car approaching on the right.", "urgent": True,
+                      "texts": {level: "Careful: car approaching on the right." for level in
+                                ("brief", "normal", "detailed")}}
+            page.evaluate("(m) => { window.spoken = []; onMessage({data: JSON.stringify(m)}); }", message)
+            page.evaluate("(m) => onMessage({data: JSON.stringify(m)})", hazard)
+            spoken = page.evaluate("window.spoken")
+            alert = page.evaluate("document.getElementById('alert').textContent")
+            role = page.evaluate("document.getElementById('alert').getAttribute('role')")
+    finally:
+        srv.stop()
+    assert first[0] == "speak" and first[1], first
+    assert spoken == [["speak", "Person left."], ["cancel"], ["speak", "Careful: car approaching on the right."]]
+    assert role == "alert" and alert == "Careful: car approaching on the right."

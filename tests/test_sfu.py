@@ -48,8 +48,8 @@ def test_viewers_through_janus_get_video_detections_and_narration_audio(
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the SFU test: {reason} (scripts/test.sh installs janus)")
         pytest.skip(reason)
-    narrate = ["-p", "narrate", "--set", f"narrator.model={tiny_models.FLORENCE}", "--set",
-               "narrator.max_new_tokens=12", "--set", "narrator.period_s=3", "--set", "narrator.min_gap_s=1"]
+    narrate = ["-p", "narrate", "--set", "narrator.type=florence2", "--set", f"narrator.model={tiny_models.FLORENCE}",
+               "--set", "narrator.max_new_tokens=12", "--set", "narrator.period_s=3", "--set", "narrator.min_gap_s=1"]
     result = sfu.run_in_namespace([str(ROOT / "tests" / "clients" / "sfu_fanout.py"), str(person_video),
                                    str(models_dir), str(tmp_path), "3", *narrate], timeout_s=240,
                                   env={**os.environ, **tiny_models.offline_env})

@@ -14,6 +14,7 @@ from streamvis.config.models import (
     Florence2NarratorConfig,
     NoNarratorConfig,
     NoSegmenterConfig,
+    ObjectsNarratorConfig,
     OnnxSettings,
     Provider,
     Sam2Config,
@@ -27,7 +28,7 @@ from streamvis.config.pipeline import AnnotatorConfig, OutputConfig, PipelineCon
 __all__ = [
     "BUILTIN_PIPELINES_DIR", "PROMPTED_TASKS", "AnnotatorConfig", "AnyDetectorConfig", "AnyNarratorConfig",
     "AnySegmenterConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig", "NoNarratorConfig",
-    "NoSegmenterConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider", "Sam2Config", "SamConfig",
-    "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig", "YoloxConfig", "apply_overrides",
-    "load_pipeline", "parse_override",
+    "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider",
+    "Sam2Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig", "YoloxConfig",
+    "apply_overrides", "load_pipeline", "parse_override",
 ]

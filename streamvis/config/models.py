@@ -146,14 +146,20 @@ class SamConfig(_ModelChoice, TorchSettings):
 class _NarrationSettings(Strict):
     """Speaking policy and voice, shared by every narrator type (and unused without one)."""
 
-    period_s: float = Field(20.0, ge=0, description="speak at least this often (0: only on changes)")
-    min_gap_s: float = Field(4.0, ge=0, description="at least this long between descriptions")
-    trigger_classes: list[str] | None = Field(None, description="new or lost tracks of these trigger (None: all)")
+    verbosity: Literal["brief", "normal", "detailed"] = Field(
+        "normal", description="brief: hazards and arrivals; normal: also departures, approaches and summaries; "
+                              "detailed: also distances and motion of everything")
+    period_s: float = Field(20.0, ge=0, description="a summary at least this often, when it has news (0: never)")
+    min_gap_s: float = Field(2.0, ge=0, description="at least this long between utterances (hazards: 1 s)")
+    max_per_minute: int = Field(12, ge=1, description="at most this many utterances in any minute (hazards and "
+                                                      "answers are not held back)")
+    trigger_classes: list[str] | None = Field(None, description="the classes narrated (None: all)")
     hazard_classes: list[str] = Field(default_factory=lambda: list(HAZARDS),
-                                      description="these jump the queue and are named first")
+                                      description="named first, and as warnings when near or approaching")
     scene_change: float = Field(0.35, ge=0, le=1, description="histogram distance that counts as a new scene")
-    dedup_similarity: float = Field(0.75, ge=0, le=1, description="do not repeat a text this similar to the last")
-    objects_in_text: bool = Field(True, description="append what the detector sees, with positions")
+    dedup_similarity: float = Field(0.75, ge=0, le=1, description="a caption this similar to the last is not "
+                                                                  "repeated")
+    objects_in_text: bool = Field(True, description="say the scene model's news and counts with a caption model")
     speech: bool = Field(True, description="server-side speech (espeak-ng) for audio tracks")
     voice: str = Field("en", description="espeak-ng voice")
     speech_rate_wpm: int = Field(165, ge=80, le=450)
@@ -162,6 +168,14 @@ class _NarrationSettings(Strict):
 class NoNarratorConfig(_NarrationSettings):
     type: Literal["none"] = "none"
     enabled: ClassVar[bool] = False
+
+
+class ObjectsNarratorConfig(_NarrationSettings):
+    """Words from the detector and tracker alone (arrivals, departures, approaching, counts, positions): no model
+    to download, real time on a CPU."""
+
+    type: Literal["objects"] = "objects"
+    enabled: ClassVar[bool] = True
 
 
 class _NarratorModel(_NarrationSettings, _ModelChoice, TorchSettings):
@@ -205,10 +219,10 @@ SegmenterConfig = Annotated[
     | Annotated[EdgeTamConfig, Tag("edgetam")] | Annotated[SamConfig, Tag("sam")],
     _type_of("none")]
 NarratorConfig = Annotated[
-    Annotated[NoNarratorConfig, Tag("none")] | Annotated[Florence2NarratorConfig, Tag("florence2")]
-    | Annotated[VlmNarratorConfig, Tag("vlm")],
+    Annotated[NoNarratorConfig, Tag("none")] | Annotated[ObjectsNarratorConfig, Tag("objects")]
+    | Annotated[Florence2NarratorConfig, Tag("florence2")] | Annotated[VlmNarratorConfig, Tag("vlm")],
     _type_of("none")]
-AnyNarratorConfig = NoNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
+AnyNarratorConfig = NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
 AnyDetectorConfig = YoloxConfig | Florence2Config
 AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | SamConfig
 
@@ -216,6 +230,7 @@ AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | SamConfig
 ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
     "detector": {"yolox": YoloxConfig, "florence2": Florence2Config},
     "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam": SamConfig},
-    "narrator": {"none": NoNarratorConfig, "florence2": Florence2NarratorConfig, "vlm": VlmNarratorConfig},
+    "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
+                 "vlm": VlmNarratorConfig},
 }
 DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none"}

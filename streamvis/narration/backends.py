@@ -1,8 +1,9 @@
-"""Narrator backends: Florence-2 captions / OCR, and chat VLMs through `AutoModelForImageTextToText`.
+"""Narrator backends: Florence-2 captions / OCR, chat VLMs through `AutoModelForImageTextToText`, and none at all
+(`objects`: the scene model's words alone).
 
-Both map (frame, what the detector sees, optional question) to text. Chat VLMs get the objects with their
-positions in the prompt, so their words match the boxes; Florence-2 cannot be prompted for captions, so the
-narrator appends the objects sentence itself. Processors used are the Pillow ones: no torchvision.
+Each maps (frame, what is in view in words, optional question) to a caption or an answer. Chat VLMs get what is
+in view in the prompt, so their words match the boxes; Florence-2 cannot be prompted for captions. The narrator
+says the scene model's news first and the caption after it. Processors used are the Pillow ones: no torchvision.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig, VlmNarratorConfig
+from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig, ObjectsNarratorConfig, VlmNarratorConfig
 from streamvis.weights.hf import load_model, load_pretrained
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class NarratorBackend(Protocol):
     name: str
-    grounded_prompt: bool  # True when the objects sentence goes into the prompt (else it is appended)
+    captions: bool  # True when it looks at the image (a caption or an answer); False: words from the objects only
     last_ms: float
 
     @property
@@ -46,7 +47,7 @@ class FlorenceNarrator:
     any other by the detailed caption.
     """
 
-    grounded_prompt = False
+    captions = True
 
     def __init__(self, config: Florence2NarratorConfig, model: Florence2Model | None = None) -> None:
         from streamvis.detection.florence2 import Florence2Model
@@ -86,7 +87,7 @@ class ChatVLMNarrator:
     """Any image-text-to-text model with a chat template (SmolVLM / Idefics3, Qwen2.5-VL, ...) or plain prompts
     (PaliGemma 2: `caption en`, `answer en ...`)."""
 
-    grounded_prompt = True
+    captions = True
 
     def __init__(self, config: VlmNarratorConfig) -> None:
         import torch
@@ -129,6 +130,21 @@ class ChatVLMNarrator:
         return clean_text(answer)
 
 
+class ObjectsNarrator:
+    """No model: the narration is the scene model's words (`narrator.type: objects`); a question is answered with
+    what is in view, in detail."""
+
+    captions = False
+    name = "objects"
+    provider = "cpu"
+    last_ms = 0.0
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str:
+        if question is None:
+            return ""
+        return objects or "I see no objects."
+
+
 def clean_text(text: str) -> str:
     """One line of speakable text: special tokens, control characters and extra spaces removed."""
     import re
@@ -145,4 +161,6 @@ def load_narrator_backend(config: AnyNarratorConfig, florence: Florence2Model | 
         return FlorenceNarrator(config, florence)
     if isinstance(config, VlmNarratorConfig):
         return ChatVLMNarrator(config)
+    if isinstance(config, ObjectsNarratorConfig):
+        return ObjectsNarrator()
     return None

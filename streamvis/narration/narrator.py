@@ -13,49 +13,56 @@ from streamvis.config import AnyNarratorConfig
 from streamvis.frame import Frame, SceneDescription
 from streamvis.narration.backends import NarratorBackend
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
-from streamvis.narration.scene import describe_objects, seen_objects
+from streamvis.narration.scene_model import SceneSettings
+from streamvis.narration.wording import LEVELS, summary
 
 log = logging.getLogger(__name__)
 
 
-def policy_settings(config: AnyNarratorConfig) -> PolicySettings:
-    return PolicySettings(period_s=config.period_s, min_gap_s=config.min_gap_s,
-                          trigger_classes=frozenset(config.trigger_classes) if config.trigger_classes else None,
-                          hazard_classes=frozenset(config.hazard_classes), scene_change=config.scene_change,
-                          dedup_similarity=config.dedup_similarity)
+def policy_settings(config: AnyNarratorConfig, captions: bool) -> PolicySettings:
+    classes = frozenset(config.trigger_classes) if config.trigger_classes else None
+    return PolicySettings(verbosity=config.verbosity, period_s=config.period_s, min_gap_s=config.min_gap_s,
+                          max_per_minute=config.max_per_minute, scene_change=config.scene_change,
+                          dedup_similarity=config.dedup_similarity, captions=captions,
+                          scene=SceneSettings(classes=classes, hazard_classes=frozenset(config.hazard_classes)))
 
 
 class Narrator:
-    """Decides when to speak and what to say about a frame and its detections."""
+    """Decides when to speak (the policy, on the scene model) and what to say: the scene model's words, and the
+    backend's caption or answer when it has a model."""
 
     def __init__(self, config: AnyNarratorConfig, backend: NarratorBackend) -> None:
         self.config = config
         self.backend = backend  # the loaded model, shared by every stream; the policy is this stream's own
-        self.policy = NarrationPolicy(policy_settings(config))
-        self.hazards = frozenset(config.hazard_classes)
+        self.policy = NarrationPolicy(policy_settings(config, captions=backend.captions))
         self.lock = threading.Lock()  # the policy is read by the pipeline thread and written by workers
-
-    def objects_text(self, frame: Frame, detections: sv.Detections) -> str:
-        return describe_objects(seen_objects(detections, frame.resolution_wh, self.hazards))
 
     def describe(self, frame: Frame, detections: sv.Detections, trigger: Trigger,
                  question: str | None = None) -> SceneDescription | None:
-        """Run the backend; None when the text is empty or repeats the last one (questions always answer)."""
+        """Run the backend; None when there is nothing new to say (questions always answer)."""
         start = time.perf_counter()
-        objects = self.objects_text(frame, detections)
-        text = self.backend.describe(frame.image, objects, question)
-        if not self.backend.grounded_prompt and self.config.objects_in_text and objects and question is None:
-            text = f"{objects} {text}" if trigger.urgent else f"{text}. {objects}" if text else objects
-        if question is not None and not text:
-            text = f"I cannot tell. I see: {objects}" if objects else "I cannot tell, and I see no objects."
+        level = self.config.verbosity
+        with self.lock:
+            in_view = summary(self.policy.scene.present())
+        utterance = trigger.utterance or in_view
+        words = utterance.text(level) if self.config.objects_in_text or not self.backend.captions else ""
+        caption = self.backend.describe(frame.image, in_view.text("detailed"), question)
+        if question is not None and not caption:
+            caption = f"I cannot tell. {in_view.text('normal')}" if not in_view.empty else \
+                "I cannot tell, and I see no objects."
+        texts = {lvl: " ".join(t for t in (utterance.text(lvl), caption) if t) for lvl in LEVELS} \
+            if question is None else {lvl: caption for lvl in LEVELS}
+        text = words if question is None else ""
+        text = " ".join(t for t in (text, caption) if t)
         text = " ".join(text.replace("..", ".").split())
         with self.lock:
-            accepted = self.policy.accept(frame.pts, text, trigger)
-        if not accepted:
+            accepted = self.policy.accept(frame.pts, trigger, caption)
+        if not accepted or not text:
             log.debug("narration suppressed (%s): %s", trigger.reason, text)
             return None
         return SceneDescription(text, frame.index, frame.pts, self.backend.name, trigger.reason,
-                                (time.perf_counter() - start) * 1e3, question)
+                                (time.perf_counter() - start) * 1e3, question, urgent=trigger.urgent,
+                                texts=texts, tracks=tuple(int(k) for k in utterance.tracks if isinstance(k, int)))
 
     def step(self, frame: Frame, detections: sv.Detections) -> SceneDescription | None:
         """Offline: describe this frame now if the policy says a description is due."""

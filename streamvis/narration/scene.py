@@ -1,23 +1,12 @@
-"""What the detector and tracker see, in words: object positions (left / ahead / right, near / far), a cheap
-scene-change measure, and text similarity for not repeating ourselves. Pure functions."""
+"""Where a box is (left / ahead / right, near / far), a cheap scene-change measure, and text similarity for not
+repeating a caption. Pure functions; the objects themselves are `scene_model`'s."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import supervision as sv
-
-
-@dataclass(frozen=True, slots=True)
-class SeenObject:
-    name: str
-    track_id: int | None
-    side: str  # "left", "ahead", "right"
-    distance: str  # "near", "mid", "far"
-    hazard: bool
 
 
 def locate(xyxy: np.ndarray, resolution_wh: tuple[int, int]) -> tuple[str, str]:
@@ -29,42 +18,6 @@ def locate(xyxy: np.ndarray, resolution_wh: tuple[int, int]) -> tuple[str, str]:
     share = (y2 - y1) / max(height, 1)
     distance = "near" if share >= 0.45 else "far" if share < 0.15 else "mid"
     return side, distance
-
-
-def seen_objects(detections: sv.Detections, resolution_wh: tuple[int, int],
-                 hazards: set[str] | frozenset[str] = frozenset()) -> list[SeenObject]:
-    """Objects in speaking order: hazards first, then the nearest."""
-    names = detections.data.get("class_name", np.array([""] * len(detections)))
-    out = []
-    for i in range(len(detections)):
-        side, distance = locate(detections.xyxy[i], resolution_wh)
-        track = detections.tracker_id[i] if detections.tracker_id is not None else -1
-        name = str(names[i])
-        out.append(SeenObject(name, int(track) if track is not None and int(track) >= 0 else None, side, distance,
-                              name in hazards))
-    order = {"near": 0, "mid": 1, "far": 2}
-    return sorted(out, key=lambda o: (not o.hazard, order[o.distance]))
-
-
-def _phrase(obj: SeenObject) -> str:
-    where = "ahead" if obj.side == "ahead" else f"on the {obj.side}"
-    near = {"near": ", close", "far": ", far away", "mid": ""}[obj.distance]
-    return f"{obj.name} {where}{near}"
-
-
-def describe_objects(objects: list[SeenObject], limit: int = 5) -> str:
-    """`"Careful: car on the left, close. person ahead; chair on the right, far away."` (empty when nothing)."""
-    if not objects:
-        return ""
-    hazards = [o for o in objects if o.hazard][:limit]
-    others = [o for o in objects if not o.hazard][: max(0, limit - len(hazards))]
-    parts = []
-    if hazards:
-        parts.append("Careful: " + "; ".join(_phrase(o) for o in hazards) + ".")
-    if others:
-        text = "; ".join(_phrase(o) for o in others)
-        parts.append(text[0].upper() + text[1:] + ".")
-    return " ".join(parts)
 
 
 def scene_signature(image_bgr: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ def ice_server(url: str) -> RTCIceServer:
 def narration_message(stream_id: str, d: SceneDescription) -> dict[str, Any]:
     return {"type": "narration", "stream": stream_id, "text": d.text, "frame_index": d.frame_index,
             "pts": round(d.pts, 3), "reason": d.reason, "question": d.question, "model": d.model,
-            "latency_ms": round(d.latency_ms, 1)}
+            "latency_ms": round(d.latency_ms, 1), "urgent": d.urgent, "texts": d.texts, "tracks": list(d.tracks)}
 
 
 class ViewerFanout:

@@ -42,21 +42,32 @@ function showObjects(detections) {
   $("objects").replaceChildren(...items);
 }
 
-function speak(text) {
-  if (!$("speak").checked || !window.speechSynthesis) return;
-  const said = $("verbosity").value === "short" ? text.split(/(?<=[.!?])\s/)[0] : text;
-  const utterance = new SpeechSynthesisUtterance(said);
+// Narration at the listener's level of detail (brief / normal / detailed: the server sends all three); an urgent
+// item (a hazard, an answer) interrupts whatever is being said and is announced assertively.
+function narrationText(msg) {
+  const level = $("verbosity").value;
+  if (msg.texts && level in msg.texts) return msg.texts[level];
+  return msg.text;
+}
+
+function speak(text, urgent) {
+  if (!$("speak").checked || !window.speechSynthesis || !text) return;
+  if (urgent) window.speechSynthesis.cancel();
+  const utterance = new SpeechSynthesisUtterance(text);
   utterance.rate = Number($("rate").value);
   window.speechSynthesis.speak(utterance);
 }
 
-function addNarration(text) {
+function addNarration(text, urgent = false) {
+  if (!text) return;  // nothing at this level of detail
   window.streamvisNarrations = (window.streamvisNarrations || 0) + 1;
-  speak(text);
+  speak(text, urgent);
+  if (urgent) $("alert").textContent = text;
   const box = $("narration");
   if (box.dataset.started !== "1") { box.textContent = ""; box.dataset.started = "1"; }
   const p = document.createElement("p");
   p.textContent = text;
+  if (urgent) p.className = "urgent";
   box.append(p);
   while (box.childElementCount > 20) box.firstElementChild.remove();
 }
@@ -67,7 +78,7 @@ function onMessage(event) {
   if (msg.type === "frame") {
     window.streamvisLastFrame = msg;
     showObjects(msg.detections || []);
-    if (msg.description) addNarration(msg.description.text);
+    if (msg.description) addNarration(msg.description.text, msg.description.urgent);
     if (msg.stats) {
       $("server-fps").textContent = msg.stats.fps_out.toFixed(1);
       $("dropped").textContent = String(msg.stats.dropped);
@@ -77,7 +88,7 @@ function onMessage(event) {
   } else if (msg.type === "status") {
     setState(`Stream ${msg.stream}: ${msg.status}`);
   } else if (msg.type === "narration") {
-    addNarration(msg.question ? `${msg.question} — ${msg.text}` : msg.text);
+    addNarration(msg.question ? `${msg.question} — ${msg.text}` : narrationText(msg), Boolean(msg.urgent));
   }
 }
 
