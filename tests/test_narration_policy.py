@@ -197,3 +197,30 @@ def test_a_question_is_always_answered() -> None:
     assert policy.accept(1.0, ask, "The sign says exit.")
     assert policy.accept(1.5, ask, "The sign says exit.")
     assert not policy.accept(2.0, Trigger("periodic"), "")
+
+
+class _ReadsText:
+    """A stand-in caption model that reads a sign (the narrator's composition is under test, not a model)."""
+
+    captions, name, provider, last_ms = True, "stand-in", "cpu", 0.0
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str:
+        return "The text reads: EXIT."
+
+
+@pytest.mark.parametrize(("event", "said"), [
+    (Event("enter", 1, "chair", "right", "mid", "still", 1.0), "The text reads: EXIT. Chair on the right."),
+    (Event("enter", 2, "person", "ahead", "near", "still", 1.0), "Person ahead, close. The text reads: EXIT."),
+    (Event("hazard", 3, "car", "left", "mid", "approaching", 1.0),
+     "Careful: car approaching on the left. The text reads: EXIT."),
+])
+def test_text_read_aloud_goes_after_hazards_and_near_arrivals_only(event: Event, said: str) -> None:
+    from streamvis.config import Florence2NarratorConfig
+    from streamvis.frame import Frame
+    from streamvis.narration.narrator import Narrator
+
+    narrator = Narrator(Florence2NarratorConfig(task="<OCR>"), _ReadsText())
+    trigger = Trigger(f"{event.kind}:{event.name}", urgent=event.kind == "hazard", utterance=news([event], []))
+    description = narrator.describe(Frame(IMAGE, 10, 1.0, "test"), frame_at(1.0, []), trigger)
+    assert description is not None and description.text == said
+    assert description.texts is not None and description.texts["normal"] == said

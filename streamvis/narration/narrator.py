@@ -45,15 +45,22 @@ class Narrator:
         with self.lock:
             in_view = summary(self.policy.scene.present())
         utterance = trigger.utterance or in_view
-        words = utterance.text(level) if self.config.objects_in_text or not self.backend.captions else ""
+        with_words = self.config.objects_in_text or not self.backend.captions
+        words = utterance.text(level) if with_words else ""
         caption = self.backend.describe(frame.image, in_view.text("detailed"), question)
         if question is not None and not caption:
             caption = f"I cannot tell. {in_view.text('normal')}" if not in_view.empty else \
                 "I cannot tell, and I see no objects."
-        texts = {lvl: " ".join(t for t in (utterance.text(lvl), caption) if t) for lvl in LEVELS} \
-            if question is None else {lvl: caption for lvl in LEVELS}
-        text = words if question is None else ""
-        text = " ".join(t for t in (text, caption) if t)
+        # text read aloud (Florence-2 <OCR>) comes before everything but hazards and near arrivals
+        text_first = getattr(self.config, "task", "") == "<OCR>" and not utterance.leading
+
+        def joined(news_words: str) -> str:
+            parts = (caption, news_words) if text_first else (news_words, caption)
+            return " ".join(t for t in parts if t)
+
+        texts = {lvl: joined(utterance.text(lvl) if with_words else "") for lvl in LEVELS} if question is None \
+            else {lvl: caption for lvl in LEVELS}
+        text = joined(words) if question is None else caption
         text = " ".join(text.replace("..", ".").split())
         with self.lock:
             accepted = self.policy.accept(frame.pts, trigger, caption)

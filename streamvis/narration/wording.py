@@ -80,6 +80,11 @@ class Utterance:
         return self.texts.get(level, "")
 
     @property
+    def leading(self) -> bool:
+        """Whether it holds news that goes before text read aloud: a hazard or a near arrival."""
+        return self.urgent or "near-enter" in self.kinds
+
+    @property
     def empty(self) -> bool:
         return not any(self.texts.values())
 
@@ -144,7 +149,8 @@ def news(events: list[Event], in_view: list[TrackedObject]) -> Utterance:
     return Utterance({level: " ".join(_sentence(p) for p in parts) for level, parts in texts.items()},
                      urgent=any(e.kind == "hazard" for e in events),
                      facts=frozenset((e.kind, e.key) for e in events), tracks=tuple(e.key for e in events),
-                     kinds=tuple(sorted({e.kind for e in events})))
+                     kinds=tuple(sorted({e.kind for e in events}
+                                        | ({"near-enter"} if any(e.priority <= 1 for e in events) else set()))))
 
 
 def summary(in_view: list[TrackedObject]) -> Utterance:
