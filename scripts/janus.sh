@@ -20,7 +20,8 @@ lib=$(dirname "$(dpkg -L janus | grep -m1 '/janus/plugins/libjanus_videoroom.so$
 work=$(mktemp -d)
 child=
 trap 'rm -rf "$work"' EXIT
-trap 'if [ -n "$child" ]; then kill -INT "$child" 2>/dev/null || true; fi' INT TERM
+# a background job of a script ignores SIGINT: pass the stop on as SIGTERM, which Janus also takes as "stop"
+trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; fi' INT TERM
 mkdir -p "$work/plugins" "$work/transports" "$work/empty"
 ln -s "$lib/plugins/libjanus_videoroom.so" "$work/plugins/"
 ln -s "$lib/transports/libjanus_http.so" "$work/transports/"

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,12 +74,14 @@ def janus(log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Janus on JANUS_IP (VideoRoom, HTTP API), until the block ends."""
     with log.open("wb") as out:
         proc = subprocess.Popen([str(REPO / "scripts" / "janus.sh"), JANUS_IP, str(JANUS_PORT), "sv1"],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait("janus", _janus_answers, proc, 30, log)
         yield proc
     finally:
         stop(proc)
+        with contextlib.suppress(ProcessLookupError):  # whatever of its group is left (never a stray Janus)
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -106,7 +109,7 @@ def streamvis_server(log: Path, *args: str, env: dict[str, str] | None = None,
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
     if proc.poll() is None:
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
