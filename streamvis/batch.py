@@ -113,7 +113,7 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
 
 def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, models: Models,
                   show_progress: bool = True, captions: Path | None = None,
-                  audio_description: bool = False) -> InputReport:
+                  audio_description: bool = False, in_flight: int | None = None) -> InputReport:
     """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
     report = InputReport(uri)
     try:
@@ -138,7 +138,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         if audio_description:  # closed after the MP4, into which it muxes the narration
             sinks.sinks.append(AudioDescriptionTrack(writer, config.narrator.voice, config.narrator.speech_rate_wpm))
         with FrameProgress(source.source_id, source.expected_frames, enabled=show_progress) as bar:
-            outcome = run_offline(source, pipeline, sinks, bar.update)
+            outcome = run_offline(source, pipeline, sinks, bar.update, in_flight)
         report.seconds = outcome.seconds
         if outcome.interrupted:
             report.status = "interrupted"
@@ -169,7 +169,8 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
 
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                 models_dir: str | Path | None = None, show_progress: bool = True,
-                captions: Path | None = None, audio_description: bool = False) -> list[InputReport]:
+                captions: Path | None = None, audio_description: bool = False,
+                in_flight: int | None = None) -> list[InputReport]:
     """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising.
 
     Models are loaded once (`load_models`); each input gets fresh tracking, segmentation and narration state.
@@ -187,7 +188,7 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
         vtt = None
         if captions is not None:
             vtt = captions if captions_file else captions / f"{mp4.stem}.vtt"
-        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description)
+        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description, in_flight)
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)

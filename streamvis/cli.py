@@ -69,6 +69,9 @@ def process(
         "--captions", help="narration as WebVTT: .vtt (one input) or folder; needs a narrator")] = None,
     audio_description: Annotated[bool, typer.Option(
         "--audio-description", help="mux the spoken narration into the MP4 as an extra audio track")] = False,
+    in_flight: Annotated[int | None, typer.Option(
+        "--in-flight", min=1, help="frames in the detector at once (default: one per CPU core); the output is "
+                                   "the same whatever it is")] = None,
     models_dir: ModelsDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings and errors only")] = False,
     debug: DebugOpt = False,
@@ -81,7 +84,7 @@ def process(
     try:
         config = load_pipeline(pipeline, set_ or [])
         reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet,
-                              captions=captions, audio_description=audio_description)
+                              captions=captions, audio_description=audio_description, in_flight=in_flight)
     except KeyboardInterrupt:
         log.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None

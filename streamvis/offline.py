@@ -1,19 +1,27 @@
 """Offline processing of one source: no frame dropped, deterministic output, as fast as the machine allows.
 
-Three threads: decode (source) -> inference + annotation (caller's thread) -> sinks (writer: encode, events).
-Both queues are bounded and block when full (offline never drops). An error in any thread stops the
-run and is raised in the caller; Ctrl-C stops it too. Either way the MP4 is finalised and playable.
+Threads: decode (source) -> detection, `in_flight` frames at once (a pool) -> tracking and annotation, in frame
+order (caller's thread) -> sinks (writer: encode, events). Several frames in the detector keep every core busy
+with a small model (one run of YOLOX-nano is too short to spread over cores); the order of everything after it
+is the frames' order, so the output is the same, frame for frame, whatever `in_flight` is. The queues are
+bounded and block when full (offline never drops). An error in any thread stops the run and is raised in the
+caller; Ctrl-C stops it too. Either way the MP4 is finalised and playable.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import supervision as sv
 
 from streamvis.frame import Frame, Result
 from streamvis.pipeline import Pipeline
@@ -33,6 +41,12 @@ class RunOutcome:
     interrupted: bool = False
 
 
+def _done(value: tuple[sv.Detections, float]) -> Future[tuple[sv.Detections, float]]:
+    future: Future[tuple[sv.Detections, float]] = Future()
+    future.set_result(value)
+    return future
+
+
 def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     """Blocking put that gives up when `stop` is set (the consumer has gone)."""
     while not stop.is_set():
@@ -44,10 +58,25 @@ def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     return False
 
 
+def default_in_flight() -> int:
+    """Frames in the detector at once: one per core (at least 1)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _detect(pipeline: Pipeline, frame: Frame) -> tuple[sv.Detections, float]:
+    start = time.perf_counter()
+    detections = pipeline.detect(frame.image)
+    return detections, (time.perf_counter() - start) * 1e3
+
+
 def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
-                on_frame: Callable[[int], None] | None = None) -> RunOutcome:
-    """Every frame of `source` through `pipeline` into `sink` (written in the writer thread, in order). The sink
-    is not closed here: the caller closes it, knowing how the run ended."""
+                on_frame: Callable[[int], None] | None = None, in_flight: int | None = None) -> RunOutcome:
+    """Every frame of `source` through `pipeline` into `sink` (written in the writer thread, in order), with
+    `in_flight` frames in the detector at once (default: one per core). The sink is not closed here: the caller
+    closes it, knowing how the run ended."""
+    depth = in_flight or default_in_flight()
+    if depth < 1:
+        raise ValueError(f"in_flight must be at least 1, got {depth}")
     frames_q: queue.Queue[Frame | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     stop = threading.Event()
@@ -77,31 +106,59 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
 
     decoder = threading.Thread(target=decode, name=f"decode-{source.source_id}", daemon=True)
     encoder = threading.Thread(target=write, name=f"encode-{source.source_id}", daemon=True)
+    detectors = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{source.source_id}") if depth > 1 else None
+    pending: deque[tuple[Frame, Future[tuple[sv.Detections, float]] | None]] = deque()
     start = time.perf_counter()
     processed = 0
     interrupted = False
     decoder.start()
     encoder.start()
+
+    def finish_oldest() -> bool:
+        """Track and annotate the oldest frame in flight (its detections waited for) and hand it to the writer."""
+        nonlocal processed
+        frame, detecting = pending.popleft()
+        if detecting is None:
+            result = pipeline.apply(frame, None)
+        else:
+            detections, detect_ms = detecting.result()
+            result = pipeline.apply(frame, detections, None, {"detect": detect_ms})
+        if not _put(results_q, result, stop):
+            return False
+        processed += 1
+        if on_frame is not None:
+            on_frame(processed)
+        return True
+
     try:
-        while not stop.is_set():
+        ended = False
+        while not stop.is_set() and not ended:
             try:
                 item = frames_q.get(timeout=0.1)
             except queue.Empty:
                 continue
             if item is _END:
-                break
-            assert isinstance(item, Frame)
-            if not _put(results_q, pipeline.process(item), stop):
-                break
-            processed += 1
-            if on_frame is not None:
-                on_frame(processed)
+                ended = True
+            else:
+                assert isinstance(item, Frame)
+                detecting = None
+                if pipeline.keyframes.is_keyframe(item.index):  # one at a time: detected here, as before
+                    detecting = detectors.submit(_detect, pipeline, item) if detectors is not None \
+                        else _done(_detect(pipeline, item))
+                pending.append((item, detecting))
+            while pending and (ended or len(pending) >= depth):
+                if not finish_oldest():
+                    ended = True
+                    pending.clear()
+                    break
     except KeyboardInterrupt:
         interrupted = True
         log.warning("%s: interrupted after %d frames; finishing the output", source.source_id, processed)
     except BaseException as exc:
         errors.append(exc)
     finally:
+        if detectors is not None:
+            detectors.shutdown(wait=True, cancel_futures=True)
         source.close()
         while encoder.is_alive():  # the writer drains everything before the end marker
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -69,3 +70,28 @@ def test_decode_thread_error_is_raised_not_lost(tmp_path: Path) -> None:
     writer.close(complete=False)
     assert _decode_count(tmp_path / "out.mp4") == 20
     assert not [t for t in threading.enumerate() if t.name.startswith(("decode-", "encode-"))]
+
+
+@pytest.mark.parametrize("every_n", [1, 3])
+def test_frames_in_flight_change_nothing_in_the_output(person_video: Path, models_dir: Path, tmp_path: Path,
+                                                       every_n: int) -> None:
+    """The real YOLOX-nano and ByteTrack on 90 frames of the shared video: with 1 and with 4 frames in the
+    detector at once, the JSONL (detections, track ids) and the decoded MP4 frames are identical."""
+    from conftest import cut_clip, run_cli
+
+    clip = cut_clip(person_video, tmp_path / "clip.mp4", 90)
+    outputs = {}
+    for depth in (1, 4):
+        out, events = tmp_path / f"out-{depth}.mp4", tmp_path / f"out-{depth}.jsonl"
+        result = run_cli("process", str(clip), "-o", str(out), "--events", str(events), "--in-flight", str(depth),
+                         "--set", f"detector.every_n_frames={every_n}", "-q", "--models-dir", str(models_dir))
+        assert result.returncode == 0, result.stderr
+        with av.open(str(out)) as container:
+            frames = [f.to_ndarray(format="rgb24").tobytes() for f in container.decode(video=0)]
+        outputs[depth] = (events.read_text().splitlines(), frames)
+    (events_1, frames_1), (events_4, frames_4) = outputs[1], outputs[4]
+    assert len(events_1) == len(frames_1) == 90
+    assert any(d["track_id"] is not None for line in events_1 for d in json.loads(line)["detections"]), \
+        "the tracker ran"
+    assert events_4 == events_1
+    assert frames_4 == frames_1
