@@ -2,13 +2,18 @@
 
     .venv/bin/python benchmarks/offline.py [--models-dir ../shared/models] [--videos DIR]
 
-Per video: decode-only fps; detector fps one frame at a time and its best throughput (as many frames in flight
-as cores); the peer: the plain loop a user writes (`peer_loop`: PyAV decode, the same YOLOX-nano ONNX through
-onnxruntime, ByteTrack from `trackers`, supervision's box and label annotators, libx264 veryfast crf 23, one frame
-at a time; no streamvis code); and `streamvis process` with the same model, tracker, annotation and encoder
-settings (its output also has the JSONL events). CPU is process CPU time over wall time (2.0 = both of 2 cores).
-"x peer" is streamvis fps / peer fps; the last column is streamvis fps / min(decode fps, best detector fps), the
-share of the slower stage's speed the whole pipeline keeps.
+Per video:
+- decode-only fps;
+- detector fps one frame at a time (onnxruntime's default threads), and its best throughput (`process`'s frames
+  in flight, one thread each);
+- the peer: the plain loop a user writes (`peer_loop`: PyAV decode, the same YOLOX-nano ONNX through onnxruntime,
+  ByteTrack from `trackers`, supervision's box and label annotators, libx264 veryfast crf 23, one frame at a
+  time; no streamvis code);
+- `streamvis process` with the same model, tracker, annotation and encoder settings (its output also has the
+  JSONL events).
+CPU is process CPU time over wall time (2.0 = both of 2 cores). "x peer" is streamvis fps / peer fps; the last
+column is streamvis fps / min(decode fps, best detector fps), the share of the slower stage's speed the whole
+pipeline keeps.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from streamvis import env
 from streamvis.batch import process_input
 from streamvis.config import load_pipeline
 from streamvis.models import load_models
+from streamvis.offline import default_in_flight
 from streamvis.sources import open_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,12 +122,13 @@ def peer_loop(video: Path, model_dir: Path, out_path: Path) -> tuple[int, float]
 
 
 def detector_best_fps(video: Path, detector, limit: int = 300) -> float:
-    """The detector's throughput with as many frames in flight as cores (what the pipeline may reach at most)."""
+    """The detector's throughput with `process`'s frames in flight (one thread each): what the pipeline may
+    reach at most."""
     from concurrent.futures import ThreadPoolExecutor
 
     images = [frame.image for _, frame in zip(range(limit), open_source(str(video)), strict=False)]
     detector.detect(images[0])
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(default_in_flight()) as pool:
         start = time.perf_counter()
         list(pool.map(detector.detect, images))
         return len(images) / (time.perf_counter() - start)
@@ -141,7 +148,8 @@ def main() -> None:
     parser.add_argument("--pipeline", default="detect")
     args = parser.parse_args()
     config = load_pipeline(args.pipeline)
-    models = load_models(config, args.models_dir)
+    one_at_a_time = load_models(config, args.models_dir).detector  # onnxruntime's default threads, as live
+    models = load_models(config, args.models_dir, detector_threads=1)  # as `process` loads them
     detector = models.detector
     cores = os.cpu_count() or 1
     table = Table(title=f"offline: pipeline '{config.name}', {detector.name} on {detector.provider}, {cores} CPUs, "
@@ -152,7 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for video in sorted(args.videos.glob("*.mp4")):
             dec, frames = decode_fps(video)
-            det, best = detector_fps(video, detector), detector_best_fps(video, detector)
+            det, best = detector_fps(video, one_at_a_time), detector_best_fps(video, detector)
             (peer_frames, _), peer_s, peer_cpu = timed(lambda v=video: peer_loop(
                 v, args.models_dir / "yolox-nano", Path(tmp) / f"peer-{v.stem}.mp4"))
             report, ours_s, ours_cpu = timed(lambda v=video: process_input(

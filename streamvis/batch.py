@@ -11,7 +11,7 @@ from typing import Literal
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.models import Models, load_models
-from streamvis.offline import run_offline
+from streamvis.offline import default_in_flight, run_offline
 from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
 from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sinks, VideoWriter
@@ -182,13 +182,15 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
     captions_file = captions is not None and names_a_file(captions, "--captions", ".vtt")
     if captions_file and len(plans) > 1:
         raise ConfigError(f"--captions {captions}: several inputs need a captions folder, not a .vtt file")
-    models = load_models(config, models_dir)
+    depth = in_flight or default_in_flight()
+    # several frames in flight spread the detector over the cores: each run then takes one thread, unspinning
+    models = load_models(config, models_dir, detector_threads=1 if depth > 1 else None)
     reports = []
     for uri, mp4, jsonl in plans:
         vtt = None
         if captions is not None:
             vtt = captions if captions_file else captions / f"{mp4.stem}.vtt"
-        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description, in_flight)
+        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description, depth)
         reports.append(report)
         if report.status == "ok":
             log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)

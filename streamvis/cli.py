@@ -70,8 +70,8 @@ def process(
     audio_description: Annotated[bool, typer.Option(
         "--audio-description", help="mux the spoken narration into the MP4 as an extra audio track")] = False,
     in_flight: Annotated[int | None, typer.Option(
-        "--in-flight", min=1, help="frames in the detector at once (default: one per CPU core); the output is "
-                                   "the same whatever it is")] = None,
+        "--in-flight", min=1, help="frames in the detector at once (default: CPU cores + 1); the output is the "
+                                   "same whatever it is")] = None,
     models_dir: ModelsDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings and errors only")] = False,
     debug: DebugOpt = False,

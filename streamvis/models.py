@@ -62,9 +62,11 @@ def shares_florence(config: PipelineConfig) -> bool:
         (detector.model, detector.device, detector.dtype) == (narrator.model, narrator.device, narrator.dtype))
 
 
-def load_models(config: PipelineConfig, models_dir: str | Path | None = None) -> Models:
+def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
+                detector_threads: int | None = None) -> Models:
     """Load every model `config` names, once each, logging what was loaded and how long it took. A hub model
-    that is neither cached nor downloadable fails first, before any is loaded."""
+    that is neither cached nor downloadable fails first, before any is loaded. `detector_threads`: the ONNX
+    detector's intra-op threads (offline with frames in flight: 1; None: onnxruntime's default)."""
     for role in ("detector", "segmenter", "narrator"):
         model_id = getattr(getattr(config, role), "model", None)
         if isinstance(model_id, str) and getattr(getattr(config, role), "backend", "torch") != "onnx":
@@ -78,7 +80,7 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None) ->
         florence = _timed(f"Florence-2 ({roles})", lambda: Florence2Model(detector_config))
         detector = load_detector(detector_config, models_dir, florence)
     else:
-        detector = _timed("detector", lambda: load_detector(detector_config, models_dir))
+        detector = _timed("detector", lambda: load_detector(detector_config, models_dir, threads=detector_threads))
     segmenter = None
     if config.segmenter.enabled:
         segmenter = _timed("segmenter", lambda: load_segmenter(config.segmenter))

@@ -59,8 +59,9 @@ def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
 
 
 def default_in_flight() -> int:
-    """Frames in the detector at once: one per core (at least 1)."""
-    return max(1, os.cpu_count() or 1)
+    """Frames in the detector at once: one per core, and one more to cover the gaps while a thread hands over
+    (measured on 2 cores: 3 beats 2 and 4; `benchmarks/offline.py`)."""
+    return (os.cpu_count() or 1) + 1
 
 
 def _detect(pipeline: Pipeline, frame: Frame) -> tuple[sv.Detections, float]:
@@ -72,7 +73,7 @@ def _detect(pipeline: Pipeline, frame: Frame) -> tuple[sv.Detections, float]:
 def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
                 on_frame: Callable[[int], None] | None = None, in_flight: int | None = None) -> RunOutcome:
     """Every frame of `source` through `pipeline` into `sink` (written in the writer thread, in order), with
-    `in_flight` frames in the detector at once (default: one per core). The sink is not closed here: the caller
+    `in_flight` frames in the detector at once (default: `default_in_flight()`). The sink is not closed here: the caller
     closes it, knowing how the run ended."""
     depth = in_flight or default_in_flight()
     if depth < 1:

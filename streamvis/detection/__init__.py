@@ -34,8 +34,10 @@ class Detector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
 
 
-def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None) -> YoloxDetector:
-    """Resolve the weights (path, models folder, cache or download) and its class names, and load them."""
+def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None,
+               threads: int | None = None) -> YoloxDetector:
+    """Resolve the weights (path, models folder, cache or download) and its class names, and load them
+    (`threads`: onnxruntime intra-op threads, see `create_session`)."""
     from streamvis.detection.yolox import YoloxDetector
 
     weights, entry = resolve_model(config.model, models_dir)
@@ -44,14 +46,14 @@ def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None) -> Yol
         sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")
         classes = sibling if sibling.is_file() else None
     return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
-                         name=entry.name if entry else weights.stem)
+                         name=entry.name if entry else weights.stem, threads=threads)
 
 
 def load_detector(config: AnyDetectorConfig, models_dir: str | Path | None = None,
-                  florence: Florence2Model | None = None) -> Detector:
+                  florence: Florence2Model | None = None, threads: int | None = None) -> Detector:
     """The configured detector, loaded; a Florence-2 detector runs on `florence` when one is given (shared)."""
     if isinstance(config, Florence2Config):
         from streamvis.detection.florence2 import Florence2Detector, Florence2Model
 
         return Florence2Detector(florence or Florence2Model(config), config)
-    return load_yolox(config, models_dir)
+    return load_yolox(config, models_dir, threads)

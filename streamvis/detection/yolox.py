@@ -104,9 +104,9 @@ class YoloxDetector:
     open_vocabulary = False
 
     def __init__(self, weights: Path, providers: list[str], confidence: float = 0.3, nms_iou: float = 0.45,
-                 classes_file: Path | None = None, name: str | None = None) -> None:
+                 classes_file: Path | None = None, name: str | None = None, threads: int | None = None) -> None:
         self.name = name or weights.stem
-        self.session, self.provider = create_session(weights, providers, self.name)
+        self.session, self.provider = create_session(weights, providers, self.name, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):

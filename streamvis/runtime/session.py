@@ -82,8 +82,14 @@ def engine_build(name: str, active: bool) -> Iterator[None]:
     log.info("%s: TensorRT engine ready in %.1f s", name, time.perf_counter() - start)
 
 
-def create_session(path: Path, providers: list[str], name: str) -> tuple[Any, str]:
-    """An InferenceSession and the provider really in use (a GPU build lists CUDA even without a GPU)."""
+def create_session(path: Path, providers: list[str], name: str,
+                   threads: int | None = None) -> tuple[Any, str]:
+    """An InferenceSession and the provider really in use (a GPU build lists CUDA even without a GPU).
+
+    `threads`: intra-op threads, and when given, no spin-waiting between runs: for callers that keep several
+    runs going at once (offline frames in flight), where idle spinning threads only take cores from the others.
+    None: onnxruntime's default (one thread per physical core, spinning: lowest latency for one run at a time).
+    """
     ort = import_onnxruntime()
     chosen: list[Any] = choose_providers(providers, ort.get_available_providers())
     building = False
@@ -95,6 +101,9 @@ def create_session(path: Path, providers: list[str], name: str) -> tuple[Any, st
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         with engine_build(name, building):
             session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
