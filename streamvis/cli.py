@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from streamvis import __version__, env
 from streamvis.errors import ConfigError, ModelError, StreamvisError
 from streamvis.logs import setup_logging
+
+if TYPE_CHECKING:
+    from streamvis.runtime.precision import Int8Range
 
 log = logging.getLogger("streamvis")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -190,9 +193,16 @@ def export(
     int8_range: Annotated[str, typer.Option(
         "--int8-range", help="int8 weights: auto (7-bit on CPUs without VNNI, where 8-bit saturates), full, "
                              "reduced (for AVX2-only machines)")] = "auto",
+    calibrate: Annotated[str | None, typer.Option(
+        "--calibrate", help="YOLOX --int8: a folder of images or a video to calibrate activation ranges on")] = None,
+    calibration_frames: Annotated[int, typer.Option(
+        "--calibration-frames", min=1, help="YOLOX --int8: frames taken from --calibrate")] = 128,
+    models_dir: ModelsDirOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Export a model's parts to ONNX (dynamo exporter) with a manifest; `backend: onnx` in a pipeline uses them."""
+    """Export a model's parts to ONNX (dynamo exporter) with a manifest; `backend: onnx` in a pipeline uses them.
+    For a YOLOX model (registry name or .onnx file), `--int8 --calibrate IMAGES_OR_VIDEO` writes a static int8
+    copy to use as `detector.model`."""
     setup_logging(debug, False)
     from transformers import AutoConfig
 
@@ -206,12 +216,9 @@ def export(
     if int8_range not in ("auto", "full", "reduced"):
         _fail(ConfigError(f"--int8-range must be auto, full or reduced, got '{int8_range}'"), debug, EXIT_USAGE)
     range_choice = cast(Int8Range, int8_range)
-    if "/" not in model and not Path(model).expanduser().exists():
-        from streamvis.weights.registry import REGISTRY
-
-        if model in REGISTRY:
-            _fail(ConfigError(f"{model} is an ONNX model already (detector.model: {model}); export takes SAM 2.1 "
-                              "and Florence-2 hub ids or folders"), debug, EXIT_USAGE)
+    if model.endswith(".onnx") or ("/" not in model and not Path(model).expanduser().exists()):
+        _export_yolox_int8(model, models_dir, output, int8, calibrate, calibration_frames, range_choice, debug)
+        return
     try:
         config = load_pretrained(AutoConfig, model, "model")
         folder = output or export_folder(model, precision)
@@ -237,6 +244,27 @@ def export(
                  field, field, precision, field, folder)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
+    except StreamvisError as exc:
+        _fail(exc, debug, EXIT_FAILED)
+
+
+def _export_yolox_int8(model: str, models_dir: Path | None, output: Path | None, int8: bool, calibrate: str | None,
+                       frames: int, int8_range: Int8Range, debug: bool) -> None:
+    """`export` of an ONNX detector (a registry name or an .onnx file): its static int8 copy."""
+    from streamvis.detection.yolox_int8 import calibration_frames, quantize_yolox
+    from streamvis.runtime.export import export_folder
+    from streamvis.weights.registry import resolve_model
+
+    if not int8 or calibrate is None:
+        _fail(ConfigError(f"{model} is an ONNX model already: export --int8 --calibrate IMAGES_OR_VIDEO makes its "
+                          "int8 copy; other exports take SAM 2.1 and Florence-2 hub ids or folders"), debug, EXIT_USAGE)
+    try:
+        weights, _ = resolve_model(model, models_dir)
+        target = output or export_folder(model if not model.endswith(".onnx") else weights.stem, "int8")
+        if target.suffix != ".onnx":
+            target = target / f"{weights.stem}.int8.onnx"
+        quantize_yolox(weights, target, calibration_frames(cast(str, calibrate), frames), int8_range)
+        log.info("use it with --set detector.model=%s", target)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
 

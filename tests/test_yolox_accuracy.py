@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import cv2
@@ -12,42 +10,7 @@ import pytest
 
 from streamvis.config import YoloxConfig
 from streamvis.detection import load_detector
-
-
-def coco_map(coco128: Path, detector) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images, annotations, results = [], [], []
-    image_paths = sorted((coco128 / "images" / "train2017").glob("*.jpg"))
-    for image_id, path in enumerate(image_paths):
-        image = cv2.imread(str(path))
-        height, width = image.shape[:2]
-        images.append({"id": image_id, "width": width, "height": height})
-        label = coco128 / "labels" / "train2017" / f"{path.stem}.txt"
-        if label.exists():
-            for line in label.read_text().split("\n"):
-                if not line.strip():
-                    continue
-                cls, cx, cy, w, h = (float(v) for v in line.split())
-                bw, bh = w * width, h * height
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls),
-                                    "bbox": [cx * width - bw / 2, cy * height - bh / 2, bw, bh],
-                                    "area": bw * bh, "iscrowd": 0})
-        found = detector.detect(image)
-        for (x1, y1, x2, y2), score, cls in zip(found.xyxy, found.confidence, found.class_id, strict=True):
-            results.append({"image_id": image_id, "category_id": int(cls),
-                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
-    ground_truth = COCO()
-    ground_truth.dataset = {"images": images, "annotations": annotations,
-                            "categories": [{"id": i} for i in range(80)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth.createIndex()
-        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return float(evaluation.stats[0])
+from streamvis.testing.coco import coco_map
 
 
 def test_yolox_nano_map_on_coco128(coco128: Path, models_dir: Path) -> None:

@@ -76,6 +76,10 @@ class YoloxConfig(_DetectorBase):
     confidence: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.45, gt=0, le=1)
     providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1)
+    threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads (0: automatic: one per "
+                         "physical core live, one per frame in flight offline)")
+    spin_wait: bool = Field(False, description="let idle onnxruntime threads spin between frames (its own default): "
+                            "a little lower latency, but it burns the cores the decoder and encoder need")
 
 
 class Florence2Config(_DetectorBase, TorchSettings, OnnxSettings):

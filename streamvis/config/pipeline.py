@@ -30,6 +30,8 @@ class SourceConfig(Strict):
     image_fps: float = Field(30.0, gt=0, description="frame rate given to image folders and globs")
     max_decode_errors: int = Field(25, ge=0, description="consecutive undecodable packets before giving up")
     options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg demuxer options")
+    decoder_threads: int = Field(0, ge=0, le=64, description="video decoder threads (0: FFmpeg's choice, one per "
+                                 "core and one more)")
 
 
 class TrackerConfig(Strict):
@@ -65,6 +67,8 @@ class OutputConfig(Strict):
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "veryfast"
     copy_audio: bool = True
+    encoder_threads: int = Field(0, ge=0, le=64, description="encoder threads (0: the encoder's choice, for x264 "
+                                 "1.5 per core)")
 
 
 class PipelineConfig(Strict):

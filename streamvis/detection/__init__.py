@@ -36,8 +36,9 @@ class Detector(Protocol):
 
 def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None,
                threads: int | None = None) -> YoloxDetector:
-    """Resolve the weights (path, models folder, cache or download) and its class names, and load them
-    (`threads`: onnxruntime intra-op threads, see `create_session`)."""
+    """Resolve the weights (path, models folder, cache or download) and its class names, and load them.
+    `threads`: onnxruntime intra-op threads when the config leaves them automatic (`detector.threads: 0`; None:
+    one per physical core)."""
     from streamvis.detection.yolox import YoloxDetector
 
     weights, entry = resolve_model(config.model, models_dir)
@@ -46,7 +47,8 @@ def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None,
         sibling = weights.parent / (entry.classes_file if entry and entry.classes_file else "classes.txt")
         classes = sibling if sibling.is_file() else None
     return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
-                         name=entry.name if entry else weights.stem, threads=threads)
+                         name=entry.name if entry else weights.stem, threads=config.threads or threads,
+                         spin_wait=config.spin_wait)
 
 
 def load_detector(config: AnyDetectorConfig, models_dir: str | Path | None = None,

@@ -104,9 +104,10 @@ class YoloxDetector:
     open_vocabulary = False
 
     def __init__(self, weights: Path, providers: list[str], confidence: float = 0.3, nms_iou: float = 0.45,
-                 classes_file: Path | None = None, name: str | None = None, threads: int | None = None) -> None:
+                 classes_file: Path | None = None, name: str | None = None, threads: int | None = None,
+                 spin_wait: bool = False) -> None:
         self.name = name or weights.stem
-        self.session, self.provider = create_session(weights, providers, self.name, threads)
+        self.session, self.provider = create_session(weights, providers, self.name, threads, spin_wait)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):

@@ -82,13 +82,13 @@ def engine_build(name: str, active: bool) -> Iterator[None]:
     log.info("%s: TensorRT engine ready in %.1f s", name, time.perf_counter() - start)
 
 
-def create_session(path: Path, providers: list[str], name: str,
-                   threads: int | None = None) -> tuple[Any, str]:
+def create_session(path: Path, providers: list[str], name: str, threads: int | None = None,
+                   spin_wait: bool = True) -> tuple[Any, str]:
     """An InferenceSession and the provider really in use (a GPU build lists CUDA even without a GPU).
 
-    `threads`: intra-op threads, and when given, no spin-waiting between runs: for callers that keep several
-    runs going at once (offline frames in flight), where idle spinning threads only take cores from the others.
-    None: onnxruntime's default (one thread per physical core, spinning: lowest latency for one run at a time).
+    `threads`: intra-op threads (None: onnxruntime's default, one per physical core). `spin_wait`: whether idle
+    intra-op threads spin between runs (onnxruntime's default): a little lower latency for one run at a time,
+    but the spinning takes the cores that the decoder, the encoder and other runs need.
     """
     ort = import_onnxruntime()
     chosen: list[Any] = choose_providers(providers, ort.get_available_providers())
@@ -103,6 +103,7 @@ def create_session(path: Path, providers: list[str], name: str,
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spin_wait:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         with engine_build(name, building):

@@ -81,6 +81,8 @@ class VideoWriter:
         else:  # VP9 at constant quality; realtime speeds, row threading
             video.bit_rate = 0
             video.options = {"crf": str(self.config.crf + 8), "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+        if self.config.encoder_threads:
+            video.codec_context.thread_count = self.config.encoder_threads
         self._video = video
         if self.audio_path:
             try:

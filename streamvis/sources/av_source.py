@@ -121,6 +121,8 @@ class AVSource(Source):
                               "MJPEG, ProRes and most others)")
         # Frame threading adds latency; live sources decode with slice threads only.
         stream.thread_type = "SLICE" if self.live else "AUTO"
+        if self.config.decoder_threads:
+            stream.codec_context.thread_count = self.config.decoder_threads
         return container
 
     def _decode(self, container: Any) -> Iterator[av.VideoFrame]:
