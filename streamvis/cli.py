@@ -75,6 +75,20 @@ def process(
     in_flight: Annotated[int | None, typer.Option(
         "--in-flight", min=1, help="frames in the detector at once (default: CPU cores + 1); the output is the "
                                    "same whatever it is")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="run on a Ray cluster through Ray Data (streamvis[ray]); a "
+                                                    "local one unless --ray-address is given")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="the cluster to join, e.g. ray://head:10001 or auto (implies --ray)")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        "--ray-workers", min=1, help="detector actors (default: cluster CPUs / --ray-cpus-per-worker)")] = None,
+    ray_cpus_per_worker: Annotated[float, typer.Option("--ray-cpus-per-worker", min=0.1)] = 1.0,
+    ray_gpus_per_worker: Annotated[float, typer.Option("--ray-gpus-per-worker", min=0.0)] = 0.0,
+    chunk_s: Annotated[float, typer.Option(
+        "--chunk-s", min=1.0, help="--ray: long videos are cut at keyframes into chunks of about this many seconds")
+    ] = 60.0,
+    chunk_overlap_s: Annotated[float, typer.Option(
+        "--chunk-overlap-s", min=0.0, help="--ray: seconds each chunk also tracks before its start, to carry ids")
+    ] = 2.0,
     models_dir: ModelsDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings and errors only")] = False,
     debug: DebugOpt = False,
@@ -86,8 +100,20 @@ def process(
 
     try:
         config = load_pipeline(pipeline, set_ or [])
-        reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet,
-                              captions=captions, audio_description=audio_description, in_flight=in_flight)
+        if ray or ray_address:
+            from streamvis.ray_runner import RaySettings, process_on_ray
+
+            if captions is not None or audio_description:
+                raise ConfigError("--ray writes video and JSONL; --captions and --audio-description run locally")
+            settings = RaySettings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, chunk_s,
+                                   chunk_overlap_s)
+            reports = process_on_ray(inputs, output, events, config, settings, models_dir, show_progress=not quiet)
+            for report in reports:
+                if report.status != "ok":
+                    log.error("%s", report.message)
+        else:
+            reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet,
+                                  captions=captions, audio_description=audio_description, in_flight=in_flight)
     except KeyboardInterrupt:
         log.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -50,6 +50,23 @@ def detections_to_json(detections: sv.Detections, decimals: int = 1) -> list[dic
     return out
 
 
+def detections_from_json(items: list[dict[str, Any]]) -> sv.Detections:
+    """The inverse of `detections_to_json` (boxes, scores, classes, track ids and masks as written)."""
+    if not items:
+        return empty_detections()
+    tracks = [item.get("track_id") for item in items]
+    masks = [item["mask"] for item in items if "mask" in item]
+    return sv.Detections(
+        xyxy=np.array([item["xyxy"] for item in items], np.float32),
+        confidence=np.array([item.get("score") if item.get("score") is not None else 1.0 for item in items],
+                            np.float32),
+        class_id=np.array([item.get("class_id", 0) for item in items], int),
+        tracker_id=np.array([-1 if t is None else t for t in tracks], int) if any(t is not None for t in tracks)
+        else None,
+        mask=rle_to_masks(masks) if len(masks) == len(items) else None,
+        data={"class_name": np.array([item.get("class_name") or "" for item in items], dtype=str)})
+
+
 def result_to_json(result: Result) -> dict[str, Any]:
     """The per-frame record: frame index, pts (seconds), source id, the frame's size (detections are in its
     pixels, even where the video letterboxes it), keyframe flag, detections."""

@@ -1,0 +1,139 @@
+"""`streamvis process --ray`: the offline pipeline on a local Ray cluster (2 CPUs) through Ray Data, against a
+local run of the same inputs: the same detections frame by frame, track ids continuous across chunk borders, a
+killed worker retried, a failing input reported while the others finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import VIDEOS, _need, run_cli
+
+from streamvis.ray_runner import Chunk, plan_chunks, stitch_tracks
+
+pytest.importorskip("ray")
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _boxes(record: dict) -> list[tuple]:
+    return [(d["xyxy"], d["class_id"], d["score"]) for d in record["detections"]]
+
+
+def compare_with_local(local: Path, distributed: Path) -> float:
+    """Asserts the same detections frame by frame; returns the share of the local run's tracks that keep one id
+    on the Ray run."""
+    want, got = _records(local), _records(distributed)
+    assert len(got) == len(want)
+    ids_of: dict[int, set[int | None]] = defaultdict(set)
+    for a, b in zip(want, got, strict=True):
+        assert (a["frame_index"], a["pts"], a["keyframe"]) == (b["frame_index"], b["pts"], b["keyframe"])
+        assert _boxes(a) == _boxes(b), f"frame {a['frame_index']}: detections differ"
+        for da, db in zip(a["detections"], b["detections"], strict=True):
+            if da["track_id"] is not None:
+                ids_of[da["track_id"]].add(db["track_id"])
+    assert ids_of, "no tracks to compare"
+    return sum(len(ids) == 1 and None not in ids for ids in ids_of.values()) / len(ids_of)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _need(VIDEOS)
+    out = tmp_path_factory.mktemp("local")
+    result = run_cli("process", str(VIDEOS), "--output", str(out), "--events", str(out), "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_a_folder_on_ray_matches_a_local_run(local_run: Path, tmp_path: Path, models_dir: Path) -> None:
+    # 20 s chunks: the 139 s person video becomes 7 chunks, the others 2 each
+    result = run_cli("process", str(VIDEOS), "--output", str(tmp_path), "--events", str(tmp_path), "--ray",
+                     "--chunk-s", "20", "--models-dir", str(models_dir), timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "in 11 chunks on 2 workers" in result.stderr
+    for video in sorted(VIDEOS.glob("*.mp4")):
+        continuity = compare_with_local(local_run / f"{video.stem}.jsonl", tmp_path / f"{video.stem}.jsonl")
+        assert continuity >= 0.95, f"{video.name}: {continuity:.0%} of tracks keep one id across chunks"
+        assert (tmp_path / f"{video.stem}.mp4").stat().st_size > 10_000
+
+
+def test_plan_cuts_long_videos_at_keyframes_with_an_overlap() -> None:
+    pts = list(range(0, 1400 * 100, 100))  # 1400 frames at 10 fps, a keyframe every 10
+    chunks = plan_chunks(0, "v.mp4", pts, list(range(0, 1400, 10)), 10.0, chunk_s=30, overlap_s=2)
+    assert [(c.start, c.end) for c in chunks] == [(0, 300), (300, 600), (600, 900), (900, 1200), (1200, 1400)]
+    assert all(c.warm_start == max(0, c.start - 20) for c in chunks)
+    assert all(c.seek_pts <= pts[c.warm_start] for c in chunks)  # decoding starts at or before the overlap
+    short = plan_chunks(0, "v.mp4", pts[:350], list(range(0, 350, 10)), 10.0, chunk_s=30, overlap_s=2)
+    assert [(c.start, c.end) for c in short] == [(0, 350)]  # no 50-frame chunk at the end
+
+
+def _det(box: list[float], track: int | None, cls: int = 0) -> dict:
+    return {"xyxy": box, "class_id": cls, "class_name": "person", "score": 0.9, "track_id": track}
+
+
+def test_stitching_carries_ids_over_the_overlap() -> None:
+    first = Chunk(0, "v", 0, 0, 0, 4, 0)
+    second = Chunk(0, "v", 1, 2, 4, 6, 0)
+    a, b, c = [0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 110, 110]
+    records_1 = [{"frame_index": i, "keyframe": True, "detections": [_det(a, 3), _det(b, 5)]} for i in range(4)]
+    # the second chunk's own tracker numbers the same objects 1 and 2, and a new one (c) 4
+    records_2 = [{"frame_index": i, "keyframe": True, "detections": [_det(b, 1), _det(a, 2)]} for i in range(2, 4)]
+    records_2 += [{"frame_index": i, "keyframe": True, "detections": [_det(a, 2), _det(c, 4), _det(b, None)]}
+                  for i in range(4, 6)]
+    stitched = stitch_tracks([(second, records_2), (first, records_1)])
+    assert [r["frame_index"] for r in stitched] == list(range(6))  # each frame once, the chunk's own frames
+    assert [d["track_id"] for d in stitched[0]["detections"]] == [3, 5]  # the first chunk keeps its ids
+    assert [d["track_id"] for d in stitched[5]["detections"]] == [3, 6, None]  # a: 3 again; c: new; unconfirmed
+
+
+def test_a_killed_worker_is_retried(car_video: Path, local_run: Path, tmp_path: Path, models_dir: Path) -> None:
+    killed: list[int] = []
+
+    def kill_first_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            found = subprocess.run(["pgrep", "-f", "ChunkDetector"], capture_output=True, text=True).stdout.split()
+            if found:
+                time.sleep(4)  # let it load its models and start a chunk
+                os.kill(int(found[0]), signal.SIGKILL)
+                killed.append(int(found[0]))
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_first_worker, daemon=True)
+    killer.start()
+    result = run_cli("process", str(car_video), "--output", str(tmp_path / "car.mp4"), "--events",
+                     str(tmp_path / "car.jsonl"), "--ray", "--chunk-s", "5", "--models-dir", str(models_dir),
+                     timeout=600)
+    killer.join(timeout=5)
+    assert killed, "no Ray worker ran to be killed"
+    assert result.returncode == 0, result.stderr
+    assert compare_with_local(local_run / f"{car_video.stem}.jsonl", tmp_path / "car.jsonl") >= 0.95
+
+
+def test_a_failing_input_is_reported_and_the_others_finish(car_video: Path, tmp_path: Path,
+                                                          models_dir: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(car_video, folder / "good.mp4")
+    (folder / "broken.mp4").write_bytes(car_video.read_bytes()[:2000])  # the header, cut short
+    result = run_cli("process", str(folder), "--output", str(tmp_path / "out"), "--ray", "--models-dir",
+                     str(models_dir), timeout=600)
+    assert result.returncode != 0
+    assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "out" / "good.mp4").stat().st_size > 10_000
+
+
+def test_segmenters_are_refused_with_a_reason(car_video: Path, tmp_path: Path) -> None:
+    result = run_cli("process", str(car_video), "--output", str(tmp_path / "x.mp4"), "--ray", "-p", "segment")
+    assert result.returncode != 0
+    assert "--ray runs detect pipelines" in result.stderr
