@@ -82,7 +82,9 @@ def process(
     ray_workers: Annotated[int | None, typer.Option(
         "--ray-workers", min=1, help="detector actors (default: cluster CPUs / --ray-cpus-per-worker)")] = None,
     ray_cpus_per_worker: Annotated[float, typer.Option("--ray-cpus-per-worker", min=0.1)] = 1.0,
-    ray_gpus_per_worker: Annotated[float, typer.Option("--ray-gpus-per-worker", min=0.0)] = 0.0,
+    ray_gpus_per_worker: Annotated[float | None, typer.Option(
+        "--ray-gpus-per-worker", min=0.0, help="default: 1 when the cluster has GPUs and the detector runs on "
+                                               "CUDA or TensorRT, else 0")] = None,
     chunk_s: Annotated[float, typer.Option(
         "--chunk-s", min=1.0, help="--ray: long videos are cut at keyframes into chunks of about this many seconds")
     ] = 60.0,

@@ -44,7 +44,7 @@ class RaySettings:
     address: str | None = None  # None: start a local cluster
     workers: int | None = None  # actors in the detect stage (None: the cluster's CPUs / cpus_per_worker)
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs and the detector may use one
     chunk_s: float = 60.0
     overlap_s: float = 2.0
 
@@ -262,6 +262,15 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
+def wants_gpu(config: PipelineConfig) -> bool:
+    """Whether the detector would run on a GPU where there is one (ONNX providers or torch device)."""
+    detector = config.detector
+    providers = getattr(detector, "providers", None)
+    if providers is not None and getattr(detector, "backend", "onnx") == "onnx":
+        return providers[0] in ("cuda", "tensorrt")
+    return getattr(detector, "device", "auto") in ("auto", "cuda")
+
+
 def start_ray(settings: RaySettings) -> Any:
     try:
         import ray
@@ -310,10 +319,14 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
     if not chunks:
         return reports
     ray = start_ray(settings)
-    cpus = float(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    cpus = float(resources.get("CPU", 1))
+    gpus = settings.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) > 0 and wants_gpu(config) else 0.0
     workers = min(len(chunks), settings.workers or max(1, int(cpus // settings.cpus_per_worker)))
     log.info("ray: %d inputs in %d chunks on %d workers (%g CPU%s each)", len(frames_of), len(chunks), workers,
-             settings.cpus_per_worker, f", {settings.gpus_per_worker:g} GPU" if settings.gpus_per_worker else "")
+             settings.cpus_per_worker, f", {gpus:g} GPU" if gpus else "")
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # streamvis reports progress and errors itself
@@ -323,7 +336,7 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
     detected = dataset.map_batches(
         ChunkDetector, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=settings.cpus_per_worker,
-        num_gpus=settings.gpus_per_worker or None,
+        num_gpus=gpus or None,
         fn_constructor_kwargs={"config_json": config.model_dump_json(),
                                "models_dir": str(models_dir) if models_dir else None})
     per_input: dict[int, list[tuple[Chunk, list[dict[str, Any]]]]] = {}

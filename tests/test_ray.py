@@ -137,3 +137,11 @@ def test_segmenters_are_refused_with_a_reason(car_video: Path, tmp_path: Path) -
     result = run_cli("process", str(car_video), "--output", str(tmp_path / "x.mp4"), "--ray", "-p", "segment")
     assert result.returncode != 0
     assert "--ray runs detect pipelines" in result.stderr
+
+
+def test_workers_take_a_gpu_only_when_the_detector_would_use_one() -> None:
+    from streamvis.config import load_pipeline
+    from streamvis.ray_runner import wants_gpu
+
+    assert wants_gpu(load_pipeline("detect"))  # tensorrt, cuda, cpu: a GPU where the cluster has one
+    assert not wants_gpu(load_pipeline("detect", ["detector.providers=[cpu]"]))
