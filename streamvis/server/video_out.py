@@ -200,6 +200,7 @@ class SharedH264Output:
         if self._codec is None or (self._codec.width, self._codec.height) != (width, height):
             self._open(width, height, 30.0)
             self._want_keyframe = True
+        started = time.monotonic()
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
@@ -207,7 +208,10 @@ class SharedH264Output:
             frame.pict_type = av.video.frame.PictureType.I
             self._want_keyframe = False
         packets = list(self._codec.encode(frame))
-        self.stats.stage("server_latency", (time.monotonic() - result.frame.decoded_at) * 1e3)
+        done = time.monotonic()
+        self.stats.stage("encode", (done - started) * 1e3)
+        self.stats.stage("to_encoder", (started - result.frame.decoded_at) * 1e3)
+        self.stats.stage("server_latency", (done - result.frame.decoded_at) * 1e3)
         self.frames_encoded += 1
         for packet in packets:
             self.loop.call_soon_threadsafe(self._fan_out, packet)
