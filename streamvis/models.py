@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from streamvis.config import Florence2Config, Florence2NarratorConfig, PipelineConfig
+from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
 from streamvis.detection import Detector, load_detector
 from streamvis.narration.backends import NarratorBackend, load_narrator_backend
 from streamvis.segmentation import SegmenterModel, load_segmenter
@@ -62,11 +62,22 @@ def shares_florence(config: PipelineConfig) -> bool:
         (detector.model, detector.device, detector.dtype) == (narrator.model, narrator.device, narrator.dtype))
 
 
+def on_gpu(provider: str) -> bool:
+    """Whether a provider string (`torch:cuda:bfloat16`, `cuda`, `tensorrt`, `onnxruntime:cpu ...`) is a GPU's."""
+    return any(name in provider for name in ("cuda", "tensorrt"))
+
+
+def batches_across_streams(config: BatchingConfig, provider: str) -> bool:
+    return on_gpu(provider) if config.enabled == "auto" else bool(config.enabled)
+
+
 def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
-                detector_threads: int | None = None) -> Models:
+                detector_threads: int | None = None, cross_stream: bool = False) -> Models:
     """Load every model `config` names, once each, logging what was loaded and how long it took. A hub model
     that is neither cached nor downloadable fails first, before any is loaded. `detector_threads`: the ONNX
-    detector's intra-op threads (offline with frames in flight: 1; None: onnxruntime's default)."""
+    detector's intra-op threads (offline with frames in flight: 1; None: onnxruntime's default).
+    `cross_stream`: the models serve several live streams, so keyframe detection and SAM 2 image encoding are
+    batched across them as `config.batching` says."""
     for role in ("detector", "segmenter", "narrator"):
         model_id = getattr(getattr(config, role), "model", None)
         if isinstance(model_id, str) and getattr(getattr(config, role), "backend", "torch") != "onnx":
@@ -90,4 +101,16 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
         log.info("narrator: on the detector's Florence-2 (loaded once for both)")
     elif narrator_config.enabled:
         narrator = _timed("narrator", lambda: load_narrator_backend(narrator_config))
+    batching = config.batching
+    if cross_stream and batches_across_streams(batching, detector.provider):
+        from streamvis.detection.batched import BatchedDetector
+
+        detector = BatchedDetector(detector, batching.max_batch, batching.batch_wait_ms)
+        log.info("detector: keyframes batched across streams (up to %d, waiting at most %.1f ms)",
+                 batching.max_batch, batching.batch_wait_ms)
+    encoder_batching = getattr(segmenter, "batch_across_streams", None)
+    if cross_stream and encoder_batching is not None and segmenter is not None \
+            and batches_across_streams(batching, segmenter.provider):
+        encoder_batching(batching.max_batch, batching.batch_wait_ms)
+        log.info("segmenter: image encoding batched across streams")
     return Models(detector, segmenter, narrator)

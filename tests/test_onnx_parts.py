@@ -276,8 +276,9 @@ def test_export_command_precision_flags(tiny_models: TinyModels, tmp_path: Path)
 def test_export_of_a_registry_detector_says_it_is_onnx_already() -> None:
     result = run_cli("export", "yolox-nano")
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: yolox-nano is an ONNX model already (detector.model: yolox-nano); "
-                                     "export takes SAM 2.1 and Florence-2 hub ids or folders")
+    assert result.stderr.strip() == ("error: yolox-nano is an ONNX model already: export --int8 --calibrate "
+                                     "IMAGES_OR_VIDEO makes its int8 copy; other exports take SAM 2.1 and Florence-2 "
+                                     "hub ids or folders")
     assert "hf download" not in result.stderr
 
 

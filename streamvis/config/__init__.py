@@ -23,11 +23,19 @@ from streamvis.config.models import (
     VlmNarratorConfig,
     YoloxConfig,
 )
-from streamvis.config.pipeline import AnnotatorConfig, OutputConfig, PipelineConfig, SourceConfig, TrackerConfig
+from streamvis.config.pipeline import (
+    AnnotatorConfig,
+    BatchingConfig,
+    OutputConfig,
+    PipelineConfig,
+    SourceConfig,
+    TrackerConfig,
+)
 
 __all__ = [
     "BUILTIN_PIPELINES_DIR", "PROMPTED_TASKS", "AnnotatorConfig", "AnyDetectorConfig", "AnyNarratorConfig",
-    "AnySegmenterConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig", "NoNarratorConfig",
+    "AnySegmenterConfig", "BatchingConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig",
+    "NoNarratorConfig",
     "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider",
     "Sam2Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig", "YoloxConfig",
     "apply_overrides", "load_pipeline", "parse_override",

@@ -39,6 +39,14 @@ class _ModelChoice(Strict):
 class TorchSettings(Strict):
     device: TorchDevice = Field("auto", description="cuda, then mps, then cpu when auto")
     dtype: TorchDtype = Field("auto", description="auto is bfloat16/float16 on a GPU, float32 on a CPU")
+    attention: Literal["sdpa", "eager"] = Field("sdpa", description="attention kernels: sdpa (torch's fused "
+                                                "attention) or eager (the reference implementation)")
+
+
+class CompileSettings(Strict):
+    """The fast torch path (`runtime.torch_compile`): compiled parts, CUDA graphs."""
+
+    cuda_graphs: bool = Field(False, description="compiled parts replay as CUDA graphs (reduce-overhead; CUDA only)")
 
 
 class OnnxSettings(Strict):
@@ -82,7 +90,7 @@ class YoloxConfig(_DetectorBase):
                             "a little lower latency, but it burns the cores the decoder and encoder need")
 
 
-class Florence2Config(_DetectorBase, TorchSettings, OnnxSettings):
+class Florence2Config(_DetectorBase, TorchSettings, CompileSettings, OnnxSettings):
     """Florence-2 through transformers (or its onnxruntime graphs)."""
 
     type: Literal["florence2"] = "florence2"
@@ -91,7 +99,10 @@ class Florence2Config(_DetectorBase, TorchSettings, OnnxSettings):
     prompt: str = Field("", description="text for open-vocabulary and grounding tasks, e.g. 'person. dog. red car'")
     num_beams: int = Field(1, ge=1, description="1 is greedy decoding")
     max_new_tokens: int = Field(256, ge=1, le=4096, description="generation length cap")
-    batch_size: int = Field(1, ge=1, le=64, description="frames per generate() call")
+    compile: list[Literal["vision_encoder", "decoder"]] = Field(
+        default_factory=list, description="torch.compile these parts; decoder: the decode step over a static KV cache")
+    batch_size: int = Field(8, ge=1, le=64, description="at most this many frames per generate() call when "
+                            "several are detected together (cross-stream batching, `batching`)")
 
     @model_validator(mode="after")
     def _check(self) -> Florence2Config:
@@ -99,6 +110,10 @@ class Florence2Config(_DetectorBase, TorchSettings, OnnxSettings):
             raise ValueError(f"detector.prompt: task {self.task} needs a text prompt (e.g. 'person. dog')")
         if self.backend == "onnx" and self.num_beams != 1:
             raise ValueError("detector.backend: onnx decodes greedily (detector.num_beams: 1)")
+        if self.compile and self.backend == "onnx":
+            raise ValueError("detector.compile: compiles torch parts; with detector.backend: onnx there are none")
+        if "decoder" in self.compile and self.num_beams != 1:
+            raise ValueError("detector.compile: decoder (a static KV cache) decodes greedily (detector.num_beams: 1)")
         return self
 
 
@@ -108,9 +123,14 @@ class NoSegmenterConfig(Strict):
     enabled: ClassVar[bool] = False
 
 
-class _VideoSegmenterBase(_ModelChoice, TorchSettings):
+class _VideoSegmenterBase(_ModelChoice, TorchSettings, CompileSettings):
     role: ClassVar[str] = "segmenter"
     enabled: ClassVar[bool] = True
+    compile: list[Literal["image_encoder", "memory_attention", "mask_decoder", "memory_encoder"]] = Field(
+        default_factory=list, description="torch.compile these parts (the first frames take longer)")
+    preprocess: Literal["auto", "host", "device"] = Field(
+        "auto", description="resize and normalise frames on the host (OpenCV) or on the model's device (one copy "
+                            "of the uint8 frame, then torch); auto: device on a GPU")
     match_iou: float = Field(0.3, gt=0, le=1, description="keyframe detection to tracked object: least box IoU")
     reprompt_iou: float = Field(0.5, ge=0, le=1, description="re-prompt a matched object whose propagated box "
                                                              "overlaps its detection less than this (0: never)")
@@ -128,6 +148,14 @@ class Sam2Config(_VideoSegmenterBase, OnnxSettings):
     onnx_parts: list[Literal["image_encoder", "memory_attention", "memory_encoder"]] | None = Field(
         None, description="onnx backend: the graphs run on onnxruntime (the image encoder always); default: all "
                           "three on cuda/tensorrt, the image encoder alone on cpu, where torch is faster for the rest")
+    batch_objects: bool = Field(True, description="run memory attention and the mask decoder once for all tracked "
+                                "objects that share a memory layout, not once per object (same masks)")
+
+    @model_validator(mode="after")
+    def _compiled_parts_run_on_torch(self) -> Sam2Config:
+        if self.backend == "onnx" and "image_encoder" in self.compile:
+            raise ValueError("segmenter.compile: with segmenter.backend: onnx the image encoder runs on onnxruntime")
+        return self
 
 
 class EdgeTamConfig(_VideoSegmenterBase):

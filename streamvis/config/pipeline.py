@@ -71,6 +71,17 @@ class OutputConfig(Strict):
                                  "1.5 per core)")
 
 
+class BatchingConfig(Strict):
+    """Keyframe detection and SAM 2 image encoding batched across the streams of one server (`serve` with several
+    sources or publishers share the models; a GPU runs a batch in little more than the time of one)."""
+
+    enabled: bool | Literal["auto"] = Field("auto", description="auto: on when the model runs on a GPU (on a CPU "
+                                            "a batch costs what its frames cost one by one)")
+    max_batch: int = Field(8, ge=1, le=64, description="requests in one model call at most")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="the longest a request waits for others to join "
+                                 "(a batch starts at once when every active stream is in it)")
+
+
 class PipelineConfig(Strict):
     """A whole pipeline: one file in `pipelines/`."""
 
@@ -83,3 +94,4 @@ class PipelineConfig(Strict):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)

@@ -19,6 +19,7 @@ import supervision as sv
 
 from streamvis.config import PROMPTED_TASKS, Florence2Config, Florence2NarratorConfig, OnnxSettings
 from streamvis.errors import ModelError
+from streamvis.runtime.torch_compile import FLORENCE_PARTS, compile_parts, static_decoding
 from streamvis.weights.hf import load_model, load_pretrained
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,18 @@ class Florence2Model:
         self.name = config.model
         self.processor = load_pretrained(AutoProcessor, self.name, field)
         self.model, self.device, self.dtype, self.provider = load_model(
-            Florence2ForConditionalGeneration, self.name, field, config.device, config.dtype)
+            Florence2ForConditionalGeneration, self.name, field, config.device, config.dtype,
+            config.attention)
         self._torch = torch
         self.onnx = self._onnx_runner(config) if isinstance(config, OnnxSettings) and config.backend == "onnx" \
             else None
+        parts = list(getattr(config, "compile", []))
+        cuda_graphs = bool(getattr(config, "cuda_graphs", False))
+        compile_parts(self.model, [p for p in parts if p != "decoder"], FLORENCE_PARTS, self.device, cuda_graphs,
+                      f"Florence-2 {self.name}")
+        if "decoder" in parts:
+            static_decoding(self.model, self.device, cuda_graphs)
+            log.info("Florence-2 %s: decode step compiled over a static KV cache", self.name)
         self.last_timings_ms: dict[str, float] = {}
 
     def _onnx_runner(self, config: OnnxSettings) -> Any:

@@ -114,6 +114,7 @@ class YoloxDetector:
             raise ModelError(f"{weights}: expected a YOLOX input [1,3,H,W] with fixed H and W, found {shape}")
         self.input_name = inputs[0].name
         self.input_hw = (int(shape[2]), int(shape[3]))
+        self.batches = not isinstance(shape[0], int)  # an export with a dynamic batch axis
         out_shape = outputs[0].shape
         if len(out_shape) != 3 or not isinstance(out_shape[2], int) or out_shape[2] < 6:
             raise ModelError(f"{weights}: expected a YOLOX output [1,A,5+C], found {out_shape}")
@@ -125,15 +126,26 @@ class YoloxDetector:
         self.last_timings_ms: dict[str, float] = {}
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        return self.detect_batch([image_bgr])[0]
+
+    def detect_batch(self, images_bgr: list[np.ndarray]) -> list[sv.Detections]:
+        """One onnxruntime run for all images when the export has a dynamic batch axis, else one run each."""
         t0 = time.perf_counter()
-        tensor, ratio = letterbox(image_bgr, self.input_hw)
+        letterboxed = [letterbox(image, self.input_hw) for image in images_bgr]
         t1 = time.perf_counter()
-        raw = self.session.run(None, {self.input_name: tensor})[0][0]
+        if self.batches and len(letterboxed) > 1:
+            stacked = np.concatenate([tensor for tensor, _ in letterboxed])
+            raws = list(self.session.run(None, {self.input_name: stacked})[0])
+        else:
+            raws = [self.session.run(None, {self.input_name: tensor})[0][0] for tensor, _ in letterboxed]
         t2 = time.perf_counter()
-        height, width = image_bgr.shape[:2]
-        xyxy, scores, class_ids = postprocess(raw, self.grids, self.strides, ratio, self.confidence,
-                                              self.nms_iou, (width, height))
+        out = []
+        for image, (_, ratio), raw in zip(images_bgr, letterboxed, raws, strict=True):
+            height, width = image.shape[:2]
+            xyxy, scores, class_ids = postprocess(raw, self.grids, self.strides, ratio, self.confidence,
+                                                  self.nms_iou, (width, height))
+            out.append(sv.Detections(xyxy=xyxy, confidence=scores, class_id=class_ids.astype(int),
+                                     data={"class_name": self._class_name_array[class_ids]}))
         t3 = time.perf_counter()
         self.last_timings_ms = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
-        return sv.Detections(xyxy=xyxy, confidence=scores, class_id=class_ids.astype(int),
-                             data={"class_name": self._class_name_array[class_ids]})
+        return out

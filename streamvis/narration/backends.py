@@ -97,7 +97,8 @@ class ChatVLMNarrator:
         self.name = config.model
         self.processor = load_pretrained(AutoProcessor, self.name, "narrator.model")
         self.model, self.device, self.dtype, self.provider = load_model(
-            AutoModelForImageTextToText, self.name, "narrator.model", config.device, config.dtype)
+            AutoModelForImageTextToText, self.name, "narrator.model", config.device, config.dtype,
+            config.attention)
         self._torch = torch
         self._chat = getattr(self.processor, "chat_template", None) is not None
         self.last_ms = 0.0

@@ -31,7 +31,8 @@ class ImageSegmenter:
         self.config = config
         self.name = config.model
         self.model, self.device, self.dtype, self.provider = load_model(
-            SamModel, self.name, "segmenter.model", config.device, config.dtype)
+            SamModel, self.name, "segmenter.model", config.device, config.dtype,
+            config.attention)
         size = self.model.config.vision_config.image_size
         self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self._torch = torch

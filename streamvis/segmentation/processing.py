@@ -25,6 +25,23 @@ def preprocess_square(image_bgr: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def preprocess_square_on(image_bgr: np.ndarray, size: int, device: Any, dtype: Any) -> Any:
+    """`preprocess_square` on a torch device: the uint8 frame is copied once, then resized (bilinear, antialiased
+    as torchvision resizes, rounded to uint8 levels) and normalised there. Returns (3, size, size) in `dtype`."""
+    import torch
+
+    frame = torch.from_numpy(np.ascontiguousarray(image_bgr))
+    if frame.device.type == "cpu" and torch.device(device).type == "cuda":
+        frame = frame.pin_memory()
+    frame = frame.to(device, non_blocking=True)
+    rgb = frame.flip(-1).permute(2, 0, 1)[None].float()
+    resized = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False,
+                                              antialias=True).round_().clamp_(0, 255)[0]
+    mean = torch.as_tensor(IMAGENET_MEAN, device=resized.device).view(3, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, device=resized.device).view(3, 1, 1)
+    return ((resized / 255.0 - mean) / std).to(dtype)
+
+
 def scale_boxes_square(xyxy: np.ndarray, resolution_wh: tuple[int, int], size: int) -> np.ndarray:
     """Frame-pixel boxes to the model's square input: x * size / W, y * size / H."""
     width, height = resolution_wh

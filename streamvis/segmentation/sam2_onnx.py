@@ -176,12 +176,23 @@ class OnnxMemoryAttention:
 
     def __call__(self, current_vision_features: Any, memory: Any, current_vision_position_embeddings: Any = None,
                  memory_posision_embeddings: Any = None, num_object_pointer_tokens: int = 0) -> Any:
+        """Inputs are sequence-first (tokens, objects, channels); the graph takes one object, so a batch of
+        objects (`segmentation.propagation`) runs one by one."""
+        import torch
+
         split = memory.shape[0] - num_object_pointer_tokens
-        (out,) = self.runner.run_torch({
-            "current": current_vision_features.float(), "current_pos": current_vision_position_embeddings.float(),
-            "spatial": memory[:split].float(), "spatial_pos": memory_posision_embeddings[:split].float(),
-            "pointers": memory[split:].float(), "pointers_pos": memory_posision_embeddings[split:].float()})
-        return out.to(current_vision_features.device, current_vision_features.dtype)
+        outputs = []
+        for i in range(current_vision_features.shape[1]):
+            one = slice(i, i + 1)
+            mem, mem_pos = memory[:, one].float(), memory_posision_embeddings[:, one].float()
+            (out,) = self.runner.run_torch({
+                "current": current_vision_features[:, one].float(),
+                "current_pos": current_vision_position_embeddings[:, one].float(),
+                "spatial": mem[:split], "spatial_pos": mem_pos[:split],
+                "pointers": mem[split:], "pointers_pos": mem_pos[split:]})
+            outputs.append(out)
+        joined = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        return joined.to(current_vision_features.device, current_vision_features.dtype)
 
 
 class OnnxMemoryEncoder:

@@ -11,17 +11,28 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import supervision as sv
 
 from streamvis.config import EdgeTamConfig, Sam2Config
+from streamvis.runtime.torch_compile import SAM2_PARTS, compile_parts
 from streamvis.segmentation.matching import box_iou, match_detections
-from streamvis.segmentation.processing import masks_to_xyxy, preprocess_square, scale_boxes_square, upsample_masks
+from streamvis.segmentation.processing import (
+    masks_to_xyxy,
+    preprocess_square,
+    preprocess_square_on,
+    scale_boxes_square,
+    upsample_masks,
+)
+from streamvis.segmentation.propagation import propagate, supports_batching
 from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
 from streamvis.serialize import empty_detections
 from streamvis.weights.hf import load_model
+
+if TYPE_CHECKING:
+    from streamvis.batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +71,23 @@ class VideoSegmenterModel:
         self.name = config.model
         model_cls, self.session_cls = _model_classes(config.type)
         self.model, self.device, self.dtype, self.provider = load_model(
-            model_cls, self.name, "segmenter.model", config.device, config.dtype)
+            model_cls, self.name, "segmenter.model", config.device, config.dtype, config.attention)
         size = self.model.config.image_size
         self.image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self.num_maskmem = int(self.model.config.num_maskmem)
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
         self.torch = torch
+        # tracked objects share memory attention and mask decoder calls (SAM 2.1; EdgeTAM runs them one by one)
+        self.batch_objects = bool(getattr(config, "batch_objects", False)) and supports_batching(self.model)
         self.onnx_encoder: Any = None
+        self.encoder_batcher: Batcher[Any, dict[str, list[Any]]] | None = None
         if isinstance(config, Sam2Config) and config.backend == "onnx":
             self.onnx_encoder = self._onnx_encoder(config)
+        # the frame goes to the device once as uint8 and is resized there, or is resized here and copied as floats
+        self.preprocess_on_device = config.preprocess == "device" or (
+            config.preprocess == "auto" and self.device == "cuda" and self.onnx_encoder is None)
+        self.compiled = compile_parts(self.model, list(config.compile), SAM2_PARTS, self.device, config.cuda_graphs,
+                                      f"segmenter {self.name}")
 
     def _onnx_encoder(self, config: Sam2Config) -> Any:
         """The image encoder, and per `onnx_parts` the memory parts, on onnxruntime (exported on first use)."""
@@ -87,6 +106,36 @@ class VideoSegmenterModel:
         log.info("segmenter: on onnxruntime: %s", ", ".join(p.removeprefix("sam2_") for p in parts))
         self.provider = f"onnxruntime:{encoder.provider} {precision} + {self.provider}"
         return encoder
+
+    def pixels(self, image_bgr: np.ndarray) -> Any:
+        """A BGR frame as the model's (3, S, S) input, on the model's device and dtype."""
+        if self.preprocess_on_device:
+            return preprocess_square_on(image_bgr, self.image_size, self.device, self.dtype)
+        return self.torch.from_numpy(preprocess_square(image_bgr, self.image_size)).to(self.device, self.dtype)
+
+    def encode_frames(self, pixels: list[Any]) -> list[dict[str, list[Any]]]:
+        """The image encoder on preprocessed frames (3, S, S), in one batch on torch (one run each on
+        onnxruntime, whose graph takes one frame): each frame's features as a session caches them."""
+        torch = self.torch
+        if self.onnx_encoder is not None:
+            runs = [self.onnx_encoder.run_torch({"pixel_values": p[None].float().cpu()}) for p in pixels]
+            levels = len(runs[0]) // 2
+            return [{"vision_feats": [t.to(self.device, self.dtype) for t in out[:levels]],
+                     "vision_pos_embeds": [t.to(self.device, self.dtype) for t in out[levels:]]} for out in runs]
+        batch = torch.stack([p.to(self.device, self.dtype) for p in pixels])
+        with torch.inference_mode():
+            out = self.model.get_image_features(batch, return_dict=True)
+        feats, pos = out.fpn_hidden_states, out.fpn_position_encoding  # per level (HW, batch, C)
+        if len(pixels) == 1:
+            return [{"vision_feats": list(feats), "vision_pos_embeds": list(pos)}]
+        return [{"vision_feats": [f[:, i:i + 1].contiguous() for f in feats],
+                 "vision_pos_embeds": [e[:, i:i + 1].contiguous() for e in pos]} for i in range(len(pixels))]
+
+    def batch_across_streams(self, max_batch: int, batch_wait_ms: float) -> None:
+        """From now on, every stream's image encoding joins a shared batch (`batching.Batcher`)."""
+        from streamvis.batching import Batcher
+
+        self.encoder_batcher = Batcher(f"encode-{self.name}", self.encode_frames, max_batch, batch_wait_ms)
 
     def new_stream(self) -> VideoSegmenter:
         return VideoSegmenter(self)
@@ -108,15 +157,6 @@ class VideoSegmenter:
         self.session = model.session_cls(inference_device=model.device, inference_state_device=model.device,
                                          video_storage_device=model.device, dtype=model.dtype)
         self.last_timings_ms: dict[str, float] = {}
-
-    def _encode_onnx(self, pixels: Any) -> None:
-        """Run the encoder in onnxruntime and put its features where the model looks for this frame's."""
-        model = self.model
-        outputs = model.onnx_encoder.run_torch({"pixel_values": pixels[None]})
-        tensors = [t.to(model.device, model.dtype) for t in outputs]
-        levels = len(tensors) // 2
-        self.session.cache.cache_vision_features(
-            self.frame_idx, {"vision_feats": tensors[:levels], "vision_pos_embeds": tensors[levels:]})
 
     @property
     def session_bytes(self) -> int:
@@ -180,13 +220,16 @@ class VideoSegmenter:
             add_box_prompts(self.session, self.frame_idx, prompt_ids,
                             scale_boxes_square(boxes, (width, height), self.model.image_size))
         model = self.model
-        pixels = model.torch.from_numpy(preprocess_square(image_bgr, model.image_size))
+        pixels = model.pixels(image_bgr)
         t1 = time.perf_counter()
-        if model.onnx_encoder is not None:
-            self._encode_onnx(pixels)
+        # features computed here (a batch shared with other streams, or onnxruntime) go where the model looks for
+        # this frame's; otherwise the model encodes the frame itself
+        if model.encoder_batcher is not None:
+            self.session.cache.cache_vision_features(self.frame_idx, model.encoder_batcher(pixels))
+        elif model.onnx_encoder is not None:
+            self.session.cache.cache_vision_features(self.frame_idx, model.encode_frames([pixels])[0])
         with model.torch.inference_mode():
-            out = model.model(inference_session=self.session, frame_idx=self.frame_idx,
-                              frame=pixels.to(model.device, model.dtype))
+            out = propagate(model.model, self.session, self.frame_idx, pixels, model.batch_objects)
         t2 = time.perf_counter()
         masks = upsample_masks(out.pred_masks[:, 0].float(), (width, height), self.config.mask_threshold)
         present = (out.object_score_logits.float().reshape(-1) > 0).cpu().numpy()

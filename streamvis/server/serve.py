@@ -84,7 +84,7 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
 
     Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
-    models = load_models(config, models_dir)
+    models = load_models(config, models_dir, cross_stream=True)
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)

@@ -125,13 +125,16 @@ def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> An
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
-def load_model(loader: Any, model_id: str, field: str, device: str, dtype: str) -> tuple[Any, str, Any, str]:
-    """Load a transformers model onto the configured device and dtype, in eval mode.
+def load_model(loader: Any, model_id: str, field: str, device: str, dtype: str,
+               attention: str = "sdpa") -> tuple[Any, str, Any, str]:
+    """Load a transformers model onto the configured device and dtype, in eval mode, with `attention` kernels
+    (`sdpa`: torch's fused attention; `eager`: the reference implementation).
 
     Returns (model, device, torch dtype, provider) where provider reads like `torch:cuda:bfloat16` for logs.
     """
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
-    model = load_pretrained(loader, model_id, field, dtype=torch_dtype).to(resolved_device).eval()
+    model = load_pretrained(loader, model_id, field, dtype=torch_dtype,
+                            attn_implementation=attention).to(resolved_device).eval()
     provider = f"torch:{resolved_device}:{str(torch_dtype).removeprefix('torch.')}"
     return model, resolved_device, torch_dtype, provider
