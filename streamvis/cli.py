@@ -140,6 +140,9 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     token: Annotated[str | None, typer.Option(envvar=env.TOKEN, help="required on every request")] = None,
+    view_token: Annotated[str | None, typer.Option(
+        envvar=env.VIEW_TOKEN, help="a second token that lets its holders watch and ask, but not prompt or publish")
+    ] = None,
     certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) for HTTPS")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     ice_server: Annotated[list[str] | None, typer.Option(
@@ -174,6 +177,10 @@ def serve(
         if codec not in ("h264", "vp8"):
             raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
         check_exposure(host, token)
+        if view_token and not token:
+            raise ConfigError("--view-token needs --token: the view token is the lesser of two")
+        if view_token and view_token == token:
+            raise ConfigError("--view-token must differ from --token")
         context = ssl_context(certfile, keyfile)
         config = load_pipeline(pipeline, set_ or [])
         if record_segment_s <= 0:
@@ -186,8 +193,8 @@ def serve(
             targets = parse_publish(publish or [], list(streams))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        settings = ServerSettings(token=token, codec=codec, ice_servers=ice_server or [], cors_origins=origins,
-                                  publish=targets, publish_token=publish_token)
+        settings = ServerSettings(token=token, view_token=view_token, codec=codec, ice_servers=ice_server or [],
+                                  cors_origins=origins, publish=targets, publish_token=publish_token)
         run(streams, host, port, settings, context, make_stream)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)

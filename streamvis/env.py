@@ -12,6 +12,7 @@ MODELS_DIR = "STREAMVIS_MODELS_DIR"  # a local folder of model weights (offline 
 CACHE_DIR = "STREAMVIS_CACHE_DIR"  # replaces ~/.cache/streamvis
 OFFLINE = ("HF_HUB_OFFLINE", "STREAMVIS_OFFLINE")  # either one: nothing is downloaded
 TOKEN = "STREAMVIS_TOKEN"  # `streamvis serve --token`
+VIEW_TOKEN = "STREAMVIS_VIEW_TOKEN"  # `streamvis serve --view-token`
 
 _TRUE = {"1", "true", "yes", "on"}
 

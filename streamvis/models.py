@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
-from streamvis.detection import Detector, load_detector
+from streamvis.detection import Detector, NoDetector, load_detector
 from streamvis.narration.backends import NarratorBackend, load_narrator_backend
 from streamvis.segmentation import SegmenterModel, load_segmenter
 from streamvis.weights.hf import check_reachable
@@ -79,12 +79,17 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     `cross_stream`: the models serve several live streams, so keyframe detection and SAM 2 image encoding are
     batched across them as `config.batching` says."""
     for role in ("detector", "segmenter", "narrator"):
+        if role == "detector" and config.segmenter.type == "sam3":
+            continue
         model_id = getattr(getattr(config, role), "model", None)
         if isinstance(model_id, str) and getattr(getattr(config, role), "backend", "torch") != "onnx":
             check_reachable(model_id, f"{role}.model")
     detector_config, narrator_config = config.detector, config.narrator
     florence: Florence2Model | None = None
-    if isinstance(detector_config, Florence2Config):
+    detector: Detector
+    if config.segmenter.type == "sam3":  # SAM 3 finds the objects itself: no detector is loaded or run
+        detector = NoDetector()
+    elif isinstance(detector_config, Florence2Config):
         from streamvis.detection.florence2 import Florence2Model
 
         roles = "detector and narrator" if shares_florence(config) else "detector"

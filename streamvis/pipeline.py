@@ -4,19 +4,22 @@ keyframes; masks, boxes and labels burnt in."""
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import supervision as sv
 
 from streamvis.annotate import Annotator
-from streamvis.config import PipelineConfig
+from streamvis.config import Florence2Config, PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.keyframes import OfflineKeyframes
 from streamvis.models import Models
 from streamvis.narration.narrator import Narrator
+from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.serialize import empty_detections
 from streamvis.tracking import Tracker
 
@@ -33,6 +36,7 @@ class PipelineStats:
 
 
 NarrationMode = Literal["inline", "worker"]
+PROMPT_HISTORY_FRAMES = 15  # live: frames kept for prompts on the frame a viewer saw (0.5 s at 30 fps)
 
 
 class Pipeline:
@@ -45,7 +49,7 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig, models: Models, fps: float | None = None,
-                 narration: NarrationMode = "inline") -> None:
+                 narration: NarrationMode = "inline", interactive: bool = False) -> None:
         self.config = config
         self.models = models
         self.detector = models.detector
@@ -65,6 +69,10 @@ class Pipeline:
         if unknown and not self.detector.open_vocabulary:
             raise ConfigError(f"detector.class_filter: {', '.join(unknown)} not among the model's classes")
         self._keep_classes = set(class_filter) if class_filter else None
+        # the newest frames a viewer may still be looking at: (stream frame index, segmenter frame, image)
+        self.prompt_history: deque[tuple[int, int, np.ndarray]] = deque(
+            maxlen=PROMPT_HISTORY_FRAMES if interactive else 1)
+        self._grounders: dict[str, Any] = {}  # prompt text -> its grounding detector (a few, newest kept)
 
     def _filter(self, detections: sv.Detections) -> sv.Detections:
         if self._keep_classes is None or not len(detections):
@@ -75,7 +83,10 @@ class Pipeline:
         return kept
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
-        """The detector plus the class filter: what a keyframe feeds to `apply` (thread-safe for one caller)."""
+        """The detector plus the class filter: what a keyframe feeds to `apply` (thread-safe for one caller). A
+        segmenter that detects by itself (SAM 3) needs no detector: nothing is run."""
+        if getattr(self.segmenter, "detects", False):
+            return empty_detections()
         return self._filter(self.detector.detect(image_bgr))
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
@@ -98,6 +109,9 @@ class Pipeline:
             t0 = time.perf_counter()
             out = self.segmenter.update(frame.image, detections)
             timings["segment"] = (time.perf_counter() - t0) * 1e3
+            if self.prompts_segmenter:
+                self.prompt_history.append((frame.index, int(getattr(self.segmenter, "frame_idx", -1)),
+                                            frame.image))
         elif detections is not None:
             out = detections
             if self.tracker is not None:
@@ -126,6 +140,89 @@ class Pipeline:
         self.stats.frames += 1
         self.stats.add(timings)
         return Result(frame, out, keyframe, annotated, description, timings_ms=timings)
+
+    # -- prompts from viewers (`streamvis.prompts`) ------------------------------------------------------------
+    @property
+    def takes_words(self) -> bool:
+        """Whether the segmenter itself finds what words name (SAM 3's concept prompts)."""
+        return self.segmenter is not None and hasattr(self.segmenter, "add_concept")
+
+    @property
+    def prompts_segmenter(self) -> bool:
+        """Whether this pipeline takes clicks and boxes: a video segmenter that can add objects mid-stream."""
+        return self.segmenter is not None and hasattr(self.segmenter, "prompt")
+
+    def _frame_for(self, frame_index: int | None) -> tuple[int, int, np.ndarray, str]:
+        """The kept frame a prompt refers to: the one shown (by its stream index), else the nearest kept."""
+        if not self.prompt_history:
+            raise PromptError("prompt: no frame has been segmented yet")
+        if frame_index is None:
+            index, seg_idx, image = self.prompt_history[-1]
+            return index, seg_idx, image, ""
+        for index, seg_idx, image in reversed(self.prompt_history):
+            if index <= frame_index:
+                note = "" if index == frame_index else f"frame {frame_index} was not kept; applied on frame {index}"
+                return index, seg_idx, image, note
+        index, seg_idx, image = self.prompt_history[0]
+        return index, seg_idx, image, f"frame {frame_index} is no longer kept; applied on frame {index}"
+
+    def apply_prompt(self, prompt: Prompt, class_name: str = "object", class_id: int = -1) -> PromptResult:
+        """A click, a box or a removal, applied between two frames (call from the thread that calls `apply`)."""
+        segmenter: Any = self.segmenter
+        result = PromptResult(prompt.request_id)
+        if prompt.kind == "text":
+            if not self.takes_words:
+                raise PromptError("prompt: words are grounded into boxes first (`grounder`); this segmenter takes "
+                                  "no words itself")
+            result.object_ids = list(segmenter.add_concept(prompt.text))
+            result.note = f"finding '{prompt.text}' from the next frame"
+            return result
+        if not self.prompts_segmenter:
+            if self.takes_words:
+                raise PromptError("prompt: SAM 3 takes words (type: text); clicks, boxes and removals need "
+                                  "segmenter.type sam2 or edgetam")
+            raise PromptError("prompt: this stream's pipeline has no video segmenter to prompt (segmenter.type: "
+                              "sam2, edgetam or sam3)")
+        if prompt.kind == "remove":
+            assert prompt.object_id is not None
+            segmenter.remove(prompt.object_id)
+            result.removed.append(prompt.object_id)
+            return result
+        index, seg_idx, image, result.note = self._frame_for(prompt.frame_index)
+        points = np.array(prompt.points_xy, np.float32).reshape(-1, 2) if prompt.points_xy else None
+        box = np.array(prompt.box_xyxy, np.float32) if prompt.box_xyxy is not None else None
+        object_id = segmenter.prompt(image, seg_idx, points, list(prompt.labels), box, prompt.object_id,
+                                     class_name, class_id)
+        result.object_ids.append(object_id)
+        result.frame_index = index
+        return result
+
+    def grounder(self) -> Callable[[np.ndarray, str], sv.Detections] | None:
+        """Words to boxes on an image: Florence-2 phrase grounding on the detector's or the narrator's Florence-2,
+        or None when this pipeline has neither."""
+        from streamvis.detection.florence2 import Florence2Detector, Florence2Model
+
+        detector = getattr(self.detector, "inner", self.detector)
+        florence: Florence2Model | None = detector.model if isinstance(detector, Florence2Detector) else None
+        if florence is None and self.models.narrator is not None:
+            runner = getattr(self.models.narrator, "runner", None)
+            florence = runner if isinstance(runner, Florence2Model) else None
+        if florence is None:
+            return None
+        model = florence
+
+        def ground(image_bgr: np.ndarray, text: str) -> sv.Detections:
+            detector = self._grounders.pop(text, None)
+            if detector is None:
+                config = Florence2Config(model=model.name, task="<CAPTION_TO_PHRASE_GROUNDING>", prompt=text,
+                                         max_new_tokens=256)
+                detector = Florence2Detector(model, config)
+            self._grounders[text] = detector
+            while len(self._grounders) > 8:
+                self._grounders.pop(next(iter(self._grounders)))
+            return detector.detect(image_bgr)
+
+        return ground
 
     def show_caption(self, text: str, pts: float) -> None:
         """Burn `text` into the frames from `pts` for as long as it takes to read (at least 3 s)."""

@@ -130,11 +130,12 @@ class TinyModels:
     SAM2 = "streamvis-test/tiny-sam2.1"
     EDGETAM = "streamvis-test/tiny-edgetam"
     SAM = "streamvis-test/tiny-sam"
+    SAM3 = "streamvis-test/tiny-sam3"
     IDEFICS3 = "streamvis-test/tiny-smolvlm"
     PALIGEMMA = "streamvis-test/tiny-paligemma2"
 
     def __init__(self, root: Path) -> None:
-        from streamvis.testing.models import build_florence2, build_sam, build_sam2_video
+        from streamvis.testing.models import build_florence2, build_sam, build_sam2_video, build_sam3_video
         from streamvis.testing.vlm import build_idefics3, build_paligemma
 
         self.root = root
@@ -142,11 +143,12 @@ class TinyModels:
         self.sam2 = build_sam2_video(root / "sam2")
         self.edgetam = build_sam2_video(root / "edgetam", kind="edgetam")
         self.sam = build_sam(root / "sam")
+        self.sam3 = build_sam3_video(root / "sam3")
         self.idefics3 = build_idefics3(root / "idefics3")
         self.paligemma = build_paligemma(root / "paligemma")
         self.hf_cache = root / "hf-cache"
         for folder, repo_id in ((self.florence, self.FLORENCE), (self.sam2, self.SAM2),
-                                (self.edgetam, self.EDGETAM), (self.sam, self.SAM),
+                                (self.edgetam, self.EDGETAM), (self.sam, self.SAM), (self.sam3, self.SAM3),
                                 (self.idefics3, self.IDEFICS3), (self.paligemma, self.PALIGEMMA)):
             publish_to_hf_cache(folder, repo_id, self.hf_cache)
 

@@ -54,7 +54,7 @@ def test_compiled_sam2_parts_give_the_eager_masks(tiny_models: TinyModels, eager
     parts = ["image_encoder", "memory_attention", "mask_decoder", "memory_encoder"]
     model = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu", compile=parts))
     assert model.compiled == parts
-    assert all(hasattr(getattr(model.model, a), "_compiled_call_impl") for a in
+    assert all(getattr(getattr(model.model, a), "streamvis_compiled", None) == "default" for a in
                ("vision_encoder", "memory_attention", "mask_decoder", "memory_encoder"))
     assert min(_ious(eager_masks, _track(model))) >= 0.999
 
@@ -120,3 +120,16 @@ def test_cuda_graphs_only_on_cuda(device, cuda_graphs, mode, caplog) -> None:
 def test_fast_path_settings_are_checked(overrides, message) -> None:
     with pytest.raises(ConfigError, match=message):
         load_pipeline("detect", overrides)
+
+
+def test_outputs_leave_the_cuda_graph_memory_as_copies() -> None:
+    """With CUDA graphs a compiled part's outputs are copied (the next replay overwrites the graph's own)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from streamvis.runtime.torch_compile import _cloned
+
+    tensor = torch.ones(2)
+    out = _cloned((tensor, [tensor, 3], {"a": tensor}, BaseModelOutput(last_hidden_state=tensor), "text"))
+    assert out[1][1] == 3 and out[4] == "text" and isinstance(out[3], BaseModelOutput)
+    copies = [out[0], out[1][0], out[2]["a"], out[3].last_hidden_state]
+    assert all(torch.equal(c, tensor) and c.data_ptr() != tensor.data_ptr() for c in copies)

@@ -5,6 +5,7 @@ and prints (or collects) the data channel's per-frame detections.
     python clients/python/streamvis_client.py https://host:8443 --token SECRET --save frames/ --every 30
     python clients/python/streamvis_client.py http://127.0.0.1:8080 --via offer --json
     python clients/python/streamvis_client.py 'janus+http://sfu:8088/janus?room=1234' --stream people
+    python clients/python/streamvis_client.py http://127.0.0.1:8080 --prompt '{"type": "text", "text": "dog"}'
 
 Needs only aiortc and aiohttp (both streamvis dependencies); watching through Janus also uses streamvis's Janus
 API client. `watch()` is the same code as a library call.
@@ -219,6 +220,21 @@ async def watch_janus(room_url: str, stream: str | None, frames: int = 100, time
     return receiver.report
 
 
+async def prompt(base_url: str, stream: str, request: dict[str, Any], token: str | None = None,
+                 insecure: bool = False, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Prompt a stream's segmenter (`POST /prompt`): a click `{"type": "point", "x", "y", "label",
+    "frame_index"}`, a box `{"type": "box", "xyxy": [...]}`, words `{"type": "text", "text": "red car"}` or
+    `{"type": "remove", "object_id": N}`. Returns the prompt's result (`ok`, `object_ids`, `frame_index`, or
+    `error`); coordinates are pixels of the frame (`resolution_wh` of its frame message)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ssl_arg: Any = ssl.create_default_context() if not insecure else False
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_arg), timeout=timeout) as session, \
+            session.post(urljoin(base_url, "/prompt"), json={**request, "stream": stream}, headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        return body if isinstance(body, dict) else {"ok": False, "error": f"unexpected reply {body!r}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Watch a streamvis stream over WebRTC.")
     parser.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8080, or a Janus room the server "
@@ -232,6 +248,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="save frames as PNG into this folder")
     parser.add_argument("--every", type=int, default=30, help="with --save: every Nth frame")
     parser.add_argument("--json", action="store_true", help="print data-channel messages as JSON lines")
+    parser.add_argument("--prompt", default=None, metavar="JSON",
+                        help='prompt instead of watching, e.g. \'{"type": "box", "xyxy": [10, 20, 200, 300]}\' '
+                             "or '{\"type\": \"text\", \"text\": \"red car\"}'")
     args = parser.parse_args()
 
     async def run() -> WatchReport:
@@ -244,6 +263,13 @@ def main() -> None:
                     session.get(urljoin(args.url, "/streams"), headers=headers) as resp:
                 resp.raise_for_status()
                 stream = (await resp.json())["streams"][0]["id"]
+        if args.prompt is not None:
+            assert stream is not None
+            result = await prompt(args.url, stream, json.loads(args.prompt), args.token, args.insecure, args.timeout)
+            print(json.dumps(result), flush=True)
+            if not result.get("ok"):
+                raise RuntimeError(str(result.get("error")))
+            return WatchReport()
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
 
@@ -270,7 +296,7 @@ def main() -> None:
 
     try:
         report = asyncio.run(run())
-    except (aiohttp.ClientError, RuntimeError, OSError) as exc:
+    except (aiohttp.ClientError, RuntimeError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps), {report.messages} messages",

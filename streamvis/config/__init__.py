@@ -18,6 +18,7 @@ from streamvis.config.models import (
     OnnxSettings,
     Provider,
     Sam2Config,
+    Sam3Config,
     SamConfig,
     TorchSettings,
     VlmNarratorConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "AnySegmenterConfig", "BatchingConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig",
     "NoNarratorConfig",
     "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider",
-    "Sam2Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig", "YoloxConfig",
+    "Sam2Config", "Sam3Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig",
+    "YoloxConfig",
     "apply_overrides", "load_pipeline", "parse_override",
 ]

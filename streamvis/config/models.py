@@ -39,8 +39,9 @@ class _ModelChoice(Strict):
 class TorchSettings(Strict):
     device: TorchDevice = Field("auto", description="cuda, then mps, then cpu when auto")
     dtype: TorchDtype = Field("auto", description="auto is bfloat16/float16 on a GPU, float32 on a CPU")
-    attention: Literal["sdpa", "eager"] = Field("sdpa", description="attention kernels: sdpa (torch's fused "
-                                                "attention) or eager (the reference implementation)")
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        "auto", description="attention kernels: sdpa (torch's fused attention), eager (the reference "
+                            "implementation); auto: sdpa where the model supports it, else eager")
 
 
 class CompileSettings(Strict):
@@ -165,6 +166,20 @@ class EdgeTamConfig(_VideoSegmenterBase):
     model: str = Field("yonigozlan/EdgeTAM-hf", description="hub id or local folder")
 
 
+class Sam3Config(_ModelChoice, TorchSettings):
+    """SAM 3: every instance of the concepts named in words, found on every frame and tracked with stable ids
+    (the pipeline's detector is not run: SAM 3 detects by itself)."""
+
+    type: Literal["sam3"] = "sam3"
+    role: ClassVar[str] = "segmenter"
+    enabled: ClassVar[bool] = True
+    model: str = Field("facebook/sam3", description="hub id or local folder")
+    prompt: str = Field("", description="the concepts to find, separated by full stops: 'person. red car' "
+                                        "(viewers can add more)")
+    max_objects: int = Field(32, ge=1, description="instances tracked at once")
+    mask_threshold: float = Field(0.0, description="mask logit threshold")
+
+
 class SamConfig(_ModelChoice, TorchSettings):
     """SAM (v1): image-only box-to-mask on keyframes."""
 
@@ -248,7 +263,8 @@ DetectorConfig = Annotated[
     _type_of("yolox")]
 SegmenterConfig = Annotated[
     Annotated[NoSegmenterConfig, Tag("none")] | Annotated[Sam2Config, Tag("sam2")]
-    | Annotated[EdgeTamConfig, Tag("edgetam")] | Annotated[SamConfig, Tag("sam")],
+    | Annotated[EdgeTamConfig, Tag("edgetam")] | Annotated[Sam3Config, Tag("sam3")]
+    | Annotated[SamConfig, Tag("sam")],
     _type_of("none")]
 NarratorConfig = Annotated[
     Annotated[NoNarratorConfig, Tag("none")] | Annotated[ObjectsNarratorConfig, Tag("objects")]
@@ -256,12 +272,13 @@ NarratorConfig = Annotated[
     _type_of("none")]
 AnyNarratorConfig = NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
 AnyDetectorConfig = YoloxConfig | Florence2Config
-AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | SamConfig
+AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | Sam3Config | SamConfig
 
 # role -> type -> class: what a section may hold, for error messages and for switching types with --set
 ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
     "detector": {"yolox": YoloxConfig, "florence2": Florence2Config},
-    "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam": SamConfig},
+    "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam3": Sam3Config,
+                  "sam": SamConfig},
     "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
                  "vlm": VlmNarratorConfig},
 }

@@ -34,6 +34,24 @@ class Detector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
 
 
+class NoDetector:
+    """The detector of a pipeline whose segmenter finds objects itself (SAM 3): it finds nothing and loads
+    nothing."""
+
+    name = "none"
+    provider = "none"
+    open_vocabulary = True  # class names come from the segmenter's concepts
+    class_names: list[str] = []  # noqa: RUF012 (never changed)
+
+    def __init__(self) -> None:
+        self.last_timings_ms: dict[str, float] = {}
+
+    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+        from streamvis.serialize import empty_detections
+
+        return empty_detections()
+
+
 def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None,
                threads: int | None = None) -> YoloxDetector:
     """Resolve the weights (path, models folder, cache or download) and its class names, and load them.

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import supervision as sv
 
 from streamvis.config import PipelineConfig
@@ -32,12 +34,14 @@ from streamvis.live.stats import StreamStats
 from streamvis.models import Models
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline import Pipeline
+from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.sinks import Sink
 from streamvis.slot import NewestSlot
 from streamvis.sources import Source
 from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 log = logging.getLogger(__name__)
+MAX_PENDING_PROMPTS = 16  # per stream; more is an error the viewer sees, never an unbounded queue
 
 
 @dataclass(slots=True)
@@ -64,7 +68,7 @@ class LiveStream:
         self.stream_id = stream_id
         self._open_source = open_source
         # descriptions run in the narrator's worker (`LiveNarrator`), never in this stream's loop
-        self.pipeline = pipeline = Pipeline(config, models, narration="worker")
+        self.pipeline = pipeline = Pipeline(config, models, narration="worker", interactive=True)
         self.settings = settings or LiveSettings()
         self.stats = StreamStats(stream_id)
         self.stats.providers.update(models.providers())
@@ -84,6 +88,8 @@ class LiveStream:
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
+        # prompts wait here for the pipeline thread, which applies them between two frames
+        self._prompts: deque[tuple[Prompt, Future[PromptResult], str]] = deque()
 
     # -- sinks and listeners -----------------------------------------------------------------------------------
     def add_sink(self, sink: Sink) -> None:
@@ -122,6 +128,75 @@ class LiveStream:
         future = self.narrator.ask(latest.frame, latest.detections, question)
         future.add_done_callback(self._narrated)
         return future
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def prompt(self, prompt: Prompt) -> Future[PromptResult]:
+        """Queue a viewer's prompt; the future resolves once the pipeline has applied it (the object's mask is then
+        on the next frame), or fails with a `PromptError` that says why. Words are first grounded on the newest
+        frame, in the detector's worker (Florence-2 phrase grounding), unless the segmenter takes words itself."""
+        future: Future[PromptResult] = Future()
+        if prompt.kind == "text" and not self.pipeline.takes_words:
+            ground = self.pipeline.grounder()
+            if ground is None:
+                future.set_exception(PromptError("prompt: words need Florence-2 (as the detector or the narrator) "
+                                                 "or segmenter.type: sam3 on this stream's pipeline"))
+                return future
+            self._detector.submit(self._ground, prompt, ground, future)
+            return future
+        self._queue_prompt(prompt, future)
+        return future
+
+    def _queue_prompt(self, prompt: Prompt, future: Future[PromptResult], class_name: str = "object") -> None:
+        with self._lock:
+            if len(self._prompts) >= MAX_PENDING_PROMPTS:
+                future.set_exception(PromptError(f"prompt: {MAX_PENDING_PROMPTS} prompts are waiting on this "
+                                                 "stream already; try again"))
+                return
+            self._prompts.append((prompt, future, class_name))
+
+    def _ground(self, prompt: Prompt, ground: Callable[[np.ndarray, str], sv.Detections],
+                future: Future[PromptResult]) -> None:
+        """Words to boxes on the newest frame, then each box a new object on that frame."""
+        try:
+            latest = self.latest
+            if latest is None:
+                raise PromptError("prompt: the stream has no frame yet")
+            found = ground(latest.frame.image, prompt.text)
+            names = found.data.get("class_name", np.array(["object"] * len(found)))
+            boxes = [Prompt("box", latest.frame.index, box_xyxy=tuple(float(v) for v in xyxy),  # type: ignore[arg-type]
+                            request_id=prompt.request_id) for xyxy in found.xyxy]
+            if not boxes:
+                future.set_result(PromptResult(prompt.request_id, frame_index=latest.frame.index,
+                                               note=f"nothing matched '{prompt.text}'"))
+                return
+            parts = [Future() for _ in boxes]  # type: ignore[var-annotated]
+            for box, part, name in zip(boxes, parts, names, strict=True):
+                self._queue_prompt(box, part, str(name))
+            combined = PromptResult(prompt.request_id, frame_index=latest.frame.index)
+            for part in parts:
+                done = part.result(timeout=30)
+                combined.object_ids += done.object_ids
+                combined.note = done.note or combined.note
+            future.set_result(combined)
+        except Exception as exc:  # the viewer learns why; the stream goes on
+            if not isinstance(exc, PromptError):
+                log.exception("stream %s: grounding '%s' failed", self.stream_id, prompt.text)
+            future.set_exception(exc)
+
+    def _apply_prompts(self) -> None:
+        """In the pipeline thread, between two frames: every waiting prompt, in order."""
+        while True:
+            with self._lock:
+                if not self._prompts:
+                    return
+                prompt, future, class_name = self._prompts.popleft()
+            try:
+                future.set_result(self.pipeline.apply_prompt(prompt, class_name))
+            except PromptError as exc:
+                future.set_exception(exc)
+            except Exception as exc:  # a prompt the model could not take must not end the stream
+                log.exception("stream %s: prompt %s failed", self.stream_id, prompt.kind)
+                future.set_exception(exc)
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -213,6 +288,7 @@ class LiveStream:
         pending: Future[tuple[Frame, sv.Detections, float]] | None = None
         try:
             while (frame := self._next_frame()) is not None:
+                self._apply_prompts()
                 start = time.perf_counter()
                 submitted = self._keyframes.start(frame.index, detector_free=pending is None)
                 if submitted:

@@ -34,12 +34,33 @@ def compile_mode(device: str, cuda_graphs: bool) -> str:
     return "reduce-overhead" if cuda_graphs and device == "cuda" else "default"
 
 
+def _cloned(value: Any) -> Any:
+    """Copies of the tensors in a part's output (tuples, lists, transformers `ModelOutput`s kept as they are)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_cloned(v) for v in value)
+    if isinstance(value, list):
+        return [_cloned(v) for v in value]
+    if isinstance(value, dict):  # ModelOutput is an ordered dict of its fields
+        return type(value)(**{k: _cloned(v) for k, v in value.items()})
+    return value
+
+
 def compile_parts(model: Any, parts: list[str], table: dict[str, tuple[str, bool]], device: str,
                   cuda_graphs: bool, label: str) -> list[str]:
-    """Compile the named parts of `model` in place (`nn.Module.compile`: weights and state dict unchanged).
-    Returns the parts compiled; compilation itself happens on each part's first call."""
+    """Compile the named parts of `model` in place (their `forward`: weights, hooks and attributes unchanged).
+    Returns the parts compiled; compilation itself happens on each part's first call.
+
+    With CUDA graphs a part's outputs live in the graph's memory and the next replay overwrites them, while the
+    SAM 2 session keeps memory features and masks for later frames: so each output is copied out of the graph.
+    """
     if not parts:
         return []
+    import torch
+
     mode = compile_mode(device, cuda_graphs)
     done = []
     for part in parts:
@@ -50,7 +71,15 @@ def compile_parts(model: Any, parts: list[str], table: dict[str, tuple[str, bool
         if module is None:
             log.warning("%s: has no %s to compile; left eager", label, part)
             continue
-        module.compile(mode=mode, dynamic=True if dynamic else None)
+        compiled = torch.compile(module.forward, mode=mode, dynamic=True if dynamic else None)
+        if mode == "reduce-overhead":
+            def forward(*args: Any, _compiled: Any = compiled, **kwargs: Any) -> Any:
+                return _cloned(_compiled(*args, **kwargs))
+
+            module.forward = forward
+        else:
+            module.forward = compiled
+        module.streamvis_compiled = mode
         done.append(part)
     log.info("%s: compiling %s (mode %s; the first frames take longer)", label, ", ".join(done), mode)
     return done

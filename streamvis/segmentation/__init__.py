@@ -1,4 +1,5 @@
-"""Segmenters: add masks to detections. Video ones (SAM 2.1, EdgeTAM) also carry them between keyframes.
+"""Segmenters: add masks to detections. Video ones (SAM 2.1, EdgeTAM) also carry them between keyframes; SAM 3
+finds the objects itself, from words.
 
 A `SegmenterModel` is loaded once per process; each stream takes its own `Segmenter` (its objects and, for
 video models, its streaming session) with `new_stream()`.
@@ -11,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import supervision as sv
 
-from streamvis.config import AnySegmenterConfig, EdgeTamConfig, Sam2Config, SamConfig
+from streamvis.config import AnySegmenterConfig, EdgeTamConfig, Sam2Config, Sam3Config, SamConfig
 
 
 class Segmenter(Protocol):
@@ -46,4 +47,8 @@ def load_segmenter(config: AnySegmenterConfig) -> SegmenterModel | None:
         from streamvis.segmentation.video import VideoSegmenterModel
 
         return VideoSegmenterModel(config)
+    if isinstance(config, Sam3Config):
+        from streamvis.segmentation.sam3 import Sam3SegmenterModel
+
+        return Sam3SegmenterModel(config)
     return None

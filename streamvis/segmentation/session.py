@@ -33,6 +33,49 @@ def add_box_prompts(session: Any, frame_idx: int, object_ids: list[int], boxes_s
     session.obj_with_new_inputs = [int(i) for i in object_ids]
 
 
+def set_point_prompt(session: Any, frame_idx: int, object_id: int, points_square: np.ndarray, labels: list[int],
+                     add: bool) -> None:
+    """Points (labels 1 positive, 0 negative, 2 and 3 a box's corners), already in the model's square input
+    coordinates, for one object on `frame_idx`; with `add`, after the points it already has on that frame (clicks
+    that refine it), else instead of them."""
+    import torch
+
+    obj_idx = session.obj_id_to_idx(int(object_id))
+    coords = torch.from_numpy(np.asarray(points_square, np.float32).reshape(1, 1, -1, 2).copy())
+    values = torch.tensor([[labels]], dtype=torch.int32)
+    previous = session.point_inputs_per_obj[obj_idx].get(frame_idx) if add else None
+    if previous is not None:
+        coords = torch.cat([previous["point_coords"].cpu(), coords], dim=2)
+        values = torch.cat([previous["point_labels"].cpu(), values], dim=2)
+    session.add_point_inputs(obj_idx, frame_idx, {"point_coords": coords, "point_labels": values})
+    session.remove_mask_inputs(obj_idx, frame_idx)
+
+
+def prompt_on_frame(model: Any, session: Any, frame_idx: int, object_id: int) -> None:
+    """Run the model for one object on `frame_idx` with the inputs it has there, outside the frame-by-frame loop:
+    a prompt on a frame already processed (the one a viewer saw). The output becomes a conditioning frame of that
+    object (as SAM 2.1 keeps corrections), and its memory is encoded, so from the next frame on the object is
+    tracked like any other. The frame's pixels must be in the session (`add_new_frame`)."""
+    import inspect
+
+    obj_idx = session.obj_id_to_idx(int(object_id))
+    initial = frame_idx not in session.frames_tracked_per_obj[obj_idx]
+    points = session.point_inputs_per_obj[obj_idx].get(frame_idx)
+    extra = {"run_mem_encoder": True} if "run_mem_encoder" in inspect.signature(
+        model._run_single_frame_inference).parameters else {}  # EdgeTAM encodes memory itself
+    out = model._run_single_frame_inference(
+        inference_session=session, frame_idx=frame_idx, obj_idx=obj_idx, batch_size=1, is_init_cond_frame=initial,
+        point_inputs=points, mask_inputs=None, reverse=False, streaming=True, **extra)
+    session.store_output(obj_idx, frame_idx, output_value=out, is_conditioning_frame=True)
+    if not extra and model.num_maskmem > 0:
+        model._batch_encode_memories(inference_session=session, frame_idx=frame_idx,
+                                     objects_needing_memory_encoding=[obj_idx],
+                                     high_res_masks_for_memory=[out["high_res_masks"]],
+                                     object_score_logits_for_memory=[out["object_score_logits"]],
+                                     is_mask_from_pts_per_obj=[True])
+    session.obj_with_new_inputs = [i for i in session.obj_with_new_inputs if i != int(object_id)]
+
+
 def remove_objects(session: Any, object_ids: list[int]) -> None:
     """Drop objects from a session and re-index the rest (the session stores objects by dense index)."""
     doomed = {int(i) for i in object_ids}

@@ -17,6 +17,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import EdgeTamConfig, Sam2Config
+from streamvis.prompts import PromptError
 from streamvis.runtime.torch_compile import SAM2_PARTS, compile_parts
 from streamvis.segmentation.matching import box_iou, match_detections
 from streamvis.segmentation.processing import (
@@ -27,7 +28,14 @@ from streamvis.segmentation.processing import (
     upsample_masks,
 )
 from streamvis.segmentation.propagation import propagate, supports_batching
-from streamvis.segmentation.session import add_box_prompts, prune_session, remove_objects, session_nbytes
+from streamvis.segmentation.session import (
+    add_box_prompts,
+    prompt_on_frame,
+    prune_session,
+    remove_objects,
+    session_nbytes,
+    set_point_prompt,
+)
 from streamvis.serialize import empty_detections
 from streamvis.weights.hf import load_model
 
@@ -46,6 +54,7 @@ class TrackedObject:
     detected_xyxy: np.ndarray  # box of the detection it was last matched to
     xyxy: np.ndarray  # latest box: from its mask, else the detection
     missed_keyframes: int = 0
+    pinned: bool = False  # prompted by a person: kept however many keyframes miss it, never re-prompted by them
 
 
 def _model_classes(kind: str) -> tuple[Any, Any]:
@@ -176,14 +185,19 @@ class VideoSegmenter:
         for row, col in pairs:
             obj = tracked[col]
             box = detections.xyxy[row].astype(np.float32)
+            obj.detected_xyxy, obj.missed_keyframes = box, 0
+            if obj.pinned:  # a person's object keeps its own label and prompt; the match only stops a duplicate
+                continue
             drifted = float(box_iou(box, obj.xyxy)[0, 0]) < self.config.reprompt_iou
             obj.class_id, obj.class_name = int(class_ids[row]), str(names[row])
-            obj.confidence, obj.detected_xyxy, obj.missed_keyframes = float(confidence[row]), box, 0
+            obj.confidence = float(confidence[row])
             if drifted:
                 obj.xyxy = box
                 prompt_ids.append(obj.object_id)
         gone = []
         for col in missed_cols:
+            if tracked[col].pinned:
+                continue
             tracked[col].missed_keyframes += 1
             if tracked[col].missed_keyframes >= self.config.max_missed_keyframes:
                 gone.append(tracked[col].object_id)
@@ -204,6 +218,67 @@ class VideoSegmenter:
         if gone or prompt_ids:
             log.debug("segmenter: frame %d prompts %s, removed %s", self.frame_idx, prompt_ids, gone)
         return prompt_ids
+
+    # -- prompts from people (`streamvis.prompts`) ----------------------------------------------------------
+    def prompt(self, image_bgr: np.ndarray, frame_idx: int, points_xy: np.ndarray | None = None,
+               labels: list[int] | None = None, box_xyxy: np.ndarray | None = None, object_id: int | None = None,
+               class_name: str = "object", class_id: int = -1) -> int:
+        """Prompt on this segmenter's frame `frame_idx` (its image, `image_bgr`, as the viewer saw it): points
+        (frame pixels; labels 1 and 0) and/or a box, for a new object or to refine `object_id`. Returns the
+        object's id; its mask is on the next frame `update` returns."""
+        if object_id is not None and object_id not in self.objects:
+            raise PromptError(f"prompt: no object {object_id} on this stream (objects: "
+                              f"{', '.join(map(str, self.objects)) or 'none'})")
+        if object_id is None and len(self.objects) >= self.config.max_objects:
+            raise PromptError(f"prompt: {len(self.objects)} objects are tracked already (segmenter.max_objects)")
+        height, width = image_bgr.shape[:2]
+        size = self.model.image_size
+        corners: list[np.ndarray] = []
+        values: list[int] = []
+        if box_xyxy is not None:
+            corners.append(scale_boxes_square(np.asarray(box_xyxy, np.float32), (width, height), size).reshape(2, 2))
+            values += [2, 3]
+        if points_xy is not None and len(points_xy):
+            corners.append(np.asarray(points_xy, np.float32).reshape(-1, 2) * np.array([size / width, size / height],
+                                                                                     np.float32))
+            values += list(labels or [1] * len(points_xy))
+        if not values:
+            raise PromptError("prompt: needs points or a box")
+        if object_id is None:
+            object_id = self._next_id
+            self._next_id += 1
+            if box_xyxy is not None:
+                box = np.asarray(box_xyxy, np.float32)
+            else:
+                positive = np.asarray(points_xy, np.float32).reshape(-1, 2)[np.asarray(values) == 1]
+                box = np.concatenate([positive.min(axis=0) - 1, positive.max(axis=0) + 1]).astype(np.float32)
+            self.objects[object_id] = TrackedObject(object_id, class_id, class_name, 1.0, box, box, pinned=True)
+        else:
+            self.objects[object_id].pinned = True
+        session, model = self.session, self.model
+        session.video_height, session.video_width = height, width
+        if not session.processed_frames or frame_idx not in session.processed_frames:
+            pixels = model.pixels(image_bgr)
+            session.add_new_frame(pixels, frame_idx)
+            if model.onnx_encoder is not None or model.encoder_batcher is not None:
+                session.cache.cache_vision_features(frame_idx, model.encode_frames([pixels])[0])
+        set_point_prompt(session, frame_idx, object_id, np.concatenate(corners), values,
+                         add=box_xyxy is None)
+        with model.torch.inference_mode():
+            prompt_on_frame(model.model, session, frame_idx, object_id)
+        if frame_idx != self.frame_idx:  # the old frame was needed once; the session keeps only the newest
+            session.processed_frames.pop(frame_idx, None)
+        log.info("segmenter: object %d prompted on frame %d (%s)", object_id, frame_idx,
+                 "box" if box_xyxy is not None else f"{len(values)} point(s)")
+        return object_id
+
+    def remove(self, object_id: int) -> None:
+        """Stop tracking `object_id` (a person removed it)."""
+        if object_id not in self.objects:
+            raise PromptError(f"prompt: no object {object_id} on this stream (objects: "
+                              f"{', '.join(map(str, self.objects)) or 'none'})")
+        del self.objects[object_id]
+        remove_objects(self.session, [object_id])
 
     def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections:
         """Segment one frame. `detections` on keyframes (possibly empty), None between keyframes."""

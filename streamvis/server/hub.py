@@ -19,24 +19,38 @@ from aiortc.exceptions import OperationError
 
 from streamvis.frame import Result, SceneDescription
 from streamvis.live.runner import LiveStream
+from streamvis.prompts import PromptError, RateLimiter, parse_prompt
 from streamvis.serialize import result_to_json
 from streamvis.server.audio import synthesize_for_tracks
 from streamvis.server.dtls import accept_rsa_peers
 from streamvis.server.egress import Egress, make_egress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
-from streamvis.server.video_out import VideoOutput, video_output
+from streamvis.server.video_out import RTP_MASK, VideoOutput, video_output, video_pts
 from streamvis.sources.base import Source
 
 log = logging.getLogger(__name__)
 
 StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
 STATS_EVERY_FRAMES = 15  # a stats summary rides along with every 15th frame message
+LAYERS = ("burned", "client")  # boxes, masks and labels burnt into the video, or drawn by the viewer
+PROMPT_TIMEOUT_S = 30.0  # a prompt not applied by then is reported as such (words on a CPU take seconds)
+
+
+class PromptRefused(Exception):
+    """A prompt refused before it reached the stream (not allowed, too many), with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
 class ServerSettings:
     token: str | None = None
+    view_token: str | None = None  # lets its holders watch and ask, but not prompt or publish
+    prompts_per_s: float = 5.0  # per viewer (or HTTP client), bursts of `prompt_burst`
+    prompt_burst: int = 10
     codec: str = "h264"
     ice_servers: list[str] = field(default_factory=list)  # stun:host:port, turn:user:pass@host:port
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
@@ -81,13 +95,16 @@ class ViewerFanout:
         self.stream = stream
 
     def write(self, result: Result) -> None:
-        for output in self.hub.outputs_of(self.stream):  # one per codec viewers take (H.264 shared, VP8 per viewer)
+        for output in self.hub.outputs_of(self.stream):  # one per codec and layering viewers take
             if output.active:
                 output.push(result)
         if self.hub.recipients(self.stream):
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
+            # rtp_pts and decoded_at_ms let a viewer find the message of the frame on its screen and measure
+            # from the frame's arrival here to its display there
             message = json.dumps({"type": "frame", "stream": self.stream.stream_id, **result_to_json(result),
-                                  "stats": stats})
+                                  "rtp_pts": video_pts(result) & RTP_MASK,
+                                  "decoded_at_ms": round(result.frame.decoded_at * 1e3, 3), "stats": stats})
             self.hub.post(self.hub.send_to_viewers, self.stream, message)
 
     def close(self) -> None:
@@ -104,7 +121,9 @@ class StreamHub:
         self.make_stream = make_stream
         self.viewers: dict[str, Viewer] = {}
         self.publishers: dict[str, Publisher] = {}
-        self.outputs: dict[tuple[LiveStream, str], VideoOutput] = {}  # per stream and codec, made for a first viewer
+        # per stream, codec and layering (burned in or drawn by the viewer), made for a first viewer
+        self.outputs: dict[tuple[LiveStream, str, bool], VideoOutput] = {}
+        self.prompt_limiter = RateLimiter(settings.prompts_per_s, settings.prompt_burst)
         accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -200,18 +219,26 @@ class StreamHub:
     # -- viewers ---------------------------------------------------------------------------------------------
     def outputs_of(self, stream: LiveStream) -> list[VideoOutput]:
         """The stream's outputs (read from its pipeline thread: a snapshot of the dict)."""
-        return [output for (owner, _), output in list(self.outputs.items()) if owner is stream]
+        return [output for (owner, _, _), output in list(self.outputs.items()) if owner is stream]
 
-    def output_for(self, stream: LiveStream, codec: str) -> VideoOutput:
-        """The stream's video output in `codec`, made for its first viewer of that codec."""
-        output = self.outputs.get((stream, codec))
+    def output_for(self, stream: LiveStream, codec: str, clean: bool = False) -> VideoOutput:
+        """The stream's video output in `codec`, annotated or `clean`, made for its first viewer of that kind."""
+        output = self.outputs.get((stream, codec, clean))
         if output is None:
-            output = self.outputs[(stream, codec)] = video_output(codec, stream.stats, asyncio.get_running_loop())
+            output = self.outputs[(stream, codec, clean)] = video_output(codec, stream.stats,
+                                                                         asyncio.get_running_loop(), clean)
         return output
 
-    async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str) -> Viewer:
+    async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str, can_prompt: bool = True,
+                         layers: str = "burned") -> Viewer:
+        """A viewer of `stream`; `layers`: "burned" (the annotated video) or "client" (the clean video, for a
+        viewer that draws boxes, masks and labels itself from the data channel)."""
+        if layers not in LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, got {layers!r}")
         codec = viewer_codec(sdp, self.settings.codec)
-        viewer = Viewer(stream, self.rtc_config, self.output_for(stream, codec).new_track())
+        track = self.output_for(stream, codec, clean=layers == "client").new_track()
+        viewer = Viewer(stream, self.rtc_config, track, can_prompt=can_prompt, layers=layers)
+        viewer.on_request = self._viewer_request
         self.viewers[viewer.id] = viewer
         stream.stats.viewers += 1
         asyncio.get_running_loop().create_task(self._reap(viewer))
@@ -225,6 +252,52 @@ class StreamHub:
             await viewer.close()
             raise
         return viewer
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    async def prompt(self, stream: LiveStream, data: Any, client: str, can_prompt: bool) -> dict[str, Any]:
+        """A prompt from `client` (a viewer, or an HTTP caller): checked, rate-limited, applied by the stream's
+        pipeline; the answer is a `prompt_result` message (`ok` false with the `error` when it could not be)."""
+        request_id = str(data.get("id", ""))[:64] if isinstance(data, dict) else ""
+        try:
+            if not can_prompt:
+                raise PromptRefused(403, "prompt: this viewer may watch but not prompt (it connected without the "
+                                         "server's token)")
+            if not self.prompt_limiter.allow(client):
+                raise PromptRefused(429, f"prompt: at most {self.settings.prompts_per_s:g} prompts a second "
+                                         f"(bursts of {self.settings.prompt_burst}); slow down")
+            prompt = parse_prompt(data, stream.resolution_wh)
+            result = await asyncio.wait_for(asyncio.wrap_future(stream.prompt(prompt)), PROMPT_TIMEOUT_S)
+        except PromptRefused as exc:
+            return {"type": "prompt_result", "id": request_id, "ok": False, "error": str(exc), "status": exc.status}
+        except PromptError as exc:
+            return {"type": "prompt_result", "id": request_id, "ok": False, "error": str(exc), "status": 400}
+        except TimeoutError:
+            return {"type": "prompt_result", "id": request_id, "ok": False, "status": 504,
+                    "error": f"prompt: not applied within {PROMPT_TIMEOUT_S:g} s (is the stream running?)"}
+        except Exception as exc:
+            log.exception("stream %s: a prompt failed", stream.stream_id)
+            return {"type": "prompt_result", "id": request_id, "ok": False, "status": 500,
+                    "error": f"prompt: failed ({type(exc).__name__}: {exc})"}
+        return {**result.to_json(), "stream": stream.stream_id, "status": 200}
+
+    def _viewer_request(self, viewer: Viewer, message: dict[str, Any]) -> None:
+        """A viewer's data-channel request (on the loop): prompts, answered on the same channel."""
+        if message.get("type") != "prompt":
+            viewer.send({"type": "error", "error": f"unknown request type {message.get('type')!r} (expected "
+                                                   "ping or prompt)"})
+            return
+        body = message.get("prompt")
+        if not isinstance(body, dict):
+            viewer.send({"type": "prompt_result", "ok": False, "id": "",
+                         "error": 'prompt: expected {"type": "prompt", "prompt": {"type": "point", ...}}'})
+            return
+
+        async def answer() -> None:
+            reply = await self.prompt(viewer.stream, body, f"viewer:{viewer.id}", viewer.can_prompt)
+            reply.pop("status", None)
+            viewer.send(reply)
+
+        asyncio.get_running_loop().create_task(answer())
 
     async def _reap(self, viewer: Viewer) -> None:
         await viewer.closed.wait()

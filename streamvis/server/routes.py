@@ -4,9 +4,10 @@ ingest, questions, metrics and health, behind an optional bearer token.
 Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in aiortc's examples),
 `POST /whep/{stream}` + `PATCH`/`DELETE /whep/{stream}/{session}` (WHEP playback), `POST /whip/{stream}` +
 `PATCH`/`DELETE /whip/{stream}/{session}` (WHIP ingest: a published camera becomes a stream; the protocol details
-are in `streamvis.server.wish`), `POST /ask`, `GET /metrics` (Prometheus), `GET /healthz`. With a token set,
-every request but a CORS preflight must carry it (`Authorization: Bearer`, or `?token=` for the page itself) or
-gets 401 and nothing else. Handlers only parse,
+are in `streamvis.server.wish`), `POST /ask`, `POST /prompt` (clicks, boxes, words; `streamvis.prompts`),
+`GET /metrics` (Prometheus), `GET /healthz`. With a token set, every request but a CORS preflight must carry it
+(`Authorization: Bearer`, or `?token=` for the page itself) or gets 401 and nothing else; a view token
+(`--view-token`) may watch and ask but not prompt or publish (403). Handlers only parse,
 check and answer: the hub (`streamvis.server.hub`) holds the state, and no model code or codec runs on the loop.
 """
 
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
-from streamvis.server.hub import ServerSettings, StreamFactory, StreamHub, narration_message
+from streamvis.server.hub import LAYERS, ServerSettings, StreamFactory, StreamHub, narration_message
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.wish import cors, created, trickle
@@ -63,24 +64,51 @@ def _check_sdp(sdp: object) -> str:
     return sdp
 
 
+def _role(given: str, settings: ServerSettings) -> str | None:
+    """`control` (the server's token, or no token set: watch, prompt, publish), `view` (the view token: watch and
+    ask), or None (neither: 401)."""
+    if not settings.token and not settings.view_token:
+        return "control"
+    if settings.token and hmac.compare_digest(given.encode(), settings.token.encode()):
+        return "control"
+    if settings.view_token and hmac.compare_digest(given.encode(), settings.view_token.encode()):
+        return "view"
+    return None
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    token = request.app["settings"].token
-    if token:
-        given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            given = header[7:]
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return web.Response(status=401, text="401: a valid token is required\n",
-                                headers={"WWW-Authenticate": 'Bearer realm="streamvis"'})
+    given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        given = header[7:]
+    role = _role(given, request.app["settings"])
+    if role is None:
+        return web.Response(status=401, text="401: a valid token is required\n",
+                            headers={"WWW-Authenticate": 'Bearer realm="streamvis"'})
+    request["role"] = role
     return await handler(request)
+
+
+def _control_only(request: web.Request, what: str) -> None:
+    """403 unless the request carries the server's token (a view token may watch, not change streams)."""
+    if request.get("role") != "control":
+        raise web.HTTPForbidden(text=json.dumps({"error": f"{what} needs the server's token (this one may only "
+                                                          "watch)"}), content_type="application/json")
+
+
+def _layers(value: object) -> str:
+    layers = "burned" if value is None else value
+    if layers not in LAYERS:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"layers must be one of {', '.join(LAYERS)}, got "
+                                                           f"{value!r}"}), content_type="application/json")
+    return str(layers)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     response = web.FileResponse(WEB_DIR / "index.html")
     token = request.query.get("token")
-    if token and request.app["settings"].token:  # the middleware has checked it
+    if token and (request.app["settings"].token or request.app["settings"].view_token):  # checked already
         response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
     return response
 
@@ -101,11 +129,14 @@ async def offer(request: web.Request) -> web.Response:
         return _error(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
     name = body.get("stream") or next(iter(hub.streams))
     stream = _stream_or_404(hub, str(name))
+    layers = _layers(body.get("layers"))
     try:
-        viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer")
+        viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer",
+                                      can_prompt=request["role"] == "control", layers=layers)
     except ValueError as exc:
         return _error(400, f"unusable SDP offer: {exc}")
-    return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id})
+    return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id,
+                              "layers": layers, "can_prompt": viewer.can_prompt})
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -115,7 +146,8 @@ async def whep_post(request: web.Request) -> web.Response:
         return _error(415, "WHEP expects Content-Type: application/sdp")
     sdp = _check_sdp(await request.text())
     try:
-        viewer = await hub.add_viewer(stream, sdp, "offer")
+        viewer = await hub.add_viewer(stream, sdp, "offer", can_prompt=request["role"] == "control",
+                                      layers=_layers(request.query.get("layers")))
     except ValueError as exc:
         return _error(400, f"unusable SDP offer: {exc}")
     location = f"/whep/{stream.stream_id}/{viewer.id}"
@@ -145,6 +177,7 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 async def whip_post(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
+    _control_only(request, "publishing")
     name = request.match_info["stream"]
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         return _error(400, "stream names are letters, digits, '-' and '_' (at most 64)")
@@ -192,6 +225,18 @@ async def ask(request: web.Request) -> web.Response:
     return web.json_response(narration_message(stream.stream_id, description))
 
 
+async def prompt(request: web.Request) -> web.Response:
+    """`{"stream": ..., "type": "point" | "box" | "text" | "remove", ...}` (see `streamvis.prompts`) -> the
+    prompt's result once the stream's pipeline has applied it."""
+    hub: StreamHub = request.app["hub"]
+    body = await _json_object(request, '{"stream": ..., "type": "point" | "box" | "text" | "remove", ...}')
+    stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
+    client = f"http:{request.remote or '?'}"
+    reply = await hub.prompt(stream, body, client, request["role"] == "control")
+    status = int(reply.pop("status", 200))
+    return web.json_response(reply, status=status)
+
+
 async def metrics(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
@@ -233,6 +278,7 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
     app.router.add_patch("/whip/{stream}/{session}", whip_patch)
     app.router.add_post("/ask", ask)
+    app.router.add_post("/prompt", prompt)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", favicon)

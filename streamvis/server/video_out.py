@@ -30,6 +30,30 @@ from streamvis.slot import NewestSlot
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
+RTP_MASK = 0xFFFFFFFF
+
+
+def video_pts(result: Result) -> int:
+    """A frame's presentation time on the 90 kHz video clock, from the moment it arrived (monotonic): what its
+    RTP timestamp carries, plus each peer's random origin, and what its data-channel message names (`rtp_pts`,
+    modulo 2^32), so a viewer can tell which message belongs to the frame on its screen."""
+    return int(result.frame.decoded_at * VIDEO_CLOCK)
+
+
+def image_of(result: Result, clean: bool) -> Any:
+    """The image an output sends: the annotated frame, or the frame as it came (layers drawn by the viewer)."""
+    return result.frame.image if clean else result.annotated
+
+
+def rtp_origin_of(track: Any, last_pts: int | None) -> int | None:
+    """The random origin aiortc's RTP sender adds to a track's timestamps, read off the timestamp it last sent
+    (for the frame whose pts was `last_pts`); None until a frame has gone out. The origin lives in the sender's
+    loop, so this reads the sender's record of its last packet."""
+    sender = getattr(track, "sender", None)
+    sent = getattr(sender, "_RTCRtpSender__rtp_timestamp", None) if sender is not None else None
+    if last_pts is None or not sent:
+        return None
+    return (int(sent) - last_pts) & RTP_MASK
 PLI_MIN_INTERVAL_S = 0.5  # receivers' keyframe requests honoured at most this often
 PACKET_QUEUE = 30  # per H.264 viewer; a viewer this far behind skips to the next keyframe
 
@@ -52,12 +76,12 @@ class VideoOutput(Protocol):
     def close(self) -> None: ...
 
 
-def video_output(codec: str, stats: StreamStats, loop: asyncio.AbstractEventLoop) -> VideoOutput:
-    """The output for `codec` (`h264` or `vp8`)."""
+def video_output(codec: str, stats: StreamStats, loop: asyncio.AbstractEventLoop, clean: bool = False) -> VideoOutput:
+    """The output for `codec` (`h264` or `vp8`), of the annotated frames or, `clean`, of the frames as they came."""
     if codec == "h264":
-        return SharedH264Output(stats, loop)
+        return SharedH264Output(stats, loop, clean=clean)
     if codec == "vp8":
-        return PerViewerOutput(stats)
+        return PerViewerOutput(stats, clean=clean)
     raise ValueError(f"no video output for codec {codec!r} (expected h264 or vp8)")
 
 
@@ -115,6 +139,14 @@ def _forward_keyframe_requests() -> None:
 _forward_keyframe_requests()
 
 
+def note_origin(track: Any) -> None:
+    """Once a track's first frame has gone out, learn its RTP origin and tell whoever listens (the viewer)."""
+    if track.rtp_origin is None:
+        track.rtp_origin = rtp_origin_of(track, track._last_pts)
+        if track.rtp_origin is not None and track.on_rtp_origin is not None:
+            track.on_rtp_origin(track.rtp_origin)
+
+
 # -- H.264: encode once, send to every viewer ------------------------------------------------------------------
 class SharedH264Output:
     """Encodes a stream's newest results in its own thread; every `PacketTrack` gets every packet on the loop."""
@@ -122,9 +154,11 @@ class SharedH264Output:
     codec = "h264"
 
     def __init__(self, stats: StreamStats, loop: asyncio.AbstractEventLoop, bitrate: int = 2_500_000,
-                 keyframe_interval_s: float = 2.0) -> None:
+                 keyframe_interval_s: float = 2.0, clean: bool = False) -> None:
         self.stats = stats
         self.loop = loop
+        self.clean = clean
+        self._last_pts = -1
         self.bitrate = bitrate
         self.keyframe_interval_s = keyframe_interval_s
         self._tracks: set[PacketTrack] = set()
@@ -133,7 +167,6 @@ class SharedH264Output:
         self._want_keyframe = True
         self._last_receiver_request = -PLI_MIN_INTERVAL_S
         self._codec: Any = None
-        self._start = time.monotonic()
         self.frames_encoded = 0
         self._thread = threading.Thread(target=self._run, name=f"encode-{stats.stream}", daemon=True)
         self._thread.start()
@@ -191,8 +224,8 @@ class SharedH264Output:
                 self._codec = None
 
     def _encode(self, result: Result) -> None:
-        assert result.annotated is not None
-        image = result.annotated
+        image = image_of(result, self.clean)
+        assert image is not None
         height, width = image.shape[:2]
         if width % 2 or height % 2:
             image = image[: height - height % 2, : width - width % 2]
@@ -202,7 +235,7 @@ class SharedH264Output:
             self._want_keyframe = True
         started = time.monotonic()
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
+        frame.pts = self._last_pts = max(video_pts(result), self._last_pts + 1)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         if self._want_keyframe:
             frame.pict_type = av.video.frame.PictureType.I
@@ -235,6 +268,10 @@ class PacketTrack(MediaStreamTrack):
         self._packets: asyncio.Queue[av.Packet] = asyncio.Queue(maxsize=PACKET_QUEUE)  # overflow: resync
         self._synced = False  # false until a keyframe: frames before it would not decode
         self.frames_sent = 0
+        self.sender: Any = None  # the RTP sender that sends it, set by the viewer
+        self.rtp_origin: int | None = None
+        self.on_rtp_origin: Any = None  # called once with the origin, when known
+        self._last_pts: int | None = None
 
     def offer(self, packet: av.Packet) -> None:
         if not self._synced:
@@ -252,8 +289,10 @@ class PacketTrack(MediaStreamTrack):
         self._packets.put_nowait(packet)
 
     async def recv(self) -> av.Packet:
+        note_origin(self)
         packet = await self._packets.get()
         self.frames_sent += 1
+        self._last_pts = int(packet.pts) if packet.pts is not None else None
         return packet
 
     def stop(self) -> None:
@@ -267,8 +306,9 @@ class PerViewerOutput:
 
     codec = "vp8"
 
-    def __init__(self, stats: StreamStats) -> None:
+    def __init__(self, stats: StreamStats, clean: bool = False) -> None:
         self.stats = stats
+        self.clean = clean
         stats.count_drop("viewer", 0)
         self._tracks: set[ResultTrack] = set()
         self._lock = threading.Lock()
@@ -307,18 +347,24 @@ class ResultTrack(VideoStreamTrack):
         super().__init__()
         self.output = output
         self.slot: NewestSlot[Result] = NewestSlot("viewer", output.stats.count_drop)
-        self._start = time.monotonic()
         self.frames_sent = 0
+        self.sender: Any = None
+        self.rtp_origin: int | None = None
+        self.on_rtp_origin: Any = None
+        self._last_pts: int | None = None
 
     async def recv(self) -> av.VideoFrame:
+        note_origin(self)
         result = await self.slot.take_async()
         if result is None:  # the stream's output closed
             from aiortc.mediastreams import MediaStreamError
 
             raise MediaStreamError
-        assert result.annotated is not None
-        frame = av.VideoFrame.from_ndarray(result.annotated, format="bgr24")
-        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
+        image = image_of(result, self.output.clean)
+        assert image is not None
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = max(video_pts(result), (self._last_pts or 0) + 1)
+        self._last_pts = frame.pts
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         decoded_at = result.frame.decoded_at
         self.output.stats.stage("to_encoder", (time.monotonic() - decoded_at) * 1e3)

@@ -50,14 +50,25 @@ def build_florence2_tokenizer(folder: str | Path) -> Any:
     return tokenizer
 
 
-def build_florence2(folder: str | Path, preset: Preset = "tiny", seed: int = 0) -> Path:
-    """Florence-2 (model, tokenizer, image processor, processor) saved to `folder`."""
+def build_florence2(folder: str | Path, preset: Preset = "tiny", seed: int = 0, variant: str = "base") -> Path:
+    """Florence-2 (model, tokenizer, image processor, processor) saved to `folder`; the real preset is
+    Florence-2-`variant` (base or large)."""
+    folder = Path(folder)
+    model, processor = random_florence2(preset, seed, variant, tokenizer_folder=folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def random_florence2(preset: Preset = "tiny", seed: int = 0, variant: str = "base", device: str = "cpu",
+                     tokenizer_folder: str | Path | None = None) -> tuple[Any, Any]:
+    """A random-weight Florence-2 and its processor, made on `device` (fast for big models on a GPU)."""
     import torch
     from transformers import BartConfig, Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    folder = Path(folder)
-    tokenizer = build_florence2_tokenizer(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_florence2_tokenizer(tokenizer_folder or tmp)
     text: dict[str, Any]
     if preset == "tiny":
         image_size, d_model = 128, 64
@@ -66,6 +77,13 @@ def build_florence2(folder: str | Path, preset: Preset = "tiny", seed: int = 0) 
         text = dict(vocab_size=len(tokenizer), d_model=d_model, encoder_layers=1, decoder_layers=1,
                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
                     max_position_embeddings=1024)
+    elif variant == "large":  # Florence-2-large: DaViT (256-2048, depths 1-1-9-1) and a BART-large language model
+        image_size, d_model = 768, 1024
+        vision = dict(embed_dim=[256, 512, 1024, 2048], num_heads=[8, 16, 32, 64], num_groups=[8, 16, 32, 64],
+                      projection_dim=d_model)
+        text = dict(vocab_size=51290, d_model=d_model, encoder_layers=12, decoder_layers=12,
+                    encoder_attention_heads=16, decoder_attention_heads=16, encoder_ffn_dim=4096,
+                    decoder_ffn_dim=4096, max_position_embeddings=1024)
     else:  # Florence-2-base: DaViT (128-1024, depths 1-1-9-1) and a BART-base language model
         image_size, d_model = 768, 768
         vision = dict(projection_dim=d_model)
@@ -78,7 +96,8 @@ def build_florence2(folder: str | Path, preset: Preset = "tiny", seed: int = 0) 
     config = Florence2Config(text_config=BartConfig(**text).to_dict(), vision_config=vision,
                              image_token_id=tokenizer.image_token_id)
     torch.manual_seed(seed)
-    model = Florence2ForConditionalGeneration(config).eval()
+    with torch.device(device):
+        model = Florence2ForConditionalGeneration(config).eval()
     # A random model would stop at once; make it write a few tokens so the parsing path is exercised.
     model.generation_config.min_new_tokens = 12 if preset == "tiny" else 20
     model.generation_config.max_new_tokens = 24 if preset == "tiny" else 20
@@ -92,17 +111,40 @@ def build_florence2(folder: str | Path, preset: Preset = "tiny", seed: int = 0) 
     processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer,
                                    num_additional_image_tokens=1,
                                    post_processor_config=FLORENCE_POST_PROCESSOR_CONFIG)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return model, processor
 
 
-def _sam2_like_config(preset: Preset, kind: str) -> Any:
+#: SAM 2.1's Hiera image encoders as published (sam2.1_hiera_*.yaml): embedding width, heads in the first stage,
+#: blocks per stage, global-attention blocks, windows per stage, background size of the window position embedding
+SAM2_VARIANTS: dict[str, tuple[int, int, list[int], list[int], list[int], list[int]]] = {
+    "tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], [8, 4, 14, 7], [7, 7]),
+    "small": (96, 1, [1, 2, 11, 2], [7, 10, 13], [8, 4, 14, 7], [7, 7]),
+    "base-plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], [8, 4, 14, 7], [14, 14]),
+    "large": (144, 2, [2, 6, 36, 4], [23, 33, 43], [8, 4, 16, 8], [7, 7]),
+}
+
+
+def sam2_variant_config(variant: str) -> Any:
+    """The `Sam2VideoConfig` of SAM 2.1 hiera-`variant` (tiny, small, base-plus, large) at 1024x1024."""
+    from transformers import Sam2VideoConfig
+
+    width, heads, blocks, global_blocks, windows, background = SAM2_VARIANTS[variant]
+    widths = [width, 2 * width, 4 * width, 8 * width]
+    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=width, num_attention_heads=heads,
+                    blocks_per_stage=blocks, embed_dim_per_stage=widths,
+                    num_attention_heads_per_stage=[heads, 2 * heads, 4 * heads, 8 * heads],
+                    window_size_per_stage=windows, global_attention_blocks=global_blocks,
+                    window_positional_embedding_background_size=background)
+    vision = dict(model_type="sam2_vision_model", backbone_config=backbone, backbone_channel_list=widths[::-1])
+    return Sam2VideoConfig(vision_config=vision)
+
+
+def _sam2_like_config(preset: Preset, kind: str, variant: str = "tiny") -> Any:
     from transformers import EdgeTamVideoConfig, Sam2VideoConfig
 
     config_cls = EdgeTamVideoConfig if kind == "edgetam" else Sam2VideoConfig
     if preset == "real":
-        return config_cls()  # the defaults are SAM 2.1 hiera-tiny
+        return sam2_variant_config(variant) if kind == "sam2" else config_cls()  # EdgeTAM: its published defaults
     size = 256
     vision = dict(
         model_type="sam2_vision_model",
@@ -127,23 +169,31 @@ def _sam2_like_config(preset: Preset, kind: str) -> Any:
     return config_cls(**common)
 
 
-def build_sam2_video(folder: str | Path, preset: Preset = "tiny", kind: str = "sam2", seed: int = 0) -> Path:
-    """A SAM 2.1 (or EdgeTAM) video model saved to `folder`.
+def build_sam2_video(folder: str | Path, preset: Preset = "tiny", kind: str = "sam2", seed: int = 0,
+                     variant: str = "tiny") -> Path:
+    """A SAM 2.1 (or EdgeTAM) video model saved to `folder`; the real preset is SAM 2.1 hiera-`variant`.
 
     The tiny preset biases the object-score head towards "present": random weights would otherwise declare
     objects absent at random, and the tests check that prompted objects are carried on every frame.
     """
+    random_sam2_video(preset, kind, seed, variant).save_pretrained(folder)
+    return Path(folder)
+
+
+def random_sam2_video(preset: Preset = "tiny", kind: str = "sam2", seed: int = 0, variant: str = "tiny",
+                      device: str = "cpu") -> Any:
+    """A random-weight SAM 2.1 (or EdgeTAM) video model made on `device`, as `build_sam2_video` saves it."""
     import torch
     from transformers import EdgeTamVideoModel, Sam2VideoModel
 
     torch.manual_seed(seed)
     model_cls = EdgeTamVideoModel if kind == "edgetam" else Sam2VideoModel
-    model = model_cls(_sam2_like_config(preset, kind)).eval()
+    with torch.device(device):
+        model = model_cls(_sam2_like_config(preset, kind, variant)).eval()
     if preset == "tiny":
         with torch.no_grad():
             model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(8.0)
-    model.save_pretrained(folder)
-    return Path(folder)
+    return model
 
 
 def build_sam(folder: str | Path, preset: Preset = "tiny", seed: int = 0) -> Path:
@@ -163,3 +213,65 @@ def build_sam(folder: str | Path, preset: Preset = "tiny", seed: int = 0) -> Pat
                                                     iou_head_hidden_dim=64))
     SamModel(config).eval().save_pretrained(folder)
     return Path(folder)
+
+
+def build_sam3_tokenizer() -> Any:
+    """A byte-level BPE tokenizer trained in-process, with CLIP's start and end tokens (SAM 3 reads 32 ids)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|startoftext|>", "<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_CORPUS * 4, trainer)
+    bpe.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+def build_sam3_video(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny SAM 3 video model (detector: ViT, CLIP text encoder, DETR; tracker: SAM 2's streaming memory) and
+    its tokenizer saved to `folder`. The presence head is biased towards "present" and the thresholds lowered,
+    so random weights find (stable) instances in a stream, which the tests need."""
+    import torch
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+
+    size, grid = 112, [[32, 32], [16, 16], [8, 8]]
+    detector = dict(
+        model_type="sam3",
+        vision_config=dict(backbone_config=dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64,
+                                                num_hidden_layers=2, num_attention_heads=2, image_size=size,
+                                                patch_size=14, window_size=4, global_attn_indexes=[1],
+                                                pretrain_image_size=56),
+                           fpn_hidden_size=128, backbone_feature_sizes=grid),
+        text_config=dict(vocab_size=300, hidden_size=32, intermediate_size=64, projection_dim=32,
+                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32, bos_token_id=0,
+                         eos_token_id=1, pad_token_id=1),
+        geometry_encoder_config=dict(hidden_size=128, num_layers=1, num_attention_heads=2, intermediate_size=64),
+        detr_encoder_config=dict(hidden_size=128, num_layers=1, num_attention_heads=2, intermediate_size=64),
+        detr_decoder_config=dict(hidden_size=128, num_layers=1, num_queries=4, num_attention_heads=2,
+                                 intermediate_size=64),
+        mask_decoder_config=dict(hidden_size=128, num_attention_heads=2))
+    tracker = dict(
+        model_type="sam3_tracker_video", image_size=size,
+        vision_config=dict(backbone_feature_sizes=grid, fpn_hidden_size=128),
+        prompt_encoder_config=dict(hidden_size=128, image_size=size, patch_size=14),
+        mask_decoder_config=dict(hidden_size=128, mlp_dim=256, num_attention_heads=2, iou_head_hidden_dim=128),
+        memory_attention_hidden_size=128, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=256,
+        memory_attention_rope_feat_sizes=[8, 8], memory_encoder_hidden_size=128, mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=256, memory_fuser_num_layers=1)
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=32,
+                             score_threshold_detection=0.05, new_det_thresh=0.05, hotstart_delay=2,
+                             hotstart_unmatch_thresh=2, hotstart_dup_thresh=2)
+    torch.manual_seed(seed)
+    model = Sam3VideoModel(config).eval()
+    with torch.no_grad():
+        model.detector_model.detr_decoder.presence_head.layer3.bias.fill_(8.0)
+        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(8.0)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    build_sam3_tokenizer().save_pretrained(folder)
+    return folder

@@ -1,16 +1,45 @@
-// streamvis viewer: picks a stream, connects over /offer, shows the annotated video, the objects from the
-// data channel, live stats and narration. No build step; plain ES2020.
-"use strict";
+// streamvis viewer: picks a stream, connects over /offer, shows the annotated video (or the clean video with the
+// layers drawn here, `overlay.js`), the objects from the data channel, live stats, glass-to-glass latency and
+// narration; clicks, boxes and words on the video become prompts (`prompts.js`). No build step: ES modules.
+
+import { Percentiles, ServerClock } from "./clock.js";
+import { Overlay } from "./overlay.js";
+import { Pointer } from "./prompts.js";
+import { FrameSync } from "./sync.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const headers = token ? { Authorization: `Bearer ${token}` } : {};
 let pc = null;
+let channel = null;
 let frames = 0;
 let lastFrames = 0;
 let statsTimer = null;
+let pingTimer = null;
 let iceServers = [];
+let pickedObject = null;
+let promptCount = 0;
+const clock = new ServerClock();
+const glassToGlass = new Percentiles();
+const overlay = new Overlay($("layers"), {
+  boxes: $("layer-boxes"), masks: $("layer-masks"), labels: $("layer-labels"), opacity: $("mask-opacity"),
+  classes: $("class-layers"),
+});
+let shown = null;  // the frame message of the frame on screen
+window.streamvisPromptResults = [];
+
+// Every displayed frame: its message (exactly, from its RTP timestamp), the layers drawn for it, and how long it
+// took from arriving at the server to this screen.
+const sync = new FrameSync($("video"), (message, metadata, synced) => {
+  shown = message;
+  window.streamvisDisplayed = { frame_index: message.frame_index, synced };
+  overlay.draw(message);
+  const arrived = clock.toLocal(message.decoded_at_ms);
+  if (synced && arrived !== null && metadata && typeof metadata.expectedDisplayTime === "number") {
+    glassToGlass.add(metadata.expectedDisplayTime - arrived);
+  }
+});
 
 function setState(text) { $("state").textContent = text; }
 
@@ -36,11 +65,59 @@ function showObjects(detections) {
     const li = document.createElement("li");
     const id = d.track_id === null || d.track_id === undefined ? "" : ` #${d.track_id}`;
     const score = d.score === null || d.score === undefined ? "" : ` ${(d.score * 100).toFixed(0)}%`;
-    li.textContent = `${d.class_name}${id}${score}`;
+    if (d.track_id === null || d.track_id === undefined) {
+      li.textContent = `${d.class_name}${id}${score}`;
+    } else {  // a tracked object can be picked, to refine or remove it
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "object";
+      button.textContent = `${d.class_name}${id}${score}`;
+      button.setAttribute("aria-pressed", String(pickedObject === d.track_id));
+      button.addEventListener("click", () => pick(pickedObject === d.track_id ? null : d.track_id));
+      li.append(button);
+    }
     return li;
   });
   $("objects").replaceChildren(...items);
 }
+
+// -- prompts ------------------------------------------------------------------------------------------------
+function pick(objectId) {
+  pickedObject = objectId;
+  $("picked").hidden = objectId === null;
+  $("picked-name").textContent = objectId === null ? "" : `#${objectId}`;
+  setPromptStatus(objectId === null ? "" : `Object #${objectId} picked: clicks now refine it (Alt-click: not it)`);
+}
+
+function setPromptStatus(text) { $("prompt-status").textContent = text; }
+
+function sendPrompt(prompt) {
+  if (!channel || channel.readyState !== "open") { setPromptStatus("Not connected"); return; }
+  promptCount += 1;
+  const message = { type: "prompt", prompt: { id: `p${promptCount}`, ...prompt } };
+  channel.send(JSON.stringify(message));
+  setPromptStatus(`Sent ${prompt.type}${prompt.frame_index !== undefined ? ` on frame ${prompt.frame_index}` : ""}…`);
+}
+
+function onPromptResult(msg) {
+  window.streamvisPromptResults.push(msg);
+  if (!msg.ok) { setPromptStatus(msg.error); return; }
+  if (msg.removed && msg.removed.length) {
+    setPromptStatus(`Removed #${msg.removed.join(", #")}`);
+    if (msg.removed.includes(pickedObject)) pick(null);
+    return;
+  }
+  const ids = (msg.object_ids || []).map((id) => `#${id}`).join(", ");
+  setPromptStatus(ids ? `Object ${ids} on frame ${msg.frame_index}${msg.note ? ` (${msg.note})` : ""}`
+    : msg.note || "Nothing found");
+}
+
+new Pointer($("stage"), $("video"), overlay, {
+  frameShown: () => shown || sync.latest,
+  send: sendPrompt,
+  picked: () => pickedObject,
+  pick,
+});
 
 // Narration at the listener's level of detail (brief / normal / detailed: the server sends all three); an urgent
 // item (a hazard, an answer) interrupts whatever is being said and is announced assertively.
@@ -77,6 +154,7 @@ function onMessage(event) {
   window.streamvisMessages = (window.streamvisMessages || 0) + 1;
   if (msg.type === "frame") {
     window.streamvisLastFrame = msg;
+    sync.add(msg);
     showObjects(msg.detections || []);
     if (msg.description) addNarration(msg.description.text, msg.description.urgent);
     if (msg.stats) {
@@ -85,6 +163,13 @@ function onMessage(event) {
       const lat = (msg.stats.latency_ms || {}).server_latency;
       if (lat) $("latency").textContent = `${lat.p50.toFixed(0)} / ${lat.p95.toFixed(0)} ms`;
     }
+  } else if (msg.type === "hello" || msg.type === "clock") {
+    sync.setOrigin(msg.rtp_origin);
+    if (msg.type === "hello") $("find-form").hidden = msg.can_prompt === false;
+  } else if (msg.type === "pong") {
+    clock.pong(msg);
+  } else if (msg.type === "prompt_result") {
+    onPromptResult(msg);
   } else if (msg.type === "status") {
     setState(`Stream ${msg.stream}: ${msg.status}`);
   } else if (msg.type === "narration") {
@@ -96,10 +181,12 @@ async function connect(event) {
   if (event) event.preventDefault();
   await disconnect();
   const stream = $("stream").value;
+  const layers = $("client-layers").checked ? "client" : "burned";
   pc = new RTCPeerConnection({ iceServers });
   pc.addTransceiver("video", { direction: "recvonly" });
-  const channel = pc.createDataChannel("events");
+  channel = pc.createDataChannel("events");
   channel.onmessage = onMessage;
+  channel.onopen = () => { for (let i = 0; i < 5; i += 1) setTimeout(() => clock.ping(channel), i * 200); };
   pc.ontrack = (e) => { $("video").srcObject = e.streams[0] || new MediaStream([e.track]); };
   pc.onconnectionstatechange = () => setState(`Connection: ${pc ? pc.connectionState : "closed"}`);
   await pc.setLocalDescription(await pc.createOffer());
@@ -107,13 +194,17 @@ async function connect(event) {
   const resp = await fetch("/offer", {
     method: "POST",
     headers: { ...headers, "Content-Type": "application/json" },
-    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", stream }),
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", stream, layers }),
   });
   if (!resp.ok) { setState(`Server refused (${resp.status}): ${await resp.text()}`); return; }
-  await pc.setRemoteDescription(await resp.json());
+  const answer = await resp.json();
+  await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+  overlay.setEnabled(layers === "client");
+  sync.start();
   $("connect").disabled = true;
   $("disconnect").disabled = false;
   statsTimer = setInterval(updateStats, 1000);
+  pingTimer = setInterval(() => clock.ping(channel), 2000);
 }
 
 function waitForIce(conn) {
@@ -137,11 +228,19 @@ async function updateStats() {
       window.streamvisFramesDecoded = frames;
     }
   });
+  const g2g = glassToGlass.summary();
+  window.streamvisGlassToGlass = g2g;
+  $("glass").textContent = g2g ? `${g2g.p50.toFixed(0)} / ${g2g.p95.toFixed(0)} ms` : "-";
 }
 
 async function disconnect() {
   if (statsTimer) clearInterval(statsTimer);
-  statsTimer = null;
+  if (pingTimer) clearInterval(pingTimer);
+  statsTimer = pingTimer = null;
+  sync.stop();
+  shown = null;
+  overlay.setEnabled(false);
+  channel = null;
   if (pc) { pc.close(); pc = null; }
   $("connect").disabled = false;
   $("disconnect").disabled = true;
@@ -196,10 +295,25 @@ if (Recognition) {
   });
 }
 
+async function find(event) {
+  event.preventDefault();
+  const text = $("find-text").value.trim();
+  if (text) sendPrompt({ type: "text", text });
+}
+
+$("find-form").addEventListener("submit", find);
+$("remove-picked").addEventListener("click", () => {
+  if (pickedObject !== null) sendPrompt({ type: "remove", object_id: pickedObject });
+});
+$("unpick").addEventListener("click", () => pick(null));
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && pickedObject !== null) pick(null); });
+$("client-layers").addEventListener("change", () => { if (pc) connect(); });
 $("ask-form").addEventListener("submit", ask);
 $("publish-form").addEventListener("submit", publish);
 $("controls").addEventListener("submit", connect);
 $("disconnect").addEventListener("click", () => { disconnect(); setState("Disconnected"); });
+// ?layers=client draws the layers here from the start.
+$("client-layers").checked = params.get("layers") === "client";
 // Plays at once when the choice is clear (?stream=NAME, or a server with one stream); ?autoplay=0 waits for Connect.
 loadStreams().then((clear) => {
   const autoplay = params.get("autoplay");

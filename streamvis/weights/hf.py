@@ -126,15 +126,16 @@ def load_pretrained(loader: Any, model_id: str, field: str, **kwargs: Any) -> An
 
 
 def load_model(loader: Any, model_id: str, field: str, device: str, dtype: str,
-               attention: str = "sdpa") -> tuple[Any, str, Any, str]:
+               attention: str = "auto") -> tuple[Any, str, Any, str]:
     """Load a transformers model onto the configured device and dtype, in eval mode, with `attention` kernels
-    (`sdpa`: torch's fused attention; `eager`: the reference implementation).
+    (`sdpa`: torch's fused attention; `eager`: the reference implementation; `auto`: transformers' choice, sdpa
+    where the model has it).
 
     Returns (model, device, torch dtype, provider) where provider reads like `torch:cuda:bfloat16` for logs.
     """
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
-    model = load_pretrained(loader, model_id, field, dtype=torch_dtype,
-                            attn_implementation=attention).to(resolved_device).eval()
+    kwargs = {} if attention == "auto" else {"attn_implementation": attention}
+    model = load_pretrained(loader, model_id, field, dtype=torch_dtype, **kwargs).to(resolved_device).eval()
     provider = f"torch:{resolved_device}:{str(torch_dtype).removeprefix('torch.')}"
     return model, resolved_device, torch_dtype, provider
