@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -18,16 +17,12 @@ import pytest
 from conftest import MODELS, PERSON_VIDEO, _need
 from test_serve import STREAM, Server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
-         "--disable-features=WebRtcHideLocalIpsWithMdns", "--ignore-certificate-errors"]
+from streamvis.testing.browser import CHROMIUM, chromium_pages
 
 
 def _browser_or_skip():
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("playwright is missing in CI: scripts/test.sh installs it")
@@ -36,23 +31,14 @@ def _browser_or_skip():
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI: scripts/test.sh installs Debian's chromium")
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    return sync_playwright
 
 
 @contextlib.contextmanager
 def chromium_page(url: str, init_script: str | None = None) -> Iterator[Any]:
     """A headless Chromium page opened at `url` (closed afterwards); `init_script` runs before the page's own."""
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page()
-            if init_script:
-                page.add_init_script(init_script)
-            page.goto(url)
-            yield page
-        finally:
-            browser.close()
+    _browser_or_skip()
+    with chromium_pages([url], init_script) as (page,):
+        yield page
 
 
 def _watch_page(url: str, keyboard: bool = True) -> dict:

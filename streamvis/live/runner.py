@@ -162,6 +162,8 @@ class LiveStream:
             if latest is None:
                 raise PromptError("prompt: the stream has no frame yet")
             found = ground(latest.frame.image, prompt.text)
+            log.info("stream %s: '%s' grounded on frame %d: %d box(es)", self.stream_id, prompt.text,
+                     latest.frame.index, len(found))
             names = found.data.get("class_name", np.array(["object"] * len(found)))
             boxes = [Prompt("box", latest.frame.index, box_xyxy=tuple(float(v) for v in xyxy),  # type: ignore[arg-type]
                             request_id=prompt.request_id) for xyxy in found.xyxy]

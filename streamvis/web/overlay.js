@@ -95,6 +95,7 @@ export class Overlay {
       }
     });
     this.drawnFrame = message.frame_index;
+    window.streamvisOverlay = message;  // what is drawn now, for tests and tools
   }
 
   drawMasks(detections, width, height) {
