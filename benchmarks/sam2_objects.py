@@ -69,8 +69,9 @@ def main() -> None:
     table = Table(title=f"SAM 2.1 propagation step ({args.preset} size, {per_object.provider}), per object vs "
                         f"batched; {os.cpu_count()} CPUs, {platform.machine()}, torch {torch.__version__}; "
                         f"image encoder alone {encoder_ms:.1f} ms")
-    for column in ("objects", "per object ms", "batched ms", "speed-up", "tracking part per object ms",
-                   "batched ms ", "speed-up ", "same ids, mask IoU min"):
+    for column in ("objects", "step, per object ms", "step, batched ms", "speed-up",
+                   "step less encoder, per object ms", "less encoder, batched ms", "speed-up ",
+                   "same ids, mask IoU min"):
         table.add_column(column, justify="right")
     for count in args.objects:
         streams = {flag: warmed(model, image, count) for flag, model in models.items()}

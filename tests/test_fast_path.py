@@ -30,24 +30,28 @@ TOLERANCES = {
 }
 
 
-def _track(model: VideoSegmenterModel, frames: int = 10) -> list:
+def track(model: VideoSegmenterModel, frames: int = 10, size: str = "w=320&h=192", objects: int = 3,
+          every: int = 5) -> list:
+    """A stream of the synthetic pattern through `model`, its ground truth as keyframe detections."""
     stream = model.new_stream()
-    source = open_source(f"synthetic:?w=320&h=192&frames={frames}&objects=3&seed=4")
-    return [stream.update(f.image, source.boxes_at(f.index) if f.index % 5 == 0 else None) for f in source.frames()]
+    source = open_source(f"synthetic:?{size}&frames={frames}&objects={objects}&seed=4")
+    return [stream.update(f.image, source.boxes_at(f.index) if f.index % every == 0 else None)
+            for f in source.frames()]
 
 
-def _ious(reference: list, other: list) -> list[float]:
+def mask_ious(reference: list, other: list, least: int = 20) -> list[float]:
+    """Per object and frame, the IoU of two runs' masks (which must name the same objects)."""
     out = []
     for a, b in zip(reference, other, strict=True):
         assert a.tracker_id.tolist() == b.tracker_id.tolist()
         out += [float((m1 & m2).sum() / max(1, (m1 | m2).sum())) for m1, m2 in zip(a.mask, b.mask, strict=True)]
-    assert len(out) >= 20
+    assert len(out) >= least
     return out
 
 
 @pytest.fixture(scope="module")
 def eager_masks(tiny_models: TinyModels) -> list:
-    return _track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu")))
+    return track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu")))
 
 
 def test_compiled_sam2_parts_give_the_eager_masks(tiny_models: TinyModels, eager_masks: list) -> None:
@@ -56,7 +60,7 @@ def test_compiled_sam2_parts_give_the_eager_masks(tiny_models: TinyModels, eager
     assert model.compiled == parts
     assert all(getattr(getattr(model.model, a), "streamvis_compiled", None) == "default" for a in
                ("vision_encoder", "memory_attention", "mask_decoder", "memory_encoder"))
-    assert min(_ious(eager_masks, _track(model))) >= 0.999
+    assert min(mask_ious(eager_masks, track(model))) >= 0.999
 
 
 @pytest.mark.parametrize("setting", list(TOLERANCES))
@@ -65,7 +69,7 @@ def test_setting_within_its_tolerance(tiny_models: TinyModels, eager_masks: list
     model = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu", **{key: value}))
     if key == "preprocess":
         assert model.preprocess_on_device
-    ious = _ious(eager_masks, _track(model))
+    ious = mask_ious(eager_masks, track(model))
     least, mean = TOLERANCES[setting]
     assert min(ious) >= least and float(np.mean(ious)) >= mean, (min(ious), float(np.mean(ious)))
 

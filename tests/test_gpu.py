@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TinyModels
+from test_fast_path import mask_ious, track
 
 from streamvis.config import Florence2Config, Sam2Config
 from streamvis.runtime.export import read_manifest
@@ -28,26 +29,11 @@ needs_ort_gpu = pytest.mark.skipif(
     not ORT_GPU, reason="needs an NVIDIA GPU, a CUDA build of torch and onnxruntime-gpu (pip install 'streamvis[gpu]')")
 
 
-def _track(model: VideoSegmenterModel, frames: int = 12) -> list:
-    stream = model.new_stream()
-    source = open_source(f"synthetic:?w=640&h=360&frames={frames}&objects=4&seed=4")
-    return [stream.update(f.image, source.boxes_at(f.index) if f.index % 6 == 0 else None) for f in source.frames()]
-
-
-def _ious(reference: list, other: list) -> list[float]:
-    out = []
-    for a, b in zip(reference, other, strict=True):
-        assert a.tracker_id.tolist() == b.tracker_id.tolist()
-        out += [float((m1 & m2).sum() / max(1, (m1 | m2).sum())) for m1, m2 in zip(a.mask, b.mask, strict=True)]
-    assert out
-    return out
-
-
 @pytest.fixture(scope="module")
 def cuda_reference(tiny_models: TinyModels) -> list:
     """Eager fp32 on CUDA, objects one at a time: what every setting is held to."""
-    return _track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cuda", dtype="float32",
-                                                 batch_objects=False, preprocess="host")))
+    return track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cuda", dtype="float32",
+                                                batch_objects=False, preprocess="host")), 12, "w=640&h=360", 4, 6)
 
 
 @needs_cuda
@@ -63,7 +49,7 @@ def test_cuda_setting_against_eager(tiny_models: TinyModels, cuda_reference: lis
                                     mean: float) -> None:
     base = {"model": str(tiny_models.sam2), "device": "cuda", "dtype": "float32", "preprocess": "host"}
     model = VideoSegmenterModel(Sam2Config(**{**base, **settings}))
-    ious = _ious(cuda_reference, _track(model))
+    ious = mask_ious(cuda_reference, track(model, 12, "w=640&h=360", 4, 6), least=1)
     assert min(ious) >= least and float(np.mean(ious)) >= mean, (min(ious), float(np.mean(ious)))
 
 

@@ -143,8 +143,8 @@ def test_viewer_speaks_at_the_listeners_level_and_a_hazard_interrupts(person_vid
             hazard = {"type": "narration", "text": "Careful: car approaching on the right.", "urgent": True,
                       "texts": {level: "Careful: car approaching on the right." for level in
                                 ("brief", "normal", "detailed")}}
-            page.evaluate("(m) => { window.spoken = []; onMessage({data: JSON.stringify(m)}); }", message)
-            page.evaluate("(m) => onMessage({data: JSON.stringify(m)})", hazard)
+            page.evaluate("(m) => { window.spoken = []; window.streamvisReceive(m); }", message)
+            page.evaluate("(m) => window.streamvisReceive(m)", hazard)
             spoken = page.evaluate("window.spoken")
             alert = page.evaluate("document.getElementById('alert').textContent")
             role = page.evaluate("document.getElementById('alert').getAttribute('role')")

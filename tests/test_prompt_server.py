@@ -169,3 +169,16 @@ def test_layers_option_is_checked(server: Server) -> None:
                               json.dumps({"sdp": "v=0\nm=video", "type": "offer", "stream": STREAM,
                                           "layers": "hologram"}).encode(), "POST")
     assert status == 400 and "layers must be one of burned, client" in text
+
+
+def test_the_readme_prompt_example_works(server: Server) -> None:
+    from conftest import ROOT
+
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if "curl -s localhost:8080/prompt" in x)
+    body = json.loads(line.split("-d '", 1)[1].rsplit("'", 1)[0])
+    body["stream"] = STREAM  # the example's stream is "cam"
+    body.pop("frame_index")  # and its frame one of that camera's
+    status, reply = _post(server, body)
+    assert status == 200 and reply["ok"] and reply["object_ids"], reply
+    removed = _post(server, {"stream": STREAM, "type": "remove", "object_id": reply["object_ids"][0]})
+    assert removed[1]["ok"]

@@ -109,6 +109,10 @@ def test_per_object_switch_and_other_models_take_the_model_forward(sam2, tiny_mo
     assert not supports_batching(EdgeTamVideoModel.from_pretrained(tiny_models.edgetam))
     off = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu", batch_objects=False))
     assert not off.batch_objects
+    auto = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu"))
+    assert not auto.batch_objects  # auto: batched on a GPU only (on a CPU it costs more than it saves)
+    on = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu", batch_objects=True))
+    assert on.batch_objects
 
 
 def test_segmenter_outputs_are_the_same_batched_or_not(tiny_models: TinyModels) -> None:

@@ -127,10 +127,11 @@ def sam2_propagation(report: Report, ctx: Context, folder: Path, kind: str = "sa
     image = frame() if not ctx.quick else frame(96, 160)
     dtypes = ["fp32"] if ctx.quick else ["fp32", "bf16"]
     counts = [2] if ctx.quick else ([1, 4, 8] if kind == "sam2" else [1, 4])
-    modes: list[tuple[str, dict[str, Any]]] = [("per object", {"batch_objects": False}), ("batched", {})]
+    modes: list[tuple[str, dict[str, Any]]] = [("per object", {"batch_objects": False}),
+                                               ("batched", {"batch_objects": True})]
     if kind == "sam2" and not ctx.quick:
-        modes.append(("batched, compiled", {"compile": ["memory_attention", "mask_decoder", "memory_encoder"],
-                                            "cuda_graphs": True}))
+        modes.append(("batched, compiled", {"batch_objects": True, "cuda_graphs": True,
+                                            "compile": ["memory_attention", "mask_decoder", "memory_encoder"]}))
     if kind != "sam2":
         modes = [("model forward", {})]
     for name in dtypes:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: the timing the others use
+from timing import timed
 
 
 @dataclass(slots=True)
@@ -68,17 +72,8 @@ class Report:
 
 
 def timed_ms(fn: Callable[[], object], sync: Callable[[], None], repeats: int, warmup: int = 2) -> list[float]:
-    """Milliseconds per call after `warmup` calls (compiled code compiles, CUDA graphs record there)."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
+    """Milliseconds per call after `warmup` calls (`benchmarks/timing.py`, shared with the other benchmarks)."""
+    return timed(fn, repeats, sync, warmup)
 
 
 def p50_p95(samples: list[float]) -> tuple[float, float]:

@@ -149,8 +149,10 @@ class Sam2Config(_VideoSegmenterBase, OnnxSettings):
     onnx_parts: list[Literal["image_encoder", "memory_attention", "memory_encoder"]] | None = Field(
         None, description="onnx backend: the graphs run on onnxruntime (the image encoder always); default: all "
                           "three on cuda/tensorrt, the image encoder alone on cpu, where torch is faster for the rest")
-    batch_objects: bool = Field(True, description="run memory attention and the mask decoder once for all tracked "
-                                "objects that share a memory layout, not once per object (same masks)")
+    batch_objects: bool | Literal["auto"] = Field(
+        "auto", description="run memory attention and the mask decoder once for all tracked objects that share a "
+                            "memory layout, not once per object (the same masks); auto: on a GPU, where it pays "
+                            "(on a CPU it costs about a tenth more: benchmarks/sam2_objects.py)")
 
     @model_validator(mode="after")
     def _compiled_parts_run_on_torch(self) -> Sam2Config:

@@ -87,7 +87,9 @@ class VideoSegmenterModel:
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
         self.torch = torch
         # tracked objects share memory attention and mask decoder calls (SAM 2.1; EdgeTAM runs them one by one)
-        self.batch_objects = bool(getattr(config, "batch_objects", False)) and supports_batching(self.model)
+        wanted = getattr(config, "batch_objects", False)
+        self.batch_objects = (self.device == "cuda" if wanted == "auto" else bool(wanted)) \
+            and supports_batching(self.model)
         self.onnx_encoder: Any = None
         self.encoder_batcher: Batcher[Any, dict[str, list[Any]]] | None = None
         if isinstance(config, Sam2Config) and config.backend == "onnx":

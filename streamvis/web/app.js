@@ -176,6 +176,9 @@ function onMessage(event) {
     addNarration(msg.question ? `${msg.question} — ${msg.text}` : narrationText(msg), Boolean(msg.urgent));
   }
 }
+// The page is a module, so its functions are not globals: this hook feeds one message as if it came over the data
+// channel, for tests and for tools that drive the viewer.
+window.streamvisReceive = (message) => onMessage({ data: JSON.stringify(message) });
 
 async function connect(event) {
   if (event) event.preventDefault();
