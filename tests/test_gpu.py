@@ -29,11 +29,16 @@ needs_ort_gpu = pytest.mark.skipif(
     not ORT_GPU, reason="needs an NVIDIA GPU, a CUDA build of torch and onnxruntime-gpu (pip install 'streamvis[gpu]')")
 
 
+def cuda_track(model: VideoSegmenterModel) -> list:
+    """The clip every CUDA setting is tracked on: 640x360, 4 objects, a keyframe every 6 frames."""
+    return track(model, frames=12, size="w=640&h=360", objects=4, every=6)
+
+
 @pytest.fixture(scope="module")
 def cuda_reference(tiny_models: TinyModels) -> list:
     """Eager fp32 on CUDA, objects one at a time: what every setting is held to."""
-    return track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cuda", dtype="float32",
-                                                batch_objects=False, preprocess="host")), 12, "w=640&h=360", 4, 6)
+    return cuda_track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cuda", dtype="float32",
+                                                     batch_objects=False, preprocess="host")))
 
 
 @needs_cuda
@@ -49,7 +54,7 @@ def test_cuda_setting_against_eager(tiny_models: TinyModels, cuda_reference: lis
                                     mean: float) -> None:
     base = {"model": str(tiny_models.sam2), "device": "cuda", "dtype": "float32", "preprocess": "host"}
     model = VideoSegmenterModel(Sam2Config(**{**base, **settings}))
-    ious = mask_ious(cuda_reference, track(model, 12, "w=640&h=360", 4, 6), least=1)
+    ious = mask_ious(cuda_reference, cuda_track(model), least=1)
     assert min(ious) >= least and float(np.mean(ious)) >= mean, (min(ious), float(np.mean(ious)))
 
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: the timing the others use
-from timing import timed
 
 
 @dataclass(slots=True)
@@ -69,11 +64,6 @@ class Report:
         (self.out / "gpu_check.md").write_text(text, encoding="utf-8")
         data = [{"title": t.title, "columns": t.columns, "rows": t.rows, "notes": t.notes} for t in self.tables]
         (self.out / "gpu_check.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-
-
-def timed_ms(fn: Callable[[], object], sync: Callable[[], None], repeats: int, warmup: int = 2) -> list[float]:
-    """Milliseconds per call after `warmup` calls (`benchmarks/timing.py`, shared with the other benchmarks)."""
-    return timed(fn, repeats, sync, warmup)
 
 
 def p50_p95(samples: list[float]) -> tuple[float, float]:
