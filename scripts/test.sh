@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv with the test tools, then runs ruff, mypy and the test suite.
-# Extra arguments go to pytest (for example: scripts/test.sh -k yolox).
+# Extra arguments go to pytest (for example: scripts/test.sh -k yolox). The suite runs on 2 pytest-xdist workers
+# (much of it waits on servers, browsers and subprocesses); -n 0 (or STREAMVIS_TEST_WORKERS=0) runs it in one
+# process, -n N on N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMVIS_EXTRAS=test scripts/setup.sh
@@ -33,4 +35,4 @@ fi
 if [ -d ../shared/models ]; then export STREAMVIS_MODELS_DIR="${STREAMVIS_MODELS_DIR:-$(cd ../shared/models && pwd)}"; fi
 .venv/bin/ruff check streamvis tests benchmarks clients
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider -n "${STREAMVIS_TEST_WORKERS:-2}" "$@"

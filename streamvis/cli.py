@@ -262,7 +262,8 @@ def export(
 
             from streamvis.segmentation.sam2_onnx import export_sam2
 
-            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision, range_choice)
+            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision, range_choice,
+                        fp32_from=export_folder(model))  # the cache's fp32 graphs, where it has them
             field = "segmenter"
         elif config.model_type == "florence2":
             from transformers import AutoProcessor, Florence2ForConditionalGeneration

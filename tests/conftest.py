@@ -163,6 +163,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     return TinyModels(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session")
+def sam2_onnx(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SAM 2.1's four graphs exported once in fp32 (its model id: the folder), for the ONNX tests to
+    read (never to write)."""
+    from transformers import Sam2VideoModel
+
+    from streamvis.segmentation.sam2_onnx import export_sam2
+
+    model = Sam2VideoModel.from_pretrained(tiny_models.sam2).eval()
+    return export_sam2(model, str(tiny_models.sam2), tmp_path_factory.mktemp("sam2-onnx") / "fp32")
+
+
 def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None) -> Path:
     """The first `frames` frames of `source` re-encoded (H.264, x264 `options` on top of ultrafast) into `path`'s
     container, for short real-media tests."""

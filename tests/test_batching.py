@@ -112,12 +112,13 @@ def test_a_request_waits_at_most_the_budget_for_others(make) -> None:
 def test_a_full_batch_starts_without_waiting_out_the_budget(make) -> None:
     model = StandIn()
     batcher = make(model, max_batch=4, batch_wait_ms=10_000)
-    for lane in "abcdef":  # six active streams, so four requests do not make "everyone"
-        batcher(0, lane=lane)
+    _hold(model, batcher)
     start = time.monotonic()
-    futures = [batcher.submit(i, lane=lane) for i, lane in enumerate("abcd")]
-    assert [f.result(5) for f in futures] == [0, 2, 4, 6]
-    assert time.monotonic() - start < 5 and model.batches[-1] == [0, 1, 2, 3]
+    futures = [batcher.submit(i, lane=lane) for i, lane in enumerate("abcdef")]  # seven active streams
+    model.release.set()
+    assert [f.result(5) for f in futures[:4]] == [0, 2, 4, 6]
+    assert time.monotonic() - start < 5 and model.batches[1] == [0, 1, 2, 3]
+    assert not futures[4].done()  # the other two wait for company or the budget
 
 
 def test_overflow_drops_the_oldest_of_a_lane(make) -> None:

@@ -24,11 +24,14 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+FRAMES = 120
+
+
 @pytest.fixture(scope="module")
 def person_clip(tmp_path_factory) -> Path:
     _need(PERSON_VIDEO)
-    # frames 0-179: a monitor in view throughout; a person walks in from about frame 60
-    return cut_clip(PERSON_VIDEO, tmp_path_factory.mktemp("clips") / "person-180.mp4", 180)
+    # frames 0-119: a monitor in view throughout; a person walks in from about frame 60
+    return cut_clip(PERSON_VIDEO, tmp_path_factory.mktemp("clips") / f"person-{FRAMES}.mp4", FRAMES)
 
 
 def test_yolox_with_sam2_propagation(tiny_models: TinyModels, person_clip: Path, models_dir: Path,
@@ -41,7 +44,7 @@ def test_yolox_with_sam2_propagation(tiny_models: TinyModels, person_clip: Path,
                      "--set", "segmenter.max_missed_keyframes=10", env=tiny_models.offline_env)
     assert result.returncode == 0, result.stderr
     rows = _rows(events)
-    assert _frames(out) == len(rows) == 180
+    assert _frames(out) == len(rows) == FRAMES
     frames_by_id: dict[int, list[int]] = defaultdict(list)
     class_by_id: dict[int, str] = {}
     for row in rows:
@@ -54,10 +57,10 @@ def test_yolox_with_sam2_propagation(tiny_models: TinyModels, person_clip: Path,
             assert class_by_id.setdefault(det["track_id"], det["class_name"]) == det["class_name"]
     monitors = [i for i, name in class_by_id.items() if name == "tvmonitor"]
     people = [i for i, name in class_by_id.items() if name == "person"]
-    assert len(monitors) == 1 and frames_by_id[monitors[0]] == list(range(180))  # one id, every frame
+    assert len(monitors) == 1 and frames_by_id[monitors[0]] == list(range(FRAMES))  # one id, every frame
     walker = max(people, key=lambda i: len(frames_by_id[i]))
     first = frames_by_id[walker][0]
-    assert 55 <= first <= 75 and frames_by_id[walker] == list(range(first, 180))  # added mid-stream, kept
+    assert 55 <= first <= 75 and frames_by_id[walker] == list(range(first, FRAMES))  # added mid-stream, kept
     assert len(class_by_id) <= 4
 
 
@@ -69,8 +72,8 @@ def test_segment_pipeline_florence2_and_sam2(tiny_models: TinyModels, person_cli
                      env=tiny_models.offline_env)
     assert result.returncode == 0, result.stderr
     rows = _rows(events)
-    assert _frames(out) == len(rows) == 180
-    assert [row["frame_index"] for row in rows if row["keyframe"]] == [0, 45, 90, 135]
+    assert _frames(out) == len(rows) == FRAMES
+    assert [row["frame_index"] for row in rows if row["keyframe"]] == list(range(0, FRAMES, 45))
     for row in rows:  # a random Florence-2 writes no valid objects; whatever it gives must be well-formed
         for det in row["detections"]:
             assert {"xyxy", "class_name", "track_id", "mask"} <= set(det)

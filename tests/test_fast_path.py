@@ -54,13 +54,17 @@ def eager_masks(tiny_models: TinyModels) -> list:
     return track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu")))
 
 
-def test_compiled_sam2_parts_give_the_eager_masks(tiny_models: TinyModels, eager_masks: list) -> None:
+def test_compiled_sam2_parts_give_the_eager_masks(tiny_models: TinyModels) -> None:
     parts = ["image_encoder", "memory_attention", "mask_decoder", "memory_encoder"]
     model = VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu", compile=parts))
     assert model.compiled == parts
     assert all(getattr(getattr(model.model, a), "streamvis_compiled", None) == "default" for a in
                ("vision_encoder", "memory_attention", "mask_decoder", "memory_encoder"))
-    assert min(mask_ious(eager_masks, track(model))) >= 0.999
+    # 6 frames of 2 objects (a keyframe at 0 and 5): each part compiles for the shapes it meets, far fewer than
+    # the 10 frames of 3 objects of the tolerance tests (their memory bank grows each frame)
+    frames = {"frames": 6, "objects": 2}
+    eager = track(VideoSegmenterModel(Sam2Config(model=str(tiny_models.sam2), device="cpu")), **frames)
+    assert min(mask_ious(eager, track(model, **frames), least=12)) >= 0.999
 
 
 @pytest.mark.parametrize("setting", list(TOLERANCES))

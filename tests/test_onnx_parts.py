@@ -46,13 +46,15 @@ def sam2_model(tiny_models: TinyModels):
 
 
 @pytest.fixture(scope="module")
-def exports(tiny_models: TinyModels, sam2_model, tmp_path_factory) -> dict[str, Path]:
+def exports(tiny_models: TinyModels, sam2_model, sam2_onnx: Path, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("precisions")
-    folders = {precision: export_sam2(sam2_model, str(tiny_models.sam2), root / precision, precision)
-               for precision in ("fp32", "int8", "fp16")}
+    # lowered from the shared fp32 graphs (the CLI test below exports int8 from the model itself)
+    folders = {precision: export_sam2(sam2_model, str(tiny_models.sam2), root / precision, precision,
+                                      fp32_from=sam2_onnx) for precision in ("int8", "fp16")}
+    folders["fp32"] = sam2_onnx
     # what a CPU without VNNI gets (7-bit weights): computed exactly on every x86-64 CPU, so measurable anywhere
     folders["int8-reduced"] = export_sam2(sam2_model, str(tiny_models.sam2), root / "int8-reduced", "int8",
-                                          int8_range="reduced")
+                                          int8_range="reduced", fp32_from=sam2_onnx)
     return folders
 
 
@@ -162,7 +164,7 @@ def test_reduced_range_int8_cannot_saturate_avx2_pairs(exports: dict[str, Path])
     """vpmaddubsw adds two u8 x s8 products in 16 bits: with |w| <= 64, 2 * 255 * 64 = 32640 < 2**15."""
     weights = _int8_weights(exports["int8-reduced"], ENCODER)
     assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
-    full = _int8_weights(exports["fp32"].parent / "int8", ENCODER)
+    full = _int8_weights(exports["int8"], ENCODER)
     if cpu_int8_class() == "vnni":  # a full-range export does use the range: the check above can fail
         assert max(int(np.abs(w.astype(np.int32)).max()) for w in full) > 64
 
@@ -257,12 +259,40 @@ def test_io_binding_runner_takes_numpy_torch_and_ortvalues(exports: dict[str, Pa
             assert np.array_equal(np.asarray(ours), reference)
 
 
-def test_export_command_precision_flags(tiny_models: TinyModels, tmp_path: Path) -> None:
+def test_a_lower_precision_starts_from_the_fp32_graphs_already_exported(tiny_models: TinyModels, sam2_model,
+                                                                         sam2_onnx: Path, tmp_path: Path,
+                                                                         monkeypatch, caplog) -> None:
+    import streamvis.runtime.export as export
+
+    def no_export(*args, **kwargs) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(export, "export_graph", no_export)
+    with caplog.at_level("INFO", logger="streamvis.runtime.export"):
+        folder = export_sam2(sam2_model, str(tiny_models.sam2), tmp_path / "fp16", "fp16", fp32_from=sam2_onnx)
+    assert caplog.text.count("the fp32 graph of") == 4
+    manifest = read_manifest(folder, ENCODER, str(tiny_models.sam2), "fp16")
+    assert {part["precision"] for part in manifest["parts"].values()} == {"fp16"}
+    assert not list(folder.glob(f"{ENCODER}.onnx"))  # only the fp16 copies stay
+    with pytest.raises(AssertionError, match="exported again"):  # another model's graphs are not taken
+        export_sam2(sam2_model, "another/model", tmp_path / "other", "fp16", fp32_from=sam2_onnx)
+
+
+def test_export_command_precision_flags(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path,
+                                       monkeypatch) -> None:
+    import shutil
+
+    from streamvis.runtime.export import export_folder
+
+    # the cache holds the model's fp32 graphs: `export --int8` lowers them (exporting is the fixture's)
+    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(sam2_onnx, export_folder(str(tiny_models.sam2)))
     out = tmp_path / "int8"
-    result = run_cli("export", tiny_models.SAM2, "--int8", "--output", str(out), env=tiny_models.offline_env)
+    result = run_cli("export", str(tiny_models.sam2), "--int8", "--output", str(out),
+                     env={**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     assert "segmenter.precision=int8" in result.stderr
-    manifest = read_manifest(out, MEMORY_ATTENTION, tiny_models.SAM2, "int8")
+    manifest = read_manifest(out, MEMORY_ATTENTION, str(tiny_models.sam2), "int8")
     for name, part in manifest["parts"].items():
         precision = "fp32" if name == BOX_DECODER else "int8"  # the box decoder is kept fp32 (see README)
         assert part["precision"] == precision and part["file"].endswith(f"{name}{'.int8' * (precision == 'int8')}.onnx")

@@ -17,18 +17,14 @@ from streamvis.runtime.export import read_manifest
 from streamvis.runtime.session import create_session
 from streamvis.segmentation.sam2_onnx import ENCODER as SAM2_ENCODER
 from streamvis.segmentation.sam2_onnx import encoder_module as sam2_encoder_module
-from streamvis.segmentation.sam2_onnx import export_sam2
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.serialize import rle_to_masks
 from streamvis.sources import open_source
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_models: TinyModels, tmp_path_factory) -> Path:
-    from transformers import Sam2VideoModel
-
-    model = Sam2VideoModel.from_pretrained(tiny_models.sam2).eval()
-    return export_sam2(model, str(tiny_models.sam2), tmp_path_factory.mktemp("onnx") / "sam2")
+@pytest.fixture
+def exported(sam2_onnx: Path) -> Path:
+    return sam2_onnx
 
 
 def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) -> None:
@@ -37,6 +33,7 @@ def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) ->
     manifest = read_manifest(exported, SAM2_ENCODER, str(tiny_models.sam2))
     part = manifest["parts"][SAM2_ENCODER]
     assert manifest["opset"] == 18 and part["precision"] == "fp32" and part["image_size"] == 256
+    assert part["file"] == "sam2_image_encoder.onnx"
     session, provider = create_session(exported / part["file"], ["cpu"], "encoder")
     assert provider == "cpu" and [o.name for o in session.get_outputs()] == part["outputs"]
     pixels = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
@@ -107,12 +104,8 @@ def test_process_backend_torch_vs_onnx(tiny_models: TinyModels, person_video: Pa
     assert compared >= 20  # masks were compared (the person walks in at about frame 60)
 
 
-def test_export_command(tiny_models: TinyModels, tmp_path: Path) -> None:
-    out = tmp_path / "export"
-    result = run_cli("export", tiny_models.SAM2, "--output", str(out), env=tiny_models.offline_env)
-    assert result.returncode == 0, result.stderr
-    part = read_manifest(out, SAM2_ENCODER, tiny_models.SAM2)["parts"][SAM2_ENCODER]
-    assert part["file"] == "sam2_image_encoder.onnx"
+def test_export_command_refuses_other_models(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """(`streamvis export` of a hub id is run in test_onnx_parts, with --int8.)"""
     bad = run_cli("export", tiny_models.SAM, "--output", str(tmp_path / "f"), env=tiny_models.offline_env)
     assert bad.returncode == 2 and "supports SAM 2.1" in bad.stderr and "'sam'" in bad.stderr
 
@@ -166,17 +159,24 @@ def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, perso
     assert len(detections) == len(detections.data.get("class_name", []))
 
 
-def test_serve_reports_the_onnx_runtime_in_use(tiny_models: TinyModels, person_video: Path, models_dir: Path,
-                                               tmp_path: Path) -> None:
+def test_serve_reports_the_onnx_runtime_in_use(tiny_models: TinyModels, sam2_onnx: Path, person_video: Path,
+                                               models_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """A live stream with the SAM 2.1 onnx backend: /streams and /metrics name onnxruntime and its provider."""
+    import shutil
+
     from test_serve import STREAM, Server
 
+    from streamvis.runtime.export import export_folder
+
+    # the cache already holds the export (exporting on first use is test_process_backend_torch_vs_onnx's)
+    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(sam2_onnx, export_folder(str(tiny_models.sam2)))
     env = {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
     server = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
-                    "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.SAM2}",
+                    "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.sam2}",
                     "--set", "segmenter.backend=onnx", env=env)
     try:
-        server.wait_ready(timeout=180)  # exports into the cache first
+        server.wait_ready(timeout=180)
         runtime = "onnxruntime:cpu fp32 + torch:cpu:float32"
         status, text = server.get("/streams")
         assert status == 200 and json.loads(text)["streams"][0]["stats"]["providers"]["segmenter"] == runtime

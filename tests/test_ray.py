@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import VIDEOS, _need, run_cli
+from conftest import CAR_VIDEO, PERSON_VIDEO, VIDEOS, _need, cut_clip, run_cli
 
 from streamvis.ray_runner import Chunk, plan_chunks, stitch_tracks
 
@@ -47,21 +47,33 @@ def compare_with_local(local: Path, distributed: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of the real videos cut short, keyframes where the originals have them: the person video's first
+    40 s (a keyframe each second), the car video's first 24 s (every 60 frames), the bottle video's first 10 s."""
     _need(VIDEOS)
+    folder = tmp_path_factory.mktemp("videos")
+    cut_clip(PERSON_VIDEO, folder / "person.mp4", 400, {"g": "10"})
+    cut_clip(CAR_VIDEO, folder / "car.mp4", 300, {"g": "60"})
+    cut_clip(VIDEOS / "intel_bottle-detection.mp4", folder / "bottle.mp4", 300)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_run(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local")
-    result = run_cli("process", str(VIDEOS), "--output", str(out), "--events", str(out), "--quiet", timeout=600)
+    result = run_cli("process", str(videos), "--output", str(out), "--events", str(out), "--quiet", timeout=600)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_a_folder_on_ray_matches_a_local_run(local_run: Path, tmp_path: Path, models_dir: Path) -> None:
-    # 20 s chunks: the 139 s person video becomes 7 chunks, the others 2 each
-    result = run_cli("process", str(VIDEOS), "--output", str(tmp_path), "--events", str(tmp_path), "--ray",
-                     "--chunk-s", "20", "--models-dir", str(models_dir), timeout=900)
+def test_a_folder_on_ray_matches_a_local_run(videos: Path, local_run: Path, tmp_path: Path,
+                                             models_dir: Path) -> None:
+    # 10 s chunks at keyframes: the person clip becomes 4 chunks, the car clip 2, the bottle clip 1
+    result = run_cli("process", str(videos), "--output", str(tmp_path), "--events", str(tmp_path), "--ray",
+                     "--chunk-s", "10", "--models-dir", str(models_dir), timeout=900)
     assert result.returncode == 0, result.stderr
-    assert "in 11 chunks on 2 workers" in result.stderr
-    for video in sorted(VIDEOS.glob("*.mp4")):
+    assert "in 7 chunks on 2 workers" in result.stderr
+    for video in sorted(videos.glob("*.mp4")):
         continuity = compare_with_local(local_run / f"{video.stem}.jsonl", tmp_path / f"{video.stem}.jsonl")
         assert continuity >= 0.95, f"{video.name}: {continuity:.0%} of tracks keep one id across chunks"
         assert (tmp_path / f"{video.stem}.mp4").stat().st_size > 10_000
@@ -96,7 +108,8 @@ def test_stitching_carries_ids_over_the_overlap() -> None:
     assert [d["track_id"] for d in stitched[5]["detections"]] == [3, 6, None]  # a: 3 again; c: new; unconfirmed
 
 
-def test_a_killed_worker_is_retried(car_video: Path, local_run: Path, tmp_path: Path, models_dir: Path) -> None:
+def test_a_killed_worker_is_retried(videos: Path, local_run: Path, tmp_path: Path, models_dir: Path) -> None:
+    car_video = videos / "car.mp4"
     killed: list[int] = []
 
     def kill_first_worker() -> None:
@@ -120,8 +133,8 @@ def test_a_killed_worker_is_retried(car_video: Path, local_run: Path, tmp_path: 
     assert compare_with_local(local_run / f"{car_video.stem}.jsonl", tmp_path / "car.jsonl") >= 0.95
 
 
-def test_a_failing_input_is_reported_and_the_others_finish(car_video: Path, tmp_path: Path,
-                                                          models_dir: Path) -> None:
+def test_a_failing_input_is_reported_and_the_others_finish(videos: Path, tmp_path: Path, models_dir: Path) -> None:
+    car_video = videos / "car.mp4"
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(car_video, folder / "good.mp4")

@@ -116,10 +116,29 @@ def export_graph(module: Any, args: tuple[Any, ...], target: Path, model_id: str
 Graphs = dict[str, tuple[Any, tuple[Any, ...], list[str], list[str], Any]]
 
 
+def _copy_fp32_graph(source: Path | None, model_id: str, part: str, target: Path) -> bool:
+    """Copy `part`'s graph from the fp32 export in `source` to `target`, if there is one of `model_id`."""
+    import shutil
+
+    if source is None or source.resolve() == target.parent.resolve() or not has_parts(source, model_id,
+                                                                                       {part: "fp32"}):
+        return False
+    graph = source / read_manifest(source, part)["parts"][part]["file"]
+    shutil.copyfile(graph, target)
+    data = graph.with_name(graph.name + ".data")  # weights kept outside the graph (over 2 GB)
+    if data.is_file():
+        shutil.copyfile(data, target.with_name(target.name + ".data"))
+    log.info("%s: the fp32 graph of %s", part, source)
+    return True
+
+
 def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[str, Precision],
-                 extra: dict[str, Any], label: str = "", int8_range: Int8Range = "auto") -> Path:
+                 extra: dict[str, Any], label: str = "", int8_range: Int8Range = "auto",
+                 fp32_from: Path | None = None) -> Path:
     """Export each graph, lower it to its precision and record it in the manifest (with `extra` fields), with
-    progress: a bar on a terminal, a log line per graph otherwise."""
+    progress: a bar on a terminal, a log line per graph otherwise. Where `fp32_from` holds an fp32 export of
+    the same model (the cache's, when a lower precision is asked), its graphs are lowered instead of exported
+    again."""
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -136,8 +155,9 @@ def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[s
             progress.update(task, description=f"{name}: {part}")
             log.info("exporting %s part %d/%d: %s...", name, number, len(graphs), part)
             target = folder / f"{part}.onnx"
-            with torch.inference_mode():
-                export_graph(module, args, target, model_id, input_names, output_names, dynamic)
+            if not _copy_fp32_graph(fp32_from, model_id, part, target):
+                with torch.inference_mode():
+                    export_graph(module, args, target, model_id, input_names, output_names, dynamic)
             reduce_range = precisions[part] == "int8" and reduce_range_for(int8_range)
             record_parts(folder, model_id, {part: {
                 "file": lower_precision(folder, target.name, precisions[part], reduce_range),

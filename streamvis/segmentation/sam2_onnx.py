@@ -151,9 +151,10 @@ def _signatures(levels: int) -> dict[str, tuple[list[str], list[str], Any]]:
 
 
 def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = "fp32",
-                int8_range: Int8Range = "auto") -> Path:
+                int8_range: Int8Range = "auto", fp32_from: Path | None = None) -> Path:
     """Export the four graphs of a loaded `Sam2VideoModel` into `folder`, in `precision`, with the manifest
-    (the image encoder takes about a minute at real size on a 2-core CPU)."""
+    (the image encoder takes about a minute at real size on a 2-core CPU); a lower precision starts from the
+    graphs of an fp32 export in `fp32_from` where it has them."""
     model = model.float().cpu().eval()
     modules = {ENCODER: encoder_module(model), BOX_DECODER: box_decoder_module(model),
                MEMORY_ATTENTION: memory_attention_module(model), MEMORY_ENCODER: model.memory_encoder}
@@ -161,7 +162,8 @@ def export_sam2(model: Any, model_id: str, folder: Path, precision: Precision = 
     signatures = _signatures(len(examples[BOX_DECODER]) - 1)
     graphs = {part: (modules[part], examples[part], *signatures[part]) for part in PARTS}
     return export_parts(folder, model_id, graphs, _precisions(precision),
-                        {"image_size": image_size(model)}, label="SAM 2.1", int8_range=int8_range)
+                        {"image_size": image_size(model)}, label="SAM 2.1", int8_range=int8_range,
+                        fp32_from=fp32_from)
 
 
 def is_exported(folder: Path, model_id: str, precision: Precision) -> bool:

@@ -110,7 +110,7 @@ class VideoSegmenterModel:
         precision = config.precision
         folder = Path(config.onnx_dir) if config.onnx_dir else export_folder(self.name, precision)
         if not config.onnx_dir and not is_exported(folder, self.name, precision):
-            export_sam2(self.model, self.name, folder, precision)
+            export_sam2(self.model, self.name, folder, precision, fp32_from=export_folder(self.name))
             self.model.to(self.device, self.dtype)
         encoder, parts = attach(self.model, folder, self.name, list(config.providers), precision,
                                 list(config.onnx_parts) if config.onnx_parts is not None else None)
