@@ -175,6 +175,20 @@ def sam2_onnx(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory)
     return export_sam2(model, str(tiny_models.sam2), tmp_path_factory.mktemp("sam2-onnx") / "fp32")
 
 
+@pytest.fixture
+def sam2_onnx_cache(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A streamvis cache (here and in the subprocesses run with the returned environment) that already holds the
+    fp32 export of the tiny SAM 2.1 under its model id, the folder."""
+    import shutil
+
+    from streamvis.runtime.export import export_folder
+
+    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(sam2_onnx, export_folder(str(tiny_models.sam2)))
+    return {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
+
+
 def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None) -> Path:
     """The first `frames` frames of `source` re-encoded (H.264, x264 `options` on top of ultrafast) into `path`'s
     container, for short real-media tests."""

@@ -48,7 +48,7 @@ def sam2_model(tiny_models: TinyModels):
 @pytest.fixture(scope="module")
 def exports(tiny_models: TinyModels, sam2_model, sam2_onnx: Path, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("precisions")
-    # lowered from the shared fp32 graphs (the CLI test below exports int8 from the model itself)
+    # lowered from the shared fp32 graphs (exporting from the model is the sam2_onnx fixture's)
     folders = {precision: export_sam2(sam2_model, str(tiny_models.sam2), root / precision, precision,
                                       fp32_from=sam2_onnx) for precision in ("int8", "fp16")}
     folders["fp32"] = sam2_onnx
@@ -278,18 +278,11 @@ def test_a_lower_precision_starts_from_the_fp32_graphs_already_exported(tiny_mod
         export_sam2(sam2_model, "another/model", tmp_path / "other", "fp16", fp32_from=sam2_onnx)
 
 
-def test_export_command_precision_flags(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path,
-                                       monkeypatch) -> None:
-    import shutil
-
-    from streamvis.runtime.export import export_folder
-
-    # the cache holds the model's fp32 graphs: `export --int8` lowers them (exporting is the fixture's)
-    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
-    shutil.copytree(sam2_onnx, export_folder(str(tiny_models.sam2)))
+def test_export_command_precision_flags(tiny_models: TinyModels, sam2_onnx_cache: dict[str, str],
+                                       tmp_path: Path) -> None:
+    # the cache holds the model's fp32 graphs: `export --int8` lowers them (exporting is the sam2_onnx fixture's)
     out = tmp_path / "int8"
-    result = run_cli("export", str(tiny_models.sam2), "--int8", "--output", str(out),
-                     env={**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")})
+    result = run_cli("export", str(tiny_models.sam2), "--int8", "--output", str(out), env=sam2_onnx_cache)
     assert result.returncode == 0, result.stderr
     assert "segmenter.precision=int8" in result.stderr
     manifest = read_manifest(out, MEMORY_ATTENTION, str(tiny_models.sam2), "int8")

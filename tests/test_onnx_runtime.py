@@ -22,19 +22,14 @@ from streamvis.serialize import rle_to_masks
 from streamvis.sources import open_source
 
 
-@pytest.fixture
-def exported(sam2_onnx: Path) -> Path:
-    return sam2_onnx
-
-
-def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) -> None:
+def test_manifest_and_encoder_parity(tiny_models: TinyModels, sam2_onnx: Path) -> None:
     from transformers import Sam2VideoModel
 
-    manifest = read_manifest(exported, SAM2_ENCODER, str(tiny_models.sam2))
+    manifest = read_manifest(sam2_onnx, SAM2_ENCODER, str(tiny_models.sam2))
     part = manifest["parts"][SAM2_ENCODER]
     assert manifest["opset"] == 18 and part["precision"] == "fp32" and part["image_size"] == 256
     assert part["file"] == "sam2_image_encoder.onnx"
-    session, provider = create_session(exported / part["file"], ["cpu"], "encoder")
+    session, provider = create_session(sam2_onnx / part["file"], ["cpu"], "encoder")
     assert provider == "cpu" and [o.name for o in session.get_outputs()] == part["outputs"]
     pixels = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     encoder = sam2_encoder_module(Sam2VideoModel.from_pretrained(tiny_models.sam2).eval())
@@ -47,21 +42,21 @@ def test_manifest_and_encoder_parity(tiny_models: TinyModels, exported: Path) ->
         assert float(np.abs(ours - reference.numpy()).max()) <= 1e-4
 
 
-def test_manifest_checks(tiny_models: TinyModels, exported: Path, tmp_path: Path) -> None:
+def test_manifest_checks(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="was exported from"):
-        read_manifest(exported, SAM2_ENCODER, "facebook/sam2.1-hiera-large")
+        read_manifest(sam2_onnx, SAM2_ENCODER, "facebook/sam2.1-hiera-large")
     with pytest.raises(ModelError, match="holds no florence2"):
-        read_manifest(exported, "florence2_decoder")
+        read_manifest(sam2_onnx, "florence2_decoder")
     with pytest.raises(ModelError, match="not a streamvis ONNX export"):
         read_manifest(tmp_path, SAM2_ENCODER)
 
 
 @pytest.mark.parametrize("parts", [None, ["memory_attention", "memory_encoder"]])
-def test_segmenter_masks_match_torch(tiny_models: TinyModels, exported: Path, parts: list[str] | None) -> None:
+def test_segmenter_masks_match_torch(tiny_models: TinyModels, sam2_onnx: Path, parts: list[str] | None) -> None:
     """On the CPU provider the default runs the image encoder alone on onnxruntime; all three graphs when asked."""
     base = dict(type="sam2", model=str(tiny_models.sam2), device="cpu")
     torch_seg = VideoSegmenterModel(Sam2Config(**base)).new_stream()
-    onnx_seg = VideoSegmenterModel(Sam2Config(**base, backend="onnx", onnx_dir=str(exported),
+    onnx_seg = VideoSegmenterModel(Sam2Config(**base, backend="onnx", onnx_dir=str(sam2_onnx),
                                                 onnx_parts=parts)).new_stream()
     assert onnx_seg.provider.startswith("onnxruntime:cpu fp32")
     network = onnx_seg.model.model  # the transformers module the shared segmenter model holds
@@ -105,7 +100,7 @@ def test_process_backend_torch_vs_onnx(tiny_models: TinyModels, person_video: Pa
 
 
 def test_export_command_refuses_other_models(tiny_models: TinyModels, tmp_path: Path) -> None:
-    """(`streamvis export` of a hub id is run in test_onnx_parts, with --int8.)"""
+    """(A successful `streamvis export` is test_onnx_parts' test of its precision flags.)"""
     bad = run_cli("export", tiny_models.SAM, "--output", str(tmp_path / "f"), env=tiny_models.offline_env)
     assert bad.returncode == 2 and "supports SAM 2.1" in bad.stderr and "'sam'" in bad.stderr
 
@@ -159,22 +154,15 @@ def test_florence2_int8_export_runs_the_same_loop(tiny_models: TinyModels, perso
     assert len(detections) == len(detections.data.get("class_name", []))
 
 
-def test_serve_reports_the_onnx_runtime_in_use(tiny_models: TinyModels, sam2_onnx: Path, person_video: Path,
-                                               models_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """A live stream with the SAM 2.1 onnx backend: /streams and /metrics name onnxruntime and its provider."""
-    import shutil
-
+def test_serve_reports_the_onnx_runtime_in_use(tiny_models: TinyModels, sam2_onnx_cache: dict[str, str],
+                                               person_video: Path, models_dir: Path) -> None:
+    """A live stream with the SAM 2.1 onnx backend: /streams and /metrics name onnxruntime and its provider (the
+    cache already holds the export; exporting on first use is test_process_backend_torch_vs_onnx's)."""
     from test_serve import STREAM, Server
 
-    from streamvis.runtime.export import export_folder
-
-    # the cache already holds the export (exporting on first use is test_process_backend_torch_vs_onnx's)
-    monkeypatch.setenv("STREAMVIS_CACHE_DIR", str(tmp_path / "cache"))
-    shutil.copytree(sam2_onnx, export_folder(str(tiny_models.sam2)))
-    env = {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
     server = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
                     "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.sam2}",
-                    "--set", "segmenter.backend=onnx", env=env)
+                    "--set", "segmenter.backend=onnx", env=sam2_onnx_cache)
     try:
         server.wait_ready(timeout=180)
         runtime = "onnxruntime:cpu fp32 + torch:cpu:float32"

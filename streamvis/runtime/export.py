@@ -22,6 +22,7 @@ from streamvis.runtime.optimize import simplify_transposes
 from streamvis.runtime.precision import (
     Int8Range,
     Precision,
+    data_file,
     lower_precision,
     reduce_range_for,
     warn_if_int8_saturates,
@@ -125,9 +126,8 @@ def _copy_fp32_graph(source: Path | None, model_id: str, part: str, target: Path
         return False
     graph = source / read_manifest(source, part)["parts"][part]["file"]
     shutil.copyfile(graph, target)
-    data = graph.with_name(graph.name + ".data")  # weights kept outside the graph (over 2 GB)
-    if data.is_file():
-        shutil.copyfile(data, target.with_name(target.name + ".data"))
+    if data_file(graph).is_file():
+        shutil.copyfile(data_file(graph), data_file(target))
     log.info("%s: the fp32 graph of %s", part, source)
     return True
 
@@ -153,9 +153,9 @@ def export_parts(folder: Path, model_id: str, graphs: Graphs, precisions: dict[s
         task = progress.add_task(name, total=len(graphs))
         for number, (part, (module, args, input_names, output_names, dynamic)) in enumerate(graphs.items(), 1):
             progress.update(task, description=f"{name}: {part}")
-            log.info("exporting %s part %d/%d: %s...", name, number, len(graphs), part)
             target = folder / f"{part}.onnx"
             if not _copy_fp32_graph(fp32_from, model_id, part, target):
+                log.info("exporting %s part %d/%d: %s...", name, number, len(graphs), part)
                 with torch.inference_mode():
                     export_graph(module, args, target, model_id, input_names, output_names, dynamic)
             reduce_range = precisions[part] == "int8" and reduce_range_for(int8_range)

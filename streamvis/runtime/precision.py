@@ -77,7 +77,8 @@ def weight_matmuls(model: object) -> tuple[list[str], list[str]]:
     return weighted, other
 
 
-def _data_file(path: Path) -> Path:
+def data_file(path: Path) -> Path:
+    """Where a graph's weights live when they are kept outside it (over 2 GB)."""
     return path.with_name(path.name + ".data")
 
 
@@ -112,7 +113,7 @@ def to_fp16(source: Path, target: Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.save(model, str(target), save_as_external_data=True, location=_data_file(target).name)
+    onnx.save(model, str(target), save_as_external_data=True, location=data_file(target).name)
     return target
 
 
@@ -131,6 +132,6 @@ def lower_precision(folder: Path, file: str, precision: Precision, reduce_range:
                 to_fp16(source, target)
     except Exception as exc:  # onnx and the quantizer raise many kinds
         raise ModelError(f"converting {source} to {precision} failed: {str(exc).splitlines()[0]}") from exc
-    for done in (source, _data_file(source)):
+    for done in (source, data_file(source)):
         done.unlink(missing_ok=True)
     return target.name
