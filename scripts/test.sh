@@ -2,7 +2,8 @@
 # Sets up .venv with the test tools, then runs ruff, mypy and the test suite.
 # Extra arguments go to pytest (for example: scripts/test.sh -k yolox). The suite runs on 2 pytest-xdist workers
 # (much of it waits on servers, browsers and subprocesses); -n 0 (or STREAMVIS_TEST_WORKERS=0) runs it in one
-# process, -n N on N.
+# process, -n N on N. A module's tests run on one worker, one after another (--dist loadscope), so its module-scoped
+# fixtures are made once; each worker's torch takes its share of the cores (tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMVIS_EXTRAS=test scripts/setup.sh
@@ -35,4 +36,4 @@ fi
 if [ -d ../shared/models ]; then export STREAMVIS_MODELS_DIR="${STREAMVIS_MODELS_DIR:-$(cd ../shared/models && pwd)}"; fi
 .venv/bin/ruff check streamvis tests benchmarks clients
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -p no:cacheprovider -n "${STREAMVIS_TEST_WORKERS:-2}" "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider -n "${STREAMVIS_TEST_WORKERS:-2}" --dist loadscope "$@"
