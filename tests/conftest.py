@@ -24,7 +24,7 @@ YOLOX_NANO = MODELS / "yolox-nano" / "yolox_nano.onnx"
 sys.path.insert(0, str(ROOT / "clients" / "python"))  # the Python client, as the tests and benchmarks use it
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def pytest_configure() -> None:
     """Each pytest-xdist worker gets its share of the cores for torch's OpenMP threads, and hands that on to the
     servers and CLIs it starts (before torch is imported: it reads OMP_NUM_THREADS once). Two workers with two
     spinning OpenMP threads each on 2 cores ran the model tests 2.7 times slower (294 s against 110 s)."""

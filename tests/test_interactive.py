@@ -109,13 +109,12 @@ CAPTURE = """() => {
 }"""
 
 
-DRAWN_NOW = "window.streamvisOverlay ? window.streamvisOverlay.frame_index : -1"  # the frame the canvas shows
-
-
-def _drawn_since(page, frame_index: int) -> dict:
-    """The canvas and the message it was drawn from, once a frame after `frame_index` is drawn (in one task)."""
+def _next_drawn(page) -> dict:
+    """The canvas and the message it was drawn from, once a frame after the one on the canvas now is drawn (read
+    in one task): what the page's controls were set to before this call holds for it."""
+    now = page.evaluate("window.streamvisOverlay ? window.streamvisOverlay.frame_index : -1")
     page.wait_for_function(f"""() => window.streamvisOverlay && window.streamvisDisplayed.synced
-        && window.streamvisOverlay.frame_index > {frame_index}
+        && window.streamvisOverlay.frame_index > {now}
         && window.streamvisOverlay.detections.some(d => d.mask)""", timeout=60_000)
     return page.evaluate(CAPTURE)
 
@@ -136,15 +135,14 @@ def test_layers_drawn_in_the_browser_match_the_message_on_screen(server: Server)
         _playing(page)
         page.uncheck("#layer-boxes")
         page.uncheck("#layer-labels")
-        drawn = _drawn_since(page, page.evaluate(DRAWN_NOW))
+        drawn = _next_drawn(page)
         _painted_as_the_rle_says(drawn, set())
         assert rle_to_masks([d["mask"] for d in drawn["message"]["detections"]]).any()
         name = drawn["message"]["detections"][0]["class_name"]
         classes = page.evaluate("[...document.querySelectorAll('#class-layers input')].map(i => i.dataset.class)")
         assert name in classes
         page.uncheck(f"#class-layers input[data-class='{name}']")  # a class switched off is not drawn
-        # on the frames drawn after the switch (frames drawn between the first capture and it still show it)
-        _painted_as_the_rle_says(_drawn_since(page, page.evaluate(DRAWN_NOW)), {name})
+        _painted_as_the_rle_says(_next_drawn(page), {name})
 
 
 def test_glass_to_glass_latency_is_measured_and_shown(server: Server) -> None:
