@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -198,18 +198,25 @@ def sam2_onnx_cache(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path,
     return {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
 
 
-def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None) -> Path:
+def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None,
+             pts: Callable[[int], int] | None = None) -> Path:
     """The first `frames` frames of `source` re-encoded (H.264, x264 `options` on top of ultrafast) into `path`'s
-    container, for short real-media tests."""
+    container, for short real-media tests; `pts(i)` (in frame periods) gives frame `i` variable timing."""
     with av.open(str(source)) as src, av.open(str(path), "w") as dst:
         stream = src.streams.video[0]
         out = dst.add_stream("libx264", rate=stream.average_rate)
         out.width, out.height, out.pix_fmt = stream.width, stream.height, "yuv420p"
         out.options = {"preset": "ultrafast", "crf": "18", **(options or {})}
+        period = Fraction(1, 1) / stream.average_rate
+        if pts is not None:
+            out.codec_context.time_base = period
         for i, frame in enumerate(src.decode(stream)):
             if i >= frames:
                 break
-            for packet in out.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")):
+            image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
+            if pts is not None:
+                image.pts, image.time_base = pts(i), period
+            for packet in out.encode(image):
                 dst.mux(packet)
         for packet in out.encode():
             dst.mux(packet)
