@@ -28,7 +28,7 @@ from streamvis.config import load_pipeline
 from streamvis.ray_runner import RaySettings, process_on_ray
 
 ROOT = Path(__file__).resolve().parent.parent
-PERSON = ROOT.parent / "shared" / "media" / "videos" / "intel_person-bicycle-car-detection.mp4"
+PERSON = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"
 
 
 def cut(source: Path, path: Path, frames: int, options: dict[str, str], gaps: bool = False) -> Path:

@@ -16,7 +16,7 @@ from streamvis.pipeline import Pipeline
 from streamvis.progress import FrameProgress
 from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sinks, VideoWriter
 from streamvis.sinks.containers import is_video_name, output_format
-from streamvis.sources import open_source, parse_source_uri
+from streamvis.sources import Source, open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,22 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
     return plans
 
 
+def open_outputs(output: Path, events: Path | None, source: Source, config: PipelineConfig,
+                 captions: Path | None = None, audio_description: bool = False) -> tuple[VideoWriter, Sinks]:
+    """The outputs of one input, for local and Ray runs alike: the video (with the source's audio), the JSONL
+    events, WebVTT captions, and the spoken audio-description track (closed after the video, into which it
+    muxes). The caller closes the writer first, knowing how the input ended, then the sinks."""
+    writer = VideoWriter(output, source.fps, config.output, source.time_base, source.audio_path)
+    sinks = Sinks([writer])
+    if events is not None:
+        sinks.sinks.append(EventsWriter(events))
+    if captions is not None:
+        sinks.sinks.append(CaptionsWriter(captions, config.narrator.speech_rate_wpm))
+    if audio_description:
+        sinks.sinks.append(AudioDescriptionTrack(writer, config.narrator.voice, config.narrator.speech_rate_wpm))
+    return writer, sinks
+
+
 def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, models: Models,
                   show_progress: bool = True, captions: Path | None = None,
                   audio_description: bool = False, in_flight: int | None = None) -> InputReport:
@@ -126,17 +142,14 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     except BaseException:
         source.close()
         raise
-    writer = VideoWriter(output, source.fps, config.output, source.time_base, source.audio_path)
-    sinks = Sinks([writer])
     complete = False
     try:
-        if events is not None:
-            sinks.sinks.append(EventsWriter(events))
+        writer, sinks = open_outputs(output, events, source, config, captions, audio_description)
+    except BaseException:
+        source.close()
+        raise
+    try:
         report.events = events
-        if captions is not None:
-            sinks.sinks.append(CaptionsWriter(captions, config.narrator.speech_rate_wpm))
-        if audio_description:  # closed after the MP4, into which it muxes the narration
-            sinks.sinks.append(AudioDescriptionTrack(writer, config.narrator.voice, config.narrator.speech_rate_wpm))
         with FrameProgress(source.source_id, source.expected_frames, enabled=show_progress) as bar:
             outcome = run_offline(source, pipeline, sinks, bar.update, in_flight)
         report.seconds = outcome.seconds

@@ -3,8 +3,10 @@
 Two Ray Data stages:
 
 1. **Detect and track, per chunk** (`map_batches` over an actor pool: the models load once per actor). Each
-   video is cut at keyframes into chunks of about `chunk_s` seconds; a chunk decodes from `overlap_s` before its
-   start (PyAV seeks to the keyframe before it), so the tracker is warm when the chunk's own frames begin.
+   video is cut at clean keyframes (`streamvis.sources.spans`) into chunks of about `chunk_s` seconds; a chunk is
+   a `FrameSpan` of the file opened by `open_source` (the clock, rotation and damage handling of a local run:
+   frames are numbered and timed as in a whole read) and tracked from `overlap_s` before its start, so the tracker
+   is warm when the chunk's own frames begin. It runs through `run_offline`, the local road, without annotation.
    Detections do not depend on the chunk, so they are the local run's frame for frame.
 2. **Write, per input** (`map` tasks): the chunks' track ids are stitched (`stitch_tracks`: on the overlap, each
    chunk's tracks are matched to the previous chunk's by box and class, and keep their ids; new tracks get new
@@ -18,7 +20,6 @@ one unless an address is given; `ray` is an optional dependency (`streamvis[ray]
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
@@ -30,9 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.batch import InputReport, expand_inputs, plan_outputs
+from streamvis.batch import InputReport, expand_inputs, open_outputs, plan_outputs
 from streamvis.config import PipelineConfig
-from streamvis.errors import ConfigError, SourceError, StreamvisError, reason
+from streamvis.errors import ConfigError, SourceError, StreamvisError
+from streamvis.frame import Result
+from streamvis.serialize import detections_to_json
+from streamvis.sources import FrameSpan, MediaIndex, index_media, open_source
+from streamvis.sources.spans import PacketKey
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,8 @@ class RaySettings:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Frames [start, end) of one input, decoded from `warm_start` (the overlap) after seeking to `seek_pts`."""
+    """Frames [start, end) of one input, tracked from `warm_start` (the overlap), decoded from the keyframe
+    `seek_frame` (packet `seek_key`): a `FrameSpan` of the file."""
 
     input_index: int
     uri: str
@@ -59,47 +65,56 @@ class Chunk:
     warm_start: int
     start: int
     end: int
-    seek_pts: int
+    seek_frame: int = 0
+    seek_key: PacketKey | None = None
+
+    @property
+    def span(self) -> FrameSpan:
+        return FrameSpan(self.warm_start, self.end, self.seek_frame, self.seek_key)
+
+    def to_json(self) -> str:
+        return json.dumps({field: getattr(self, field) for field in Chunk.__slots__})
+
+    @classmethod
+    def from_json(cls, text: str) -> Chunk:
+        fields = json.loads(text)
+        key = fields.pop("seek_key")
+        return cls(**fields, seek_key=(key[0], key[1], key[2]) if key is not None else None)
 
 
 # -- planning: frames and keyframes from the packets, no decoding ----------------------------------------------
-def frame_pts(path: str) -> tuple[list[int], list[int], float]:
-    """The video's frame pts in presentation order, the indices of its keyframes, and its frame rate."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise SourceError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size]
-            fps = float(stream.average_rate or stream.guessed_rate or 30)
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot read {path}: {reason(exc)}") from exc
-    packets.sort()
-    pts = [p for p, _ in packets]
-    keyframes = [i for i, (_, key) in enumerate(packets) if key]
-    return pts, keyframes or [0], fps
-
-
-def plan_chunks(input_index: int, uri: str, pts: list[int], keyframes: list[int], fps: float,
-                chunk_s: float, overlap_s: float) -> list[Chunk]:
-    """Chunks of about `chunk_s` seconds starting at keyframes, each warmed up on `overlap_s` seconds before it."""
-    frames, per_chunk, overlap = len(pts), max(1, round(chunk_s * fps)), max(0, round(overlap_s * fps))
+def plan_chunks(input_index: int, uri: str, media: MediaIndex, chunk_s: float, overlap_s: float) -> list[Chunk]:
+    """Chunks of about `chunk_s` seconds starting at clean keyframes, each warmed up on `overlap_s` seconds
+    before it (decoded from the keyframe at or before that)."""
+    frames = media.frames
+    per_chunk, overlap = max(1, round(chunk_s * media.fps)), max(0, round(overlap_s * media.fps))
     starts = [0]
-    for key in keyframes:
+    for key in media.keyframes:
         if key - starts[-1] >= per_chunk and frames - key >= per_chunk // 4:
             starts.append(key)
     chunks = []
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else frames
-        warm = max(0, start - overlap)
-        seek_key = keyframes[max(0, bisect.bisect_right(keyframes, warm) - 1)]
-        chunks.append(Chunk(input_index, uri, n, warm, start, end, pts[seek_key]))
+        span = media.span(max(0, start - overlap), end)
+        chunks.append(Chunk(input_index, uri, n, span.first, start, end, span.seek_frame, span.seek_key))
     return chunks
 
 
 # -- stage 1: detect and track a chunk (one actor per worker, models loaded once) -------------------------------
+class RecordSink:
+    """A `Sink` that keeps each result as its JSON record (frame index, pts, keyframe, detections)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, result: Result) -> None:
+        self.records.append({"frame_index": result.frame.index, "pts": result.frame.pts,
+                             "keyframe": result.keyframe, "detections": detections_to_json(result.detections)})
+
+    def close(self) -> None:
+        """The records stay for `ChunkDetector.run` to return."""
+
+
 class ChunkDetector:
     """A Ray Data actor: `__call__` takes a batch of chunk rows and returns, per chunk, its frames' records."""
 
@@ -112,7 +127,7 @@ class ChunkDetector:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"input_index": [], "chunk": [], "records": [], "error": [], "pid": []}
         for row in batch["chunk"]:
-            chunk = Chunk(**json.loads(str(row)))
+            chunk = Chunk.from_json(str(row))
             try:
                 records, error = self.run(chunk), ""
             except StreamvisError as exc:
@@ -127,37 +142,21 @@ class ChunkDetector:
         return out
 
     def run(self, chunk: Chunk) -> list[dict[str, Any]]:
-        import av
-
-        from streamvis.frame import Frame
+        """The chunk's frames through the offline road (`run_offline`), as a local run takes them; no annotation."""
+        from streamvis.offline import run_offline
         from streamvis.pipeline import Pipeline
-        from streamvis.serialize import detections_to_json
-        from streamvis.sources.av_source import upright
 
-        pts_list, _, fps = frame_pts(chunk.uri)
-        pipeline = Pipeline(self.config, self.models, fps)
-        records: list[dict[str, Any]] = []
+        source = open_source(chunk.uri, self.config.source, span=chunk.span)
         try:
-            with av.open(chunk.uri) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                container.seek(chunk.seek_pts, stream=stream, backward=True)
-                for vframe in container.decode(stream):
-                    if vframe.pts is None:
-                        continue
-                    index = bisect.bisect_left(pts_list, vframe.pts)
-                    if index < chunk.warm_start:
-                        continue
-                    if index >= chunk.end:
-                        break
-                    image = upright(vframe.to_ndarray(format="bgr24"), vframe.rotation)
-                    result = pipeline.process(Frame(image, index, float(vframe.time or 0.0), chunk.uri))
-                    records.append({"frame_index": index, "keyframe": result.keyframe,
-                                    "detections": detections_to_json(result.detections)})
-        except (av.error.FFmpegError, OSError) as exc:
+            pipeline = Pipeline(self.config, self.models, source.fps, annotate=False)
+            sink = RecordSink()
+            run_offline(source, pipeline, sink, in_flight=1)
+        finally:
+            source.close()
+        if source.report.incomplete:
             raise SourceError(f"{chunk.uri}: chunk {chunk.index} (frames {chunk.start}-{chunk.end - 1}): "
-                              f"{reason(exc)}") from exc
-        return records
+                              f"{source.report.incomplete}")
+        return sink.records
 
 
 # -- stitching the chunks' track ids ----------------------------------------------------------------------------
@@ -221,12 +220,10 @@ def stitch_tracks(chunks: list[tuple[Chunk, list[dict[str, Any]]]]) -> list[dict
 # -- stage 2: write one input's outputs as a local run does -----------------------------------------------------
 def write_input(uri: str, output: Path, events: Path | None, config: PipelineConfig,
                 records: list[dict[str, Any]]) -> InputReport:
-    """Decode `uri` as a local run does, annotate each frame with its stitched record, write MP4 and JSONL."""
+    """Decode `uri` as a local run does, annotate each frame with its stitched record, and write the outputs a
+    local run writes (`open_outputs`)."""
     from streamvis.annotate import Annotator
-    from streamvis.frame import Result
     from streamvis.serialize import detections_from_json
-    from streamvis.sinks import EventsWriter, Sinks, VideoWriter
-    from streamvis.sources import open_source
 
     report = InputReport(uri, events=events)
     started = time.perf_counter()
@@ -235,19 +232,23 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
         return report
-    writer = VideoWriter(output, source.fps, config.output, source.time_base, source.audio_path)
-    sinks = Sinks([writer] + ([EventsWriter(events)] if events is not None else []))
+    writer, sinks = open_outputs(output, events, source, config)
     annotator = Annotator(config.annotator)
     complete = False
+    retimed = 0
     try:
         for frame in source:
             if frame.index >= len(records):
                 raise SourceError(f"{uri}: decoded more frames ({frame.index + 1}) than its packets ({len(records)})")
             record = records[frame.index]
+            retimed += abs(record["pts"] - frame.pts) > 1e-6
             detections = detections_from_json(record["detections"])
             sinks.write(Result(frame, detections, record["keyframe"], annotator.annotate(frame.image, detections)))
         if writer.frames != len(records):
             raise SourceError(f"{uri}: decoded {writer.frames} frames, its packets say {len(records)}")
+        if retimed:
+            log.warning("%s: %d frames were timed differently in their chunk than in the whole video (the tracker "
+                        "saw those times)", uri, retimed)
         complete = True
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
@@ -307,15 +308,15 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
             reports[n].status, reports[n].message = "failed", f"{uri}: --ray takes video files"
             continue
         try:
-            pts, keyframes, fps = frame_pts(uri)
+            media = index_media(uri)
         except StreamvisError as exc:
             reports[n].status, reports[n].message = "failed", str(exc)
             continue
-        if not pts:
+        if not media.frames:
             reports[n].status, reports[n].message = "failed", f"{uri}: no video frames"
             continue
-        frames_of[n] = len(pts)
-        chunks.extend(plan_chunks(n, uri, pts, keyframes, fps, settings.chunk_s, settings.overlap_s))
+        frames_of[n] = media.frames
+        chunks.extend(plan_chunks(n, uri, media, settings.chunk_s, settings.overlap_s))
     if not chunks:
         return reports
     ray = start_ray(settings)
@@ -331,7 +332,7 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # streamvis reports progress and errors itself
     ray.data.DataContext.get_current().enable_progress_bars = False
-    dataset = ray.data.from_items([{"chunk": json.dumps(_as_dict(c))} for c in chunks],
+    dataset = ray.data.from_items([{"chunk": c.to_json()} for c in chunks],
                                   override_num_blocks=len(chunks))
     detected = dataset.map_batches(
         ChunkDetector, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
@@ -375,8 +376,4 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
             reports[n] = InputReport(uri, mp4 if row["frames"] else None, jsonl, None, int(row["frames"]),
                                      time.perf_counter() - started, row["status"], row["message"])
     return reports
-
-
-def _as_dict(chunk: Chunk) -> dict[str, Any]:
-    return {field: getattr(chunk, field) for field in Chunk.__slots__}
 

@@ -26,7 +26,7 @@ from conftest import cut_clip, run_cli
 
 from streamvis.errors import SourceError
 from streamvis.frame import Frame
-from streamvis.sources import open_source
+from streamvis.sources import FrameSpan, index_media, open_source
 
 
 def stripe_image(width: int, height: int, i: int = 0) -> np.ndarray:
@@ -259,3 +259,55 @@ def test_the_audio_description_track_fits_every_container(name: str, audio_codec
     with av.open(str(video)) as container:
         assert sum(frame.samples for frame in container.decode(audio=0)) > 0.5 * 48000  # the speech is there
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def _read(path: Path, span: FrameSpan | None = None) -> list[tuple[int, float, bytes]]:
+    return [(f.index, f.pts, f.image.tobytes()) for f in open_source(str(path), span=span)]
+
+
+VIDEO_CASES = [c for c in CASES if c.frames is not None and "photos" not in c.name]
+
+
+@pytest.mark.parametrize("case", VIDEO_CASES, ids=[c.name for c in VIDEO_CASES])
+def test_a_video_read_in_spans_is_the_whole_read(case: Case, tmp_path: Path) -> None:
+    """A chunk of a video (a `FrameSpan`: a seek and a frame range) yields the frames of a whole read, numbered
+    and timed the same, however the container's timestamps lie."""
+    path = case.make(tmp_path)
+    whole = _read(path)
+    media = index_media(str(path))
+    assert media.frames == len(whole)
+    cuts = sorted({0, len(whole) // 3, 2 * len(whole) // 3, len(whole)})
+    parts = [_read(path, media.span(a, b)) for a, b in itertools.pairwise(cuts)]
+    assert [frame for part in parts for frame in part] == whole
+
+
+@pytest.mark.parametrize(("name", "options", "pts"), [
+    ("walk.avi", {"g": "10", "bf": "3", "b-adapt": "0"}, None),  # B-frames, pts out of order
+    ("walk.mp4", {"g": "10", "bf": "3"}, None),
+    ("gaps.mkv", {"g": "10"}, lambda i: i + 3 * (i // 25)),  # variable frame rate
+])
+def test_spans_seek_to_keyframes_on_real_footage(name: str, options: dict[str, str], pts: Any,
+                                                 person_video: Path, tmp_path: Path) -> None:
+    clip = cut_clip(person_video, tmp_path / name, 60, options, pts)
+    whole = _read(clip)
+    media = index_media(str(clip))
+    assert media.keyframes == [0, 10, 20, 30, 40, 50]
+    # spans that start between keyframes (as Ray's overlaps do) decode from the keyframe before them
+    spans = [media.span(0, 12), media.span(8, 33), media.span(31, 60)]
+    assert [s.seek_frame for s in spans] == [0, 0, 30]
+    assert [_read(clip, span) for span in spans] == [whole[:12], whole[8:33], whole[31:]]
+
+
+def test_a_span_whose_seek_lands_elsewhere_counts_packets_instead(person_video: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    clip = cut_clip(person_video, tmp_path / "walk.avi", 40, {"g": "10", "bf": "3"})
+    caplog.set_level(logging.INFO)
+    whole = _read(clip)
+    wrong = FrameSpan(25, 40, 20, (21, 20, 1))  # a key no packet has (a file rewritten since it was indexed)
+    assert _read(clip, wrong) == whole[25:]
+    assert "the seek to frame 20 missed" in caplog.text
+
+
+def test_only_files_take_spans() -> None:
+    with pytest.raises(SourceError, match="a frame span needs a video file"):
+        open_source("synthetic:?frames=10", span=FrameSpan(2, 5))

@@ -18,6 +18,7 @@ import pytest
 from conftest import CAR_VIDEO, PERSON_VIDEO, VIDEOS, _need, cut_clip, run_cli
 
 from streamvis.ray_runner import Chunk, plan_chunks, stitch_tracks
+from streamvis.sources import MediaIndex
 
 pytest.importorskip("ray")
 
@@ -119,12 +120,15 @@ def test_odd_media_on_ray_matches_a_local_run(odd_videos: Path, tmp_path: Path, 
 
 
 def test_plan_cuts_long_videos_at_keyframes_with_an_overlap() -> None:
-    pts = list(range(0, 1400 * 100, 100))  # 1400 frames at 10 fps, a keyframe every 10
-    chunks = plan_chunks(0, "v.mp4", pts, list(range(0, 1400, 10)), 10.0, chunk_s=30, overlap_s=2)
+    keys = [(pts, pts, pts) for pts in range(0, 1400 * 100, 100)]  # 1400 frames at 10 fps, a keyframe every 10
+    media = MediaIndex(keys, list(range(0, 1400, 10)), 10.0)
+    chunks = plan_chunks(0, "v.mp4", media, chunk_s=30, overlap_s=2)
     assert [(c.start, c.end) for c in chunks] == [(0, 300), (300, 600), (600, 900), (900, 1200), (1200, 1400)]
     assert all(c.warm_start == max(0, c.start - 20) for c in chunks)
-    assert all(c.seek_pts <= pts[c.warm_start] for c in chunks)  # decoding starts at or before the overlap
-    short = plan_chunks(0, "v.mp4", pts[:350], list(range(0, 350, 10)), 10.0, chunk_s=30, overlap_s=2)
+    assert all(c.seek_frame <= c.warm_start for c in chunks)  # decoding starts at or before the overlap
+    assert all(c.seek_key == keys[c.seek_frame] for c in chunks[1:])  # found again by its packet's key
+    short = plan_chunks(0, "v.mp4", MediaIndex(keys[:350], list(range(0, 350, 10)), 10.0), chunk_s=30,
+                        overlap_s=2)
     assert [(c.start, c.end) for c in short] == [(0, 350)]  # no 50-frame chunk at the end
 
 

@@ -11,6 +11,8 @@ from streamvis.config.models import (
     NarratorConfig,
     NoNarratorConfig,
     NoSegmenterConfig,
+    ObjectsNarratorConfig,
+    OnnxSettings,
     SegmenterConfig,
     Strict,
     YoloxConfig,
@@ -24,6 +26,9 @@ class SourceConfig(Strict):
     stall_timeout_s: float = Field(10.0, gt=0, description="a source that sends nothing this long has stalled: "
                                    "a live one reconnects")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    live: Literal["auto"] | bool = Field("auto", description="auto: learnt from the stream (an HLS VOD playlist, "
+                                         "an HTTP file of known duration: finite; RTSP, a live playlist, a camera: "
+                                         "live); true: reconnect and never end; false: read to the end")
     reconnect_attempts: int = Field(10, ge=0, description="live sources: reconnects after a drop (0: none)")
     reconnect_initial_delay_s: float = Field(0.5, gt=0)
     reconnect_max_delay_s: float = Field(10.0, gt=0)
@@ -95,3 +100,16 @@ class PipelineConfig(Strict):
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+    def hub_models(self) -> dict[str, str]:
+        """Role -> the model id (hub id or folder) of each model loaded through transformers: what must be cached
+        or downloadable before anything loads (YOLOX's ONNX file and exported graphs are not)."""
+        models: dict[str, str] = {}
+        for role, section in (("detector", self.detector), ("segmenter", self.segmenter),
+                              ("narrator", self.narrator)):
+            if isinstance(section, YoloxConfig | NoSegmenterConfig | NoNarratorConfig | ObjectsNarratorConfig):
+                continue
+            if isinstance(section, OnnxSettings) and section.backend == "onnx":
+                continue
+            models[role] = section.model
+        return models

@@ -1,6 +1,9 @@
 """Files, V4L2 cameras and network streams (RTSP, RTMP, HTTP(S), HLS, ...) decoded with PyAV.
 
-Files end cleanly and report damage; live sources reconnect with exponential backoff after a drop.
+Finite sources (files, and network sources that are recordings) end cleanly and report damage; live sources
+reconnect with exponential backoff after a drop. Which a network source is, the source learns from the stream
+when it opens (`stream_liveness`) unless `source.live` says. A file may be read as a `FrameSpan` (a seek and a
+frame range): its frames are numbered and timed as when the whole file is read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from streamvis.config import SourceConfig
 from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
 from streamvis.frame import Frame
 from streamvis.sources.base import Source
+from streamvis.sources.spans import FrameSpan, PacketKey
 from streamvis.sources.timestamps import PROBE_FRAMES, FrameClock
 from streamvis.sources.uri import SourceSpec
 
@@ -76,25 +80,72 @@ def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
     return options
 
 
-class AVSource(Source):
-    """One video stream of anything FFmpeg opens."""
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
 
-    def __init__(self, spec: SourceSpec, config: SourceConfig, source_id: str | None = None) -> None:
+
+def stream_liveness(spec: SourceSpec, container: Any, setting: bool | str = "auto") -> tuple[bool, str]:
+    """Whether an opened source is live (reconnect on a drop, never ends by itself) or finite (ends at its end),
+    and why, in words: `source.live` when it says; a device is live and a file finite; an RTSP/RTMP/UDP/SRT
+    stream is live; an HTTP(S) source (HLS included) is finite when the stream has a known duration (an HLS VOD
+    playlist, one with #EXT-X-ENDLIST, or a file the server gives the size of) and live otherwise (a sliding
+    playlist, an endless response)."""
+    if isinstance(setting, bool):
+        return setting, f"source.live: {str(setting).lower()}"
+    if spec.kind == "device":
+        return True, "a camera"
+    if spec.kind != "stream":
+        return False, "a file"
+    scheme = spec.target.split(":", 1)[0].lower()
+    if scheme in LIVE_SCHEMES:
+        return True, f"an {scheme.upper()} stream"
+    duration_s = container.duration / 1e6 if container.duration and container.duration > 0 else None
+    if "hls" in container.format.name:
+        if duration_s is not None:
+            return False, f"an HLS VOD playlist of {duration_s:.1f} s"
+        return True, "a live HLS playlist (no #EXT-X-ENDLIST)"
+    if duration_s is not None:
+        return False, f"an HTTP file of {duration_s:.1f} s"
+    return True, "an HTTP stream of unknown length"
+
+
+def _key(packet: Any) -> PacketKey:
+    return packet.pts, packet.dts, packet.pos
+
+
+class AVSource(Source):
+    """One video stream of anything FFmpeg opens; of a file, optionally only a `FrameSpan` of it."""
+
+    def __init__(self, spec: SourceSpec, config: SourceConfig, source_id: str | None = None,
+                 span: FrameSpan | None = None) -> None:
         super().__init__(spec.uri, source_id or spec.source_id, live=spec.live)
         self.spec = spec
         self.config = config
+        self.span = span
         if spec.kind == "file" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"input not found: {spec.target}")
         if spec.kind == "device" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"camera not found: {spec.target} (no such V4L2 device)")
+        if span is not None and spec.kind != "file":
+            raise SourceError(f"{spec.target}: a frame span needs a video file")
         # Open now, so that a bad input fails before any output is created.
         self._container: Any = self._open()
+        self.live, why = stream_liveness(spec, self._container, config.live)
+        if spec.kind in {"stream", "device"}:
+            log.info("%s: %s (%s)", self.source_id, "live: reconnects after a drop" if self.live else
+                     "finite: read to its end, no reconnect", why)
         stream = self._container.streams.video[0]
+        stream.thread_type = "SLICE" if self.live else "AUTO"  # as learnt (`_open` used the URI's guess)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self.clock = FrameClock(self.source_id, self.fps)
-        self.report.expected_frames = stream.frames or None if not self.live else None
-        if not self.live and stream.time_base is not None:
-            self.time_base = Fraction(stream.time_base)
+        if not self.live:
+            self.report.expected_frames = stream.frames or None
+            duration = self._container.duration
+            if duration and duration > 0 and self.fps:
+                self.estimated_frames = round(duration / 1e6 * self.fps)
+            if span is not None:
+                self.report.expected_frames = span.end - span.first
+            if stream.time_base is not None:
+                self.time_base = Fraction(stream.time_base)
         if spec.kind == "file" and self._container.streams.audio:
             self.audio_path = spec.target
 
@@ -125,11 +176,12 @@ class AVSource(Source):
             stream.codec_context.thread_count = self.config.decoder_threads
         return container
 
-    def _decode(self, container: Any) -> Iterator[av.VideoFrame]:
-        """Decode packet by packet, so one damaged packet costs a frame, not the file."""
+    def _decode(self, container: Any, packets: Iterator[Any] | None = None) -> Iterator[av.VideoFrame]:
+        """Decode packet by packet (the container's, or `packets`), so one damaged packet costs a frame, not the
+        file."""
         stream = container.streams.video[0]
         consecutive = 0
-        for packet in container.demux(stream):
+        for packet in packets if packets is not None else container.demux(stream):
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
@@ -146,17 +198,50 @@ class AVSource(Source):
             if self.closed:
                 return
 
+    def _packets_from(self, container: Any, span: FrameSpan) -> Iterator[Any]:
+        """The video packets from the span's keyframe on (the last, empty one flushes the decoder): a seek to it,
+        recognised by its key; where the seek lands elsewhere, the packets are counted from the start instead (no
+        decoding either way)."""
+        stream = container.streams.video[0]
+        if span.seek_key is not None and span.seek_key[0] is not None:
+            container.seek(span.seek_key[0], stream=stream, backward=True)
+            packets = container.demux(stream)
+            for packet in packets:
+                if not packet.size:
+                    continue
+                if _key(packet) == span.seek_key:
+                    return itertools.chain([packet], packets)
+                if packet.dts is not None and span.seek_key[1] is not None and packet.dts > span.seek_key[1]:
+                    break
+            log.info("%s: the seek to frame %d missed; counting packets from the start", self.source_id,
+                     span.seek_frame)
+        container.seek(stream.start_time or 0, stream=stream, backward=True)
+        packets = container.demux(stream)
+        counted = 0
+        for packet in packets:
+            if packet.size:
+                if counted == span.seek_frame:
+                    return itertools.chain([packet], packets)
+                counted += 1
+        return iter(())
+
     def _connection(self, container: Any) -> Iterator[tuple[av.VideoFrame, float]]:
-        """The frames of one connection with their pts: the clock is chosen from the first `PROBE_FRAMES`."""
+        """The frames of one connection with their pts: the clock is chosen from the first `PROBE_FRAMES`, also
+        when a span then seeks on (so that its frames are timed as in a whole read)."""
         time_base = container.streams.video[0].time_base
         frames = self._decode(container)
         probe = list(itertools.islice(frames, PROBE_FRAMES))
         self.clock.start([_stamps(f, time_base) for f in probe])
+        if self.span is not None and self.span.seek_frame > 0:
+            probe = []
+            frames = self._decode(container, self._packets_from(container, self.span))
+            self.clock.resume_at(self.span.seek_frame)
         for vframe in itertools.chain(probe, frames):
             yield vframe, self.clock.stamp(*_stamps(vframe, time_base))
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        first, end = (self.span.first, self.span.end) if self.span is not None else (0, None)
+        index = self.span.seek_frame if self.span is not None else 0
         attempt = 0
         container = self._container
         while not self.closed:
@@ -168,6 +253,11 @@ class AVSource(Source):
                     log.warning("%s: reconnected (attempt %d)", self.source_id, attempt)
                 t0 = time.perf_counter()
                 for vframe, pts in self._connection(container):
+                    if end is not None and index >= end:
+                        break
+                    if index < first:  # decoded for the frames after it; not shown
+                        index += 1
+                        continue
                     image = upright(vframe.to_ndarray(format="bgr24"), vframe.rotation)
                     decode_ms = (time.perf_counter() - t0) * 1000
                     self.report.frames += 1
@@ -192,7 +282,7 @@ class AVSource(Source):
                     container = None
                     self._container = None
             if not self.live:
-                self._check_complete(index)
+                self._check_complete(index - first)
                 return
             attempt += 1
             if attempt > self.config.reconnect_attempts:

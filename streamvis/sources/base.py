@@ -43,9 +43,13 @@ class Source(ABC):
     #: where pushed frames wait to be decoded (a WHIP publisher's), when the source has such a slot
     slot: NewestSlot[Any] | None = None
 
+    #: frames a finite source is thought to hold when the container does not count them (from its duration)
+    estimated_frames: int | None = None
+
     @property
     def expected_frames(self) -> int | None:
-        return self.report.expected_frames
+        """The frames to expect, for progress: the container's count, else the estimate from the duration."""
+        return self.report.expected_frames or self.estimated_frames
 
     @abstractmethod
     def frames(self) -> Iterator[Frame]:

@@ -100,6 +100,12 @@ class FrameClock:
         else:
             self._offset_s = 0.0
 
+    def resume_at(self, frame_in_connection: int) -> None:
+        """Continue this connection at its frame `frame_in_connection` (after a seek to a keyframe), as if the
+        frames before it had been stamped; the next frame's own time is taken as it is."""
+        self._frame_in_connection = frame_in_connection
+        self.last_s = None
+
     def _raw(self, pts_s: float | None, dts_s: float | None) -> float:
         if self.kind == "pts" and pts_s is not None:
             return pts_s
