@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
 from streamvis.detection import Detector, NoDetector, load_detector
-from streamvis.narration.backends import NarratorBackend, load_narrator_backend
-from streamvis.segmentation import SegmenterModel, load_segmenter
+from streamvis.narration.backends import FlorenceNarrator, NarratorBackend, load_narrator_backend
+from streamvis.segmentation import Batchable, SegmenterModel, load_segmenter
 from streamvis.weights.hf import check_reachable
 
 if TYPE_CHECKING:
@@ -30,11 +30,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Models:
-    """What a pipeline runs: a detector, and optionally a segmenter model and a narrator model."""
+    """What a pipeline runs: a detector, and optionally a segmenter model and a narrator model. `florence`: the
+    Florence-2 the detector or the narrator runs, when one does (it grounds viewers' words into boxes)."""
 
     detector: Detector
     segmenter: SegmenterModel | None = None
     narrator: NarratorBackend | None = None
+    florence: Florence2Model | None = None
 
     def providers(self) -> dict[str, str]:
         """Role -> the runtime really in use (`onnxruntime:cuda fp16`, `torch:cpu:float32`), for stats and logs."""
@@ -78,16 +80,14 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     detector's intra-op threads (offline with frames in flight: 1; None: onnxruntime's default).
     `cross_stream`: the models serve several live streams, so keyframe detection and SAM 2 image encoding are
     batched across them as `config.batching` says."""
-    for role in ("detector", "segmenter", "narrator"):
-        if role == "detector" and config.segmenter.type == "sam3":
-            continue
-        model_id = getattr(getattr(config, role), "model", None)
-        if isinstance(model_id, str) and getattr(getattr(config, role), "backend", "torch") != "onnx":
-            check_reachable(model_id, f"{role}.model")
+    finds_objects = config.segmenter.finds_objects  # SAM 3: no detector is loaded or run
+    for role, hub_id in config.hub_models().items():
+        if not (role == "detector" and finds_objects):
+            check_reachable(hub_id, f"{role}.model")
     detector_config, narrator_config = config.detector, config.narrator
     florence: Florence2Model | None = None
     detector: Detector
-    if config.segmenter.type == "sam3":  # SAM 3 finds the objects itself: no detector is loaded or run
+    if finds_objects:
         detector = NoDetector()
     elif isinstance(detector_config, Florence2Config):
         from streamvis.detection.florence2 import Florence2Model
@@ -113,9 +113,9 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
         detector = BatchedDetector(detector, batching.max_batch, batching.batch_wait_ms)
         log.info("detector: keyframes batched across streams (up to %d, waiting at most %.1f ms)",
                  batching.max_batch, batching.batch_wait_ms)
-    encoder_batching = getattr(segmenter, "batch_across_streams", None)
-    if cross_stream and encoder_batching is not None and segmenter is not None \
-            and batches_across_streams(batching, segmenter.provider):
-        encoder_batching(batching.max_batch, batching.batch_wait_ms)
+    if cross_stream and isinstance(segmenter, Batchable) and batches_across_streams(batching, segmenter.provider):
+        segmenter.batch_across_streams(batching.max_batch, batching.batch_wait_ms)
         log.info("segmenter: image encoding batched across streams")
-    return Models(detector, segmenter, narrator)
+    if florence is None and isinstance(narrator, FlorenceNarrator):
+        florence = narrator.runner
+    return Models(detector, segmenter, narrator, florence)

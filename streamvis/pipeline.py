@@ -7,21 +7,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import supervision as sv
 
 from streamvis.annotate import Annotator
 from streamvis.config import Florence2Config, PipelineConfig
+from streamvis.detection import NoDetector
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.keyframes import OfflineKeyframes
 from streamvis.models import Models
 from streamvis.narration.narrator import Narrator
 from streamvis.prompts import Prompt, PromptError, PromptResult
+from streamvis.segmentation import ConceptSegmenter, Promptable
 from streamvis.serialize import empty_detections
 from streamvis.tracking import Tracker
+
+if TYPE_CHECKING:
+    from streamvis.detection.florence2 import Florence2Detector
 
 
 @dataclass(slots=True)
@@ -46,13 +51,15 @@ class Pipeline:
 
     `narration`: "inline" describes a frame in `apply` when the policy says so (offline: deterministic);
     "worker" leaves it to the caller (live: `LiveNarrator` runs descriptions in a worker, never in the loop).
+    `annotate`: False leaves results without an annotated image (a Ray chunk's: its outputs are drawn later).
     """
 
     def __init__(self, config: PipelineConfig, models: Models, fps: float | None = None,
-                 narration: NarrationMode = "inline", interactive: bool = False) -> None:
+                 narration: NarrationMode = "inline", interactive: bool = False, annotate: bool = True) -> None:
         self.config = config
         self.models = models
-        self.detector = models.detector
+        # a segmenter that finds objects itself (SAM 3, `finds_objects`) runs with no detector
+        self.detector = NoDetector() if config.segmenter.finds_objects else models.detector
         self.narration = narration
         self.narrator = Narrator(config.narrator, models.narrator) if models.narrator is not None else None
         self._caption: tuple[str, float] | None = None  # latest description and the pts it shows until
@@ -60,7 +67,7 @@ class Pipeline:
         # A video segmenter gives object ids itself (SAM 2 memory); otherwise a tracker does.
         propagating = self.segmenter is not None and self.segmenter.propagates
         self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None
-        self.annotator = Annotator(config.annotator)
+        self.annotator = Annotator(config.annotator) if annotate else None
         self.keyframes = OfflineKeyframes(config.detector.every_n_frames)
         self.stats = PipelineStats()
         self._carried = empty_detections()
@@ -72,7 +79,7 @@ class Pipeline:
         # the newest frames a viewer may still be looking at: (stream frame index, segmenter frame, image)
         self.prompt_history: deque[tuple[int, int, np.ndarray]] = deque(
             maxlen=PROMPT_HISTORY_FRAMES if interactive else 1)
-        self._grounders: dict[str, Any] = {}  # prompt text -> its grounding detector (a few, newest kept)
+        self._grounders: dict[str, Florence2Detector] = {}  # prompt text -> its grounding detector (newest kept)
 
     def _filter(self, detections: sv.Detections) -> sv.Detections:
         if self._keep_classes is None or not len(detections):
@@ -84,13 +91,11 @@ class Pipeline:
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         """The detector plus the class filter: what a keyframe feeds to `apply` (thread-safe for one caller). A
-        segmenter that detects by itself (SAM 3) needs no detector: nothing is run."""
-        if getattr(self.segmenter, "detects", False):
-            return empty_detections()
+        segmenter that finds objects itself (SAM 3) has a `NoDetector`: it finds nothing and runs nothing."""
         return self._filter(self.detector.detect(image_bgr))
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Offline: detect on keyframes (`OfflineKeyframes`), then `apply`. Every frame is annotated."""
+        """Offline: detect on keyframes (`OfflineKeyframes`), then `apply`."""
         if not self.keyframes.is_keyframe(frame.index):
             return self.apply(frame, None, caption)
         t0 = time.perf_counter()
@@ -109,9 +114,8 @@ class Pipeline:
             t0 = time.perf_counter()
             out = self.segmenter.update(frame.image, detections)
             timings["segment"] = (time.perf_counter() - t0) * 1e3
-            if self.prompts_segmenter:
-                self.prompt_history.append((frame.index, int(getattr(self.segmenter, "frame_idx", -1)),
-                                            frame.image))
+            if isinstance(self.segmenter, Promptable):
+                self.prompt_history.append((frame.index, self.segmenter.frame_idx, frame.image))
         elif detections is not None:
             out = detections
             if self.tracker is not None:
@@ -134,9 +138,11 @@ class Pipeline:
                 self.show_caption(description.text, frame.pts)
         if caption is None and self._caption is not None and frame.pts <= self._caption[1]:
             caption = self._caption[0]
-        t0 = time.perf_counter()
-        annotated = self.annotator.annotate(frame.image, out, caption)
-        timings["annotate"] = (time.perf_counter() - t0) * 1e3
+        annotated = None
+        if self.annotator is not None:
+            t0 = time.perf_counter()
+            annotated = self.annotator.annotate(frame.image, out, caption)
+            timings["annotate"] = (time.perf_counter() - t0) * 1e3
         self.stats.frames += 1
         self.stats.add(timings)
         return Result(frame, out, keyframe, annotated, description, timings_ms=timings)
@@ -145,12 +151,12 @@ class Pipeline:
     @property
     def takes_words(self) -> bool:
         """Whether the segmenter itself finds what words name (SAM 3's concept prompts)."""
-        return self.segmenter is not None and hasattr(self.segmenter, "add_concept")
+        return isinstance(self.segmenter, ConceptSegmenter)
 
     @property
     def prompts_segmenter(self) -> bool:
         """Whether this pipeline takes clicks and boxes: a video segmenter that can add objects mid-stream."""
-        return self.segmenter is not None and hasattr(self.segmenter, "prompt")
+        return isinstance(self.segmenter, Promptable)
 
     def _frame_for(self, frame_index: int | None) -> tuple[int, int, np.ndarray, str]:
         """The kept frame a prompt refers to: the one shown (by its stream index), else the nearest kept."""
@@ -168,17 +174,17 @@ class Pipeline:
 
     def apply_prompt(self, prompt: Prompt, class_name: str = "object", class_id: int = -1) -> PromptResult:
         """A click, a box or a removal, applied between two frames (call from the thread that calls `apply`)."""
-        segmenter: Any = self.segmenter
+        segmenter = self.segmenter
         result = PromptResult(prompt.request_id)
         if prompt.kind == "text":
-            if not self.takes_words:
+            if not isinstance(segmenter, ConceptSegmenter):
                 raise PromptError("prompt: words are grounded into boxes first (`grounder`); this segmenter takes "
                                   "no words itself")
             result.object_ids = list(segmenter.add_concept(prompt.text))
             result.note = f"finding '{prompt.text}' from the next frame"
             return result
-        if not self.prompts_segmenter:
-            if self.takes_words:
+        if not isinstance(segmenter, Promptable):
+            if isinstance(segmenter, ConceptSegmenter):
                 raise PromptError("prompt: SAM 3 takes words (type: text); clicks, boxes and removals need "
                                   "segmenter.type sam2 or edgetam")
             raise PromptError("prompt: this stream's pipeline has no video segmenter to prompt (segmenter.type: "
@@ -200,16 +206,11 @@ class Pipeline:
     def grounder(self) -> Callable[[np.ndarray, str], sv.Detections] | None:
         """Words to boxes on an image: Florence-2 phrase grounding on the detector's or the narrator's Florence-2,
         or None when this pipeline has neither."""
-        from streamvis.detection.florence2 import Florence2Detector, Florence2Model
+        from streamvis.detection.florence2 import Florence2Detector
 
-        detector = getattr(self.detector, "inner", self.detector)
-        florence: Florence2Model | None = detector.model if isinstance(detector, Florence2Detector) else None
-        if florence is None and self.models.narrator is not None:
-            runner = getattr(self.models.narrator, "runner", None)
-            florence = runner if isinstance(runner, Florence2Model) else None
-        if florence is None:
+        if self.models.florence is None:
             return None
-        model = florence
+        model = self.models.florence
 
         def ground(image_bgr: np.ndarray, text: str) -> sv.Detections:
             detector = self._grounders.pop(text, None)

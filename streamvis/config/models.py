@@ -122,11 +122,13 @@ class Florence2Config(_DetectorBase, TorchSettings, CompileSettings, OnnxSetting
 class NoSegmenterConfig(Strict):
     type: Literal["none"] = "none"
     enabled: ClassVar[bool] = False
+    finds_objects: ClassVar[bool] = False  # the segmenter finds objects itself: no detector is loaded or run
 
 
 class _VideoSegmenterBase(_ModelChoice, TorchSettings, CompileSettings):
     role: ClassVar[str] = "segmenter"
     enabled: ClassVar[bool] = True
+    finds_objects: ClassVar[bool] = False
     compile: list[Literal["image_encoder", "memory_attention", "mask_decoder", "memory_encoder"]] = Field(
         default_factory=list, description="torch.compile these parts (the first frames take longer)")
     preprocess: Literal["auto", "host", "device"] = Field(
@@ -175,6 +177,7 @@ class Sam3Config(_ModelChoice, TorchSettings):
     type: Literal["sam3"] = "sam3"
     role: ClassVar[str] = "segmenter"
     enabled: ClassVar[bool] = True
+    finds_objects: ClassVar[bool] = True
     model: str = Field("facebook/sam3", description="hub id or local folder")
     prompt: str = Field("", description="the concepts to find, separated by full stops: 'person. red car' "
                                         "(viewers can add more)")
@@ -187,6 +190,7 @@ class SamConfig(_ModelChoice, TorchSettings):
 
     type: Literal["sam"] = "sam"
     enabled: ClassVar[bool] = True
+    finds_objects: ClassVar[bool] = False
     model: str = Field("facebook/sam-vit-base", description="hub id or local folder")
     mask_threshold: float = Field(0.0, description="mask logit threshold")
 

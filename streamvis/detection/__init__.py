@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import supervision as sv
@@ -32,6 +32,13 @@ class Detector(Protocol):
     def class_names(self) -> list[str]: ...
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections: ...
+
+
+@runtime_checkable
+class BatchDetector(Detector, Protocol):
+    """A detector that runs several images in one call (YOLOX, Florence-2): what cross-stream batching uses."""
+
+    def detect_batch(self, images_bgr: list[np.ndarray]) -> list[sv.Detections]: ...
 
 
 class NoDetector:

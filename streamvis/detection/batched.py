@@ -6,14 +6,13 @@ import numpy as np
 import supervision as sv
 
 from streamvis.batching import Batcher
-from streamvis.detection import Detector
+from streamvis.detection import BatchDetector, Detector
 
 
 def detect_many(detector: Detector, images_bgr: list[np.ndarray]) -> list[sv.Detections]:
-    """One batched call when the detector has one (`detect_batch`), else one call per image."""
-    batch = getattr(detector, "detect_batch", None)
-    if batch is not None:
-        return list(batch(images_bgr))
+    """One batched call when the detector has one (a `BatchDetector`), else one call per image."""
+    if isinstance(detector, BatchDetector):
+        return list(detector.detect_batch(images_bgr))
     return [detector.detect(image) for image in images_bgr]
 
 

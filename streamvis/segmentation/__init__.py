@@ -2,39 +2,20 @@
 finds the objects itself, from words.
 
 A `SegmenterModel` is loaded once per process; each stream takes its own `Segmenter` (its objects and, for
-video models, its streaming session) with `new_stream()`.
+video models, its streaming session) with `new_stream()`. What else a segmenter can do is a typed capability,
+a protocol its class declares (checked by mypy, asked with `isinstance`, never by probing attributes):
+
+- `Promptable`: clicks, boxes and removals mid-stream (SAM 2.1, EdgeTAM);
+- `ConceptSegmenter`: finds every instance of what words name, by itself (SAM 3; no detector runs);
+- `Batchable` (a model): image encoding batched across streams (SAM 2.1, EdgeTAM on a GPU).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import numpy as np
-import supervision as sv
-
 from streamvis.config import AnySegmenterConfig, EdgeTamConfig, Sam2Config, Sam3Config, SamConfig
+from streamvis.segmentation.base import Batchable, ConceptSegmenter, Promptable, Segmenter, SegmenterModel
 
-
-class Segmenter(Protocol):
-    """One stream's segmentation. `update` is called on every frame, in order: with the keyframe's
-    detections, or None between keyframes."""
-
-    name: str
-    provider: str
-    propagates: bool
-    last_timings_ms: dict[str, float]
-
-    def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections: ...
-
-
-class SegmenterModel(Protocol):
-    """The loaded weights, shared by every stream."""
-
-    name: str
-    provider: str
-    propagates: bool  # masks are carried between keyframes by the model (no tracker needed)
-
-    def new_stream(self) -> Segmenter: ...
+__all__ = ["Batchable", "ConceptSegmenter", "Promptable", "Segmenter", "SegmenterModel", "load_segmenter"]
 
 
 def load_segmenter(config: AnySegmenterConfig) -> SegmenterModel | None:

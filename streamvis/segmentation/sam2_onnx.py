@@ -104,10 +104,12 @@ def memory_attention_module(model: Any) -> Any:
 
         def forward(self, current: torch.Tensor, current_pos: torch.Tensor, spatial: torch.Tensor,
                     spatial_pos: torch.Tensor, pointers: torch.Tensor, pointers_pos: torch.Tensor) -> torch.Tensor:
-            return self.attention(current_vision_features=current, current_vision_position_embeddings=current_pos,
-                                  memory=torch.cat([spatial, pointers]),
-                                  memory_posision_embeddings=torch.cat([spatial_pos, pointers_pos]),
-                                  num_object_pointer_tokens=pointers.shape[0])
+            attended: torch.Tensor = self.attention(
+                current_vision_features=current, current_vision_position_embeddings=current_pos,
+                memory=torch.cat([spatial, pointers]),
+                memory_posision_embeddings=torch.cat([spatial_pos, pointers_pos]),
+                num_object_pointer_tokens=pointers.shape[0])
+            return attended
 
     return MemoryAttention().eval()
 

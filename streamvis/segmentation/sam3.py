@@ -19,6 +19,7 @@ import supervision as sv
 
 from streamvis.config import Sam3Config
 from streamvis.detection.florence2 import split_prompt
+from streamvis.segmentation.base import ConceptSegmenter
 from streamvis.segmentation.processing import masks_to_xyxy, upsample_masks
 from streamvis.segmentation.session import prune_session
 from streamvis.serialize import empty_detections
@@ -59,7 +60,7 @@ def streaming_session_class(base: type) -> type:
     """`base` (transformers' SAM 3 session) whose `num_frames` counts every frame it was given, pruned or not:
     the model reads it to size its object pointers, so a pruned session must still report the frames it saw."""
 
-    class StreamingSession(base):
+    class StreamingSession(base):  # type: ignore[misc]  # a class known at run time (transformers')
         frames_seen = 0
 
         @property
@@ -78,7 +79,6 @@ class Sam3SegmenterModel:
     """SAM 3 loaded once per process with its tokenizer; `new_stream()` gives each stream its own session."""
 
     propagates = True
-    detects = True  # finds its objects itself: the pipeline's detector is not run
 
     def __init__(self, config: Sam3Config) -> None:
         import torch
@@ -111,11 +111,10 @@ class Sam3SegmenterModel:
         return Sam3Segmenter(self)
 
 
-class Sam3Segmenter:
+class Sam3Segmenter(ConceptSegmenter):
     """One stream's SAM 3 session: call `update` once per frame, in order; `add_concept` between frames."""
 
     propagates = True
-    detects = True
 
     def __init__(self, model: Sam3SegmenterModel) -> None:
         self.model = model

@@ -19,6 +19,7 @@ import supervision as sv
 from streamvis.config import EdgeTamConfig, Sam2Config
 from streamvis.prompts import PromptError
 from streamvis.runtime.torch_compile import SAM2_PARTS, compile_parts
+from streamvis.segmentation.base import Batchable, Promptable
 from streamvis.segmentation.matching import box_iou, match_detections
 from streamvis.segmentation.processing import (
     masks_to_xyxy,
@@ -67,7 +68,7 @@ def _model_classes(kind: str) -> tuple[Any, Any]:
     return Sam2VideoModel, Sam2VideoInferenceSession
 
 
-class VideoSegmenterModel:
+class VideoSegmenterModel(Batchable):
     """SAM 2.1 or EdgeTAM loaded once per process (and, with `backend: onnx`, its onnxruntime graphs);
     `new_stream()` gives each stream its own session. Model calls carry no state between streams."""
 
@@ -152,7 +153,7 @@ class VideoSegmenterModel:
         return VideoSegmenter(self)
 
 
-class VideoSegmenter:
+class VideoSegmenter(Promptable):
     """One stream's objects and streaming session: masks on every frame with stable object ids; call `update`
     once per frame, in order."""
 
