@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "clients" / "python"))
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
-from streamvis.server.serve import restrict_ice_to_loopback  # noqa: E402
+from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
 
 SOURCE = "synthetic:?w=1280&h=720&fps=30&frames=0&objects=4&realtime=1"
 
@@ -143,7 +143,7 @@ def main() -> None:
                         help="also watch with the viewer page in headless Chromium: glass-to-glass latency "
                              "(Debian's chromium and playwright)")
     args = parser.parse_args()
-    restrict_ice_to_loopback()
+    use_loopback_ice(only=True)
     runs = {name: extra for name, extra in CONFIGS.items() if args.baseline or not extra}
     measured = {name: serve_and_measure(args, extra) for name, extra in runs.items()}
     if args.chromium:

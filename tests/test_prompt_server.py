@@ -16,7 +16,7 @@ from conftest import MODELS, PERSON_VIDEO, TinyModels, _need
 from streamvis_client import prompt, watch
 from test_serve import STREAM, Server
 
-from streamvis.server.serve import restrict_ice_to_loopback
+from streamvis.server.aiortc_compat import use_loopback_ice
 
 HEADERS = {"Authorization": "Bearer ctl"}
 VIEW = {"Authorization": "Bearer look"}
@@ -26,7 +26,7 @@ VIEW = {"Authorization": "Bearer look"}
 def server(tiny_models: TinyModels) -> Iterator[Server]:
     _need(PERSON_VIDEO)
     _need(MODELS / "yolox-nano")
-    restrict_ice_to_loopback()
+    use_loopback_ice(only=True)
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--token", "ctl",
                  "--view-token", "look", "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.sam2}",
                  "--set", "detector.every_n_frames=10", "--set", "segmenter.max_objects=8",

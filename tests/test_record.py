@@ -93,9 +93,9 @@ def test_serve_records_every_stream_in_segments(tmp_path: Path, person_video: Pa
     from streamvis_client import watch
     from test_serve import Server
 
-    from streamvis.server.serve import restrict_ice_to_loopback
+    from streamvis.server.aiortc_compat import use_loopback_ice
 
-    restrict_ice_to_loopback()
+    use_loopback_ice(only=True)
     clip = cut_clip(person_video, tmp_path / "short.mp4", 45)  # 4.5 s at 10 fps, served once
     folder = tmp_path / "recordings"
     server = Server("--source", str(clip), "--models-dir", str(models_dir), "--record", str(folder),

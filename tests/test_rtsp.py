@@ -207,10 +207,10 @@ def test_viewers_keep_watching_while_the_camera_restarts(camera: Camera) -> None
     from streamvis_client import watch
     from test_serve import Server
 
-    from streamvis.server.serve import restrict_ice_to_loopback
+    from streamvis.server.aiortc_compat import use_loopback_ice
 
     _need(MODELS / "yolox-nano")
-    restrict_ice_to_loopback()
+    use_loopback_ice(only=True)
     settings = [f"source.{key}={value}" for key, value in FAST_RECONNECT.items()]
     server = Server("--source", camera.url, "--models-dir", str(MODELS),
                     *itertools.chain.from_iterable(("--set", s) for s in settings))

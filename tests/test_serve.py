@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from streamvis.server.serve import restrict_ice_to_loopback
+from streamvis.server.aiortc_compat import use_loopback_ice
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 import itertools
@@ -97,7 +97,7 @@ def person_video_server(*extra: str) -> Iterator[Server]:
 
     _need(PERSON_VIDEO)
     _need(MODELS / "yolox-nano")
-    restrict_ice_to_loopback()  # this process's aiortc clients, like the server, stay on 127.0.0.1
+    use_loopback_ice(only=True)  # this process's aiortc clients, like the server, stay on 127.0.0.1
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", *extra)
     try:
         srv.wait_ready()
@@ -272,13 +272,8 @@ def test_source_that_ends_sends_status_and_server_stays_up(tmp_path: Path, perso
 
 def test_python_client_script(server: Server) -> None:
     """The client as a user runs it: a script printing data-channel messages as JSON lines."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = ("import runpy, sys; from streamvis.server.serve import restrict_ice_to_loopback; "
-            "restrict_ice_to_loopback(); sys.argv = sys.argv[1:]; "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", code, str(ROOT / "clients/python/streamvis_client.py"),
-                             server.url, "--frames", "20", "--json"], capture_output=True, text=True, timeout=60,
-                            env=env)
+    result = subprocess.run([sys.executable, str(ROOT / "clients/python/streamvis_client.py"), server.url,
+                             "--frames", "20", "--json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]
     assert messages[0]["type"] == "hello" and any(m["type"] == "frame" for m in messages)

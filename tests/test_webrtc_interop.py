@@ -30,13 +30,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from multidict import CIMultiDict
 from test_serve import STREAM, Server, person_video_server
 
-from streamvis.server.dtls import accept_rsa_peers, offered_setup
+from streamvis.server import aiortc_compat
+from streamvis.server.dtls import offered_setup
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
 
-    accept_rsa_peers()  # the test's own peers may hold RSA certificates, as GStreamer's do
+    aiortc_compat.apply()  # the test's own peers may hold RSA certificates, as GStreamer's do
     with person_video_server("--cors-origin", "*") as srv:
         yield srv
 

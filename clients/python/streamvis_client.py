@@ -7,8 +7,9 @@ and prints (or collects) the data channel's per-frame detections.
     python clients/python/streamvis_client.py 'janus+http://sfu:8088/janus?room=1234' --stream people
     python clients/python/streamvis_client.py http://127.0.0.1:8080 --prompt '{"type": "text", "text": "dog"}'
 
-Needs only aiortc and aiohttp (both streamvis dependencies); watching through Janus also uses streamvis's Janus
-API client. `watch()` is the same code as a library call.
+Needs aiortc, aiohttp and streamvis itself: its aiortc compatibility module (`streamvis.server.aiortc_compat`: RSA
+peers, and the loopback ICE rule the server follows, so that a client of a server on 127.0.0.1 works where loopback
+is the only interface) and, through Janus, its Janus API client. `watch()` is the same code as a library call.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+
+from streamvis.server import aiortc_compat
+
+
+def _prepare_aiortc(url: str | None) -> None:
+    """aiortc as the server runs it; ICE candidates on 127.0.0.1 alone for a server on loopback (`url`), else the
+    machine's addresses (127.0.0.1 where it has no other). An SFU (None) offers its own addresses: the latter."""
+    aiortc_compat.apply()
+    aiortc_compat.use_loopback_ice(only=url is not None and aiortc_compat.is_loopback(urlsplit(url).hostname or ""))
 
 
 @dataclass
@@ -153,6 +163,7 @@ async def watch(base_url: str, stream: str, frames: int = 100, timeout_s: float 
     """
     if base_url.startswith(("janus+http://", "janus+https://")):
         return await watch_janus(base_url, stream, frames, timeout_s, token, on_frame, on_message, keep_messages)
+    _prepare_aiortc(base_url)
     receiver = _Receiver(frames, on_frame, on_message, keep_messages)
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
@@ -185,10 +196,9 @@ async def watch_janus(room_url: str, stream: str | None, frames: int = 100, time
     subscribe to the room's publisher named `stream` (the only one when None), take what Janus offers (video,
     narration audio, the data channel with the per-frame detections), then leave. Needs streamvis installed (its
     Janus API client)."""
-    from streamvis.server.dtls import accept_rsa_peers
     from streamvis.server.janus import JanusRoom, JanusSession
 
-    accept_rsa_peers()
+    _prepare_aiortc(None)
     room = JanusRoom.parse(room_url, stream or "")
     receiver = _Receiver(frames, on_frame, on_message, keep_messages)
     pc = RTCPeerConnection()

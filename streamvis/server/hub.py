@@ -21,8 +21,8 @@ from streamvis.frame import Result, SceneDescription
 from streamvis.live.runner import LiveStream
 from streamvis.prompts import PromptError, RateLimiter, parse_prompt
 from streamvis.serialize import result_to_json
+from streamvis.server import aiortc_compat
 from streamvis.server.audio import synthesize_for_tracks
-from streamvis.server.dtls import accept_rsa_peers
 from streamvis.server.egress import Egress, make_egress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
@@ -124,7 +124,7 @@ class StreamHub:
         # per stream, codec and layering (burned in or drawn by the viewer), made for a first viewer
         self.outputs: dict[tuple[LiveStream, str, bool], VideoOutput] = {}
         self.prompt_limiter = RateLimiter(settings.prompts_per_s, settings.prompt_burst)
-        accept_rsa_peers()  # publishers and players with RSA certificates (GStreamer, GnuTLS builds)
+        aiortc_compat.apply()  # once per process, at server start: RSA peers, PLI forwarding, encoder timing
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
         self.egresses: list[Egress] = []

@@ -18,31 +18,14 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.models import load_models
+from streamvis.server import aiortc_compat
+from streamvis.server.aiortc_compat import is_loopback
 from streamvis.server.hub import ServerSettings, StreamFactory
 from streamvis.server.routes import build_app
 from streamvis.sinks.record import SegmentedRecorder, ThreadedSink
 from streamvis.sources import Source, open_source, parse_source_uri
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def restrict_ice_to_loopback() -> None:
-    """Offer only 127.0.0.1 as an ICE host candidate (aioice leaves loopback out by default).
-
-    For a server bound to loopback: its viewers are on this machine, and nothing should leave it.
-    """
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
 
 
 def stream_ids(sources: list[str]) -> list[str]:
@@ -123,8 +106,8 @@ def check_exposure(host: str, token: str | None) -> None:
 def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,
         context: ssl.SSLContext | None, make_stream: StreamFactory | None = None) -> None:
     check_exposure(host, server.token)
-    if is_loopback(host):
-        restrict_ice_to_loopback()
+    # bound to loopback: viewers are on this machine and nothing leaves it (`aiortc_compat.use_loopback_ice`)
+    aiortc_compat.use_loopback_ice(only=is_loopback(host))
     app = build_app(streams, server, make_stream)
     scheme = "https" if context else "http"
     def started(_banner: str) -> None:  # aiohttp calls this once the port is bound, never before

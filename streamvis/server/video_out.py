@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from streamvis.frame import Result
 from streamvis.live.stats import StreamStats
+from streamvis.server.aiortc_compat import sent_rtp_timestamp
 from streamvis.slot import NewestSlot
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ def rtp_origin_of(track: Any, last_pts: int | None) -> int | None:
     (for the frame whose pts was `last_pts`); None until a frame has gone out. The origin lives in the sender's
     loop, so this reads the sender's record of its last packet."""
     sender = getattr(track, "sender", None)
-    sent = getattr(sender, "_RTCRtpSender__rtp_timestamp", None) if sender is not None else None
-    if last_pts is None or not sent:
+    sent = sent_rtp_timestamp(sender) if sender is not None else None
+    if last_pts is None or sent is None:
         return None
-    return (int(sent) - last_pts) & RTP_MASK
+    return (sent - last_pts) & RTP_MASK
 PLI_MIN_INTERVAL_S = 0.5  # receivers' keyframe requests honoured at most this often
 PACKET_QUEUE = 30  # per H.264 viewer; a viewer this far behind skips to the next keyframe
 
@@ -83,60 +84,6 @@ def video_output(codec: str, stats: StreamStats, loop: asyncio.AbstractEventLoop
     if codec == "vp8":
         return PerViewerOutput(stats, clean=clean)
     raise ValueError(f"no video output for codec {codec!r} (expected h264 or vp8)")
-
-
-def _instrument_encoders() -> None:
-    """Measure each frame from decode to encoded packets (`server_latency`) where aiortc encodes per viewer.
-
-    aiortc encodes inside its RTP sender, out of our reach, so its encoders are wrapped once: the frame carries
-    (stream stats, decode time) in `opaque`, and the time is recorded when `encode` returns.
-    """
-    from aiortc.codecs.h264 import H264Encoder
-    from aiortc.codecs.vpx import Vp8Encoder
-
-    for encoder_cls in (H264Encoder, Vp8Encoder):
-        original = encoder_cls.encode
-        if getattr(original, "_streamvis", False):
-            continue
-
-        def encode(self: Any, frame: av.VideoFrame, force_keyframe: bool = False,
-                   _original: Any = original) -> tuple[list[bytes], int]:
-            out = _original(self, frame, force_keyframe)
-            tag = getattr(frame, "opaque", None)
-            if isinstance(tag, tuple) and len(tag) == 2:
-                stats, decoded_at = tag
-                stats.stage("server_latency", (time.monotonic() - decoded_at) * 1e3)
-            return out
-
-        encode._streamvis = True  # type: ignore[attr-defined]
-        encoder_cls.encode = encode  # type: ignore[method-assign,assignment]
-
-
-_instrument_encoders()
-
-
-def _forward_keyframe_requests() -> None:
-    """A receiver's PLI (a Janus subscriber joining, a viewer that lost packets) reaches the shared encoder.
-
-    aiortc answers a PLI by forcing a keyframe in its own encoder, which a packet track does not go through; this
-    passes the request on to the track's output (at most one forced keyframe per `PLI_MIN_INTERVAL_S`)."""
-    from aiortc.rtcrtpsender import RTCRtpSender
-
-    original = RTCRtpSender._send_keyframe
-    if getattr(original, "_streamvis", False):
-        return
-
-    def send_keyframe(self: Any) -> None:
-        original(self)
-        track = self.track
-        if isinstance(track, PacketTrack):
-            track.output.request_keyframe(from_receiver=True)
-
-    send_keyframe._streamvis = True  # type: ignore[attr-defined]
-    RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-
-
-_forward_keyframe_requests()
 
 
 def note_origin(track: Any) -> None:
@@ -272,6 +219,10 @@ class PacketTrack(MediaStreamTrack):
         self.rtp_origin: int | None = None
         self.on_rtp_origin: Any = None  # called once with the origin, when known
         self._last_pts: int | None = None
+
+    def keyframe_requested(self) -> None:
+        """A receiver asked for a keyframe (a PLI; `aiortc_compat` passes it on): the shared encoder makes one."""
+        self.output.request_keyframe(from_receiver=True)
 
     def offer(self, packet: av.Packet) -> None:
         if not self._synced:
