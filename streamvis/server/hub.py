@@ -9,11 +9,10 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.exceptions import OperationError
 
@@ -26,6 +25,7 @@ from streamvis.server.audio import synthesize_for_tracks
 from streamvis.server.egress import Egress, make_egress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
+from streamvis.server.refused import Refused
 from streamvis.server.video_out import RTP_MASK, VideoOutput, video_output, video_pts
 from streamvis.sources.base import Source
 
@@ -35,14 +35,6 @@ StreamFactory = Callable[[str, Callable[[], Source]], LiveStream]
 STATS_EVERY_FRAMES = 15  # a stats summary rides along with every 15th frame message
 LAYERS = ("burned", "client")  # boxes, masks and labels burnt into the video, or drawn by the viewer
 PROMPT_TIMEOUT_S = 30.0  # a prompt not applied by then is reported as such (words on a CPU take seconds)
-
-
-class PromptRefused(Exception):
-    """A prompt refused before it reached the stream (not allowed, too many), with its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -87,18 +79,23 @@ def narration_message(stream_id: str, d: SceneDescription) -> dict[str, Any]:
 
 
 class ViewerFanout:
-    """The sink that takes a stream's results to its viewers: video to the stream's output (from the pipeline
-    thread), the per-frame JSON (serialised once) to every viewer's data channel (on the event loop)."""
+    """The sink that takes a stream's results to its viewers: video to the stream's outputs (from the pipeline
+    thread), the per-frame JSON (serialised once) to every viewer's data channel (on the event loop).
+
+    The pipeline thread reads only `outputs` and `listened`, which the loop hands over whole (a new tuple, a new
+    bool: one reference assigned) whenever viewers, egresses or outputs change; it never reads the hub's dicts."""
 
     def __init__(self, hub: StreamHub, stream: LiveStream) -> None:
         self.hub = hub
         self.stream = stream
+        self.outputs: tuple[VideoOutput, ...] = ()  # one per codec and layering viewers take
+        self.listened = False  # whether any viewer or egress takes the stream's messages
 
     def write(self, result: Result) -> None:
-        for output in self.hub.outputs_of(self.stream):  # one per codec and layering viewers take
+        for output in self.outputs:
             if output.active:
                 output.push(result)
-        if self.hub.recipients(self.stream):
+        if self.listened:
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
             # rtp_pts and decoded_at_ms let a viewer find the message of the frame on its screen and measure
             # from the frame's arrival here to its display there
@@ -128,6 +125,27 @@ class StreamHub:
         self.rtc_config = RTCConfiguration([ice_server(u) for u in settings.ice_servers])
         self.loop: asyncio.AbstractEventLoop | None = None
         self.egresses: list[Egress] = []
+        self._fanouts: dict[LiveStream, ViewerFanout] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every task the hub starts, until it ends
+
+    # -- tasks -----------------------------------------------------------------------------------------------
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` as a task the hub owns (on the loop): kept until it ends, a failure logged with `name`."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", task.get_name(), task.exception(), exc_info=task.exception())
+
+    def _hand_over(self, stream: LiveStream) -> None:
+        """On the loop, after a change: give the stream's fanout its outputs and whether anyone listens."""
+        fanout = self._fanouts.get(stream)
+        if fanout is not None:
+            fanout.outputs = tuple(output for (owner, _, _), output in self.outputs.items() if owner is stream)
+            fanout.listened = bool(self.recipients(stream))
 
     # -- from stream threads ----------------------------------------------------------------------------------
     def post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -153,7 +171,7 @@ class StreamHub:
     def _narrated(self, stream: LiveStream, description: SceneDescription) -> None:
         self.send_to_viewers(stream, narration_message(stream.stream_id, description))
         if any(peer.audio is not None for peer in self.recipients(stream)) and self.loop is not None:
-            self.loop.create_task(self._speak(stream, description.text))
+            self.spawn(self._speak(stream, description.text), f"{stream.stream_id}: speech")
 
     async def _speak(self, stream: LiveStream, text: str) -> None:
         """Synthesise once (espeak-ng, in a thread) and queue the speech on every audio track of the stream:
@@ -176,9 +194,12 @@ class StreamHub:
             egress = make_egress(self, stream_id, url, self.settings.publish_token)
             self.egresses.append(egress)
             egress.start()
+        for stream in self.streams.values():
+            self._hand_over(stream)
 
     def _attach(self, stream: LiveStream) -> None:
-        stream.add_sink(ViewerFanout(self, stream))
+        fanout = self._fanouts[stream] = ViewerFanout(self, stream)
+        stream.add_sink(fanout)
         stream.on_status(functools.partial(self.post, self._status, stream))
         stream.on_narration(functools.partial(self.post, self._narrated, stream))
         stream.start()
@@ -186,17 +207,19 @@ class StreamHub:
     async def add_publisher(self, name: str, sdp: str) -> Publisher:
         """A WHIP publisher becomes stream `name` (replacing an earlier publisher's stream of that name)."""
         if self.make_stream is None:
-            raise web.HTTPNotImplemented(text="this server takes no WHIP publishers")
+            raise Refused(501, "this server takes no WHIP publishers")
         old = self.streams.get(name)
         if old is not None and not any(p.stream_id == name for p in self.publishers.values()) \
                 and old.status == "live":
-            raise web.HTTPConflict(text=json.dumps({"error": f"stream '{name}' is a configured source"}),
-                                   content_type="application/json")
+            raise Refused(409, f"stream '{name}' is a configured source")
         for previous in [p for p in self.publishers.values() if p.stream_id == name]:
             await previous.close()
         publisher = Publisher(name, self.rtc_config)
         try:
             answer = await publisher.answer(sdp)
+        except ValueError as exc:
+            await publisher.close()
+            raise Refused(400, f"unusable SDP offer: {exc}") from exc
         except Exception:
             await publisher.close()
             raise
@@ -206,10 +229,12 @@ class StreamHub:
             await asyncio.get_running_loop().run_in_executor(None, old.stop)
             for key in [k for k in self.outputs if k[0] is old]:
                 self.outputs.pop(key).close()
+            self._fanouts.pop(old, None)
         self.streams[name] = stream
         self._attach(stream)
+        self._hand_over(stream)
         publisher.answer_sdp = answer
-        asyncio.get_running_loop().create_task(self._reap_publisher(publisher))
+        self.spawn(self._reap_publisher(publisher), f"WHIP publisher {publisher.id}: reaper")
         return publisher
 
     async def _reap_publisher(self, publisher: Publisher) -> None:
@@ -217,16 +242,13 @@ class StreamHub:
         self.publishers.pop(publisher.id, None)
 
     # -- viewers ---------------------------------------------------------------------------------------------
-    def outputs_of(self, stream: LiveStream) -> list[VideoOutput]:
-        """The stream's outputs (read from its pipeline thread: a snapshot of the dict)."""
-        return [output for (owner, _, _), output in list(self.outputs.items()) if owner is stream]
-
     def output_for(self, stream: LiveStream, codec: str, clean: bool = False) -> VideoOutput:
         """The stream's video output in `codec`, annotated or `clean`, made for its first viewer of that kind."""
         output = self.outputs.get((stream, codec, clean))
         if output is None:
             output = self.outputs[(stream, codec, clean)] = video_output(codec, stream.stats,
                                                                          asyncio.get_running_loop(), clean)
+            self._hand_over(stream)
         return output
 
     async def add_viewer(self, stream: LiveStream, sdp: str, sdp_type: str, can_prompt: bool = True,
@@ -234,20 +256,24 @@ class StreamHub:
         """A viewer of `stream`; `layers`: "burned" (the annotated video) or "client" (the clean video, for a
         viewer that draws boxes, masks and labels itself from the data channel)."""
         if layers not in LAYERS:
-            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, got {layers!r}")
-        codec = viewer_codec(sdp, self.settings.codec)
+            raise Refused(400, f"layers must be one of {', '.join(LAYERS)}, got {layers!r}")
+        try:
+            codec = viewer_codec(sdp, self.settings.codec)
+        except ValueError as exc:
+            raise Refused(400, f"unusable SDP offer: {exc}") from exc
         track = self.output_for(stream, codec, clean=layers == "client").new_track()
         viewer = Viewer(stream, self.rtc_config, track, can_prompt=can_prompt, layers=layers)
         viewer.on_request = self._viewer_request
         self.viewers[viewer.id] = viewer
         stream.stats.viewers += 1
-        asyncio.get_running_loop().create_task(self._reap(viewer))
+        self._hand_over(stream)
+        self.spawn(self._reap(viewer), f"viewer {viewer.id}: reaper")
         try:
             narrator = stream.pipeline.config.narrator
             await viewer.answer(sdp, sdp_type, codec, narrator.enabled and narrator.speech)
-        except OperationError as exc:  # aiortc could not match what the offer asks for
+        except (OperationError, ValueError) as exc:  # aiortc could not match what the offer asks for
             await viewer.close()
-            raise ValueError(str(exc)) from exc
+            raise Refused(400, f"unusable SDP offer: {exc}") from exc
         except Exception:
             await viewer.close()
             raise
@@ -260,14 +286,14 @@ class StreamHub:
         request_id = str(data.get("id", ""))[:64] if isinstance(data, dict) else ""
         try:
             if not can_prompt:
-                raise PromptRefused(403, "prompt: this viewer may watch but not prompt (it connected without the "
+                raise Refused(403, "prompt: this viewer may watch but not prompt (it connected without the "
                                          "server's token)")
             if not self.prompt_limiter.allow(client):
-                raise PromptRefused(429, f"prompt: at most {self.settings.prompts_per_s:g} prompts a second "
+                raise Refused(429, f"prompt: at most {self.settings.prompts_per_s:g} prompts a second "
                                          f"(bursts of {self.settings.prompt_burst}); slow down")
             prompt = parse_prompt(data, stream.resolution_wh)
             result = await asyncio.wait_for(asyncio.wrap_future(stream.prompt(prompt)), PROMPT_TIMEOUT_S)
-        except PromptRefused as exc:
+        except Refused as exc:
             return {"type": "prompt_result", "id": request_id, "ok": False, "error": str(exc), "status": exc.status}
         except PromptError as exc:
             return {"type": "prompt_result", "id": request_id, "ok": False, "error": str(exc), "status": 400}
@@ -297,14 +323,17 @@ class StreamHub:
             reply.pop("status", None)
             viewer.send(reply)
 
-        asyncio.get_running_loop().create_task(answer())
+        self.spawn(answer(), f"viewer {viewer.id}: prompt")
 
     async def _reap(self, viewer: Viewer) -> None:
         await viewer.closed.wait()
         if self.viewers.pop(viewer.id, None) is not None:
             viewer.stream.stats.viewers -= 1
+            self._hand_over(viewer.stream)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*(e.close() for e in self.egresses), return_exceptions=True)
         await asyncio.gather(*(v.close() for v in list(self.viewers.values())), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in list(self.publishers.values())), return_exceptions=True)

@@ -7,8 +7,9 @@ Endpoints: `GET /` (the viewer), `GET /streams`, `POST /offer` (JSON SDP, as in 
 are in `streamvis.server.wish`), `POST /ask`, `POST /prompt` (clicks, boxes, words; `streamvis.prompts`),
 `GET /metrics` (Prometheus), `GET /healthz`. With a token set, every request but a CORS preflight must carry it
 (`Authorization: Bearer`, or `?token=` for the page itself) or gets 401 and nothing else; a view token
-(`--view-token`) may watch and ask but not prompt or publish (403). Handlers only parse,
-check and answer: the hub (`streamvis.server.hub`) holds the state, and no model code or codec runs on the loop.
+(`--view-token`) may watch and ask but not prompt or publish (403). Handlers only parse, check and answer (a
+refusal is a `Refused` with its HTTP status, answered by one middleware, `refused.refusals`): the hub
+(`streamvis.server.hub`) holds the state, and no model code or codec runs on the loop.
 """
 
 from __future__ import annotations
@@ -26,15 +27,12 @@ from streamvis.live.stats import prometheus_text
 from streamvis.server.hub import LAYERS, ServerSettings, StreamFactory, StreamHub, narration_message
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
+from streamvis.server.refused import Refused, refusals
 from streamvis.server.wish import cors, created, trickle
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
 TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
@@ -44,23 +42,20 @@ async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"expected a JSON body {shape}"}),
-                                 content_type="application/json")
+        raise Refused(400, f"expected a JSON body {shape}")
     return body
 
 
 def _stream_or_404(hub: StreamHub, name: str) -> LiveStream:
     stream = hub.streams.get(name)
     if stream is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": f"no stream '{name}' (streams: {', '.join(hub.streams)})"}),
-                               content_type="application/json")
+        raise Refused(404, f"no stream '{name}' (streams: {', '.join(hub.streams)})")
     return stream
 
 
 def _check_sdp(sdp: object) -> str:
     if not isinstance(sdp, str) or not sdp.startswith("v=0") or "m=video" not in sdp:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "expected an SDP offer with a video section"}),
-                                 content_type="application/json")
+        raise Refused(400, "expected an SDP offer with a video section")
     return sdp
 
 
@@ -93,15 +88,13 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
 def _control_only(request: web.Request, what: str) -> None:
     """403 unless the request carries the server's token (a view token may watch, not change streams)."""
     if request.get("role") != "control":
-        raise web.HTTPForbidden(text=json.dumps({"error": f"{what} needs the server's token (this one may only "
-                                                          "watch)"}), content_type="application/json")
+        raise Refused(403, f"{what} needs the server's token (this one may only watch)")
 
 
 def _layers(value: object) -> str:
     layers = "burned" if value is None else value
     if layers not in LAYERS:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"layers must be one of {', '.join(LAYERS)}, got "
-                                                           f"{value!r}"}), content_type="application/json")
+        raise Refused(400, f"layers must be one of {', '.join(LAYERS)}, got {value!r}")
     return str(layers)
 
 
@@ -126,15 +119,12 @@ async def offer(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     body = await _json_object(request, '{"sdp": ..., "type": "offer", "stream": ...}')
     if body.get("type") != "offer":
-        return _error(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
+        raise Refused(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
     name = body.get("stream") or next(iter(hub.streams))
     stream = _stream_or_404(hub, str(name))
     layers = _layers(body.get("layers"))
-    try:
-        viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer",
-                                      can_prompt=request["role"] == "control", layers=layers)
-    except ValueError as exc:
-        return _error(400, f"unusable SDP offer: {exc}")
+    viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer",
+                                  can_prompt=request["role"] == "control", layers=layers)
     return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id,
                               "layers": layers, "can_prompt": viewer.can_prompt})
 
@@ -143,13 +133,10 @@ async def whep_post(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     stream = _stream_or_404(hub, request.match_info["stream"])
     if request.content_type != "application/sdp":
-        return _error(415, "WHEP expects Content-Type: application/sdp")
+        raise Refused(415, "WHEP expects Content-Type: application/sdp")
     sdp = _check_sdp(await request.text())
-    try:
-        viewer = await hub.add_viewer(stream, sdp, "offer", can_prompt=request["role"] == "control",
-                                      layers=_layers(request.query.get("layers")))
-    except ValueError as exc:
-        return _error(400, f"unusable SDP offer: {exc}")
+    viewer = await hub.add_viewer(stream, sdp, "offer", can_prompt=request["role"] == "control",
+                                  layers=_layers(request.query.get("layers")))
     location = f"/whep/{stream.stream_id}/{viewer.id}"
     return created(viewer.pc.localDescription.sdp, location, viewer.id, hub.rtc_config.iceServers or [])
 
@@ -158,7 +145,7 @@ def _whep_session(request: web.Request) -> Viewer:
     """The viewer `/whep/{stream}/{session}` names; 404 otherwise."""
     viewer = request.app["hub"].viewers.get(request.match_info["session"])
     if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
-        raise web.HTTPNotFound(text=json.dumps({"error": "no such WHEP session"}), content_type="application/json")
+        raise Refused(404, "no such WHEP session")
     return viewer
 
 
@@ -166,7 +153,7 @@ def _whip_session(request: web.Request) -> Publisher:
     """The publisher `/whip/{stream}/{session}` names; 404 otherwise."""
     publisher = request.app["hub"].publishers.get(request.match_info["session"])
     if publisher is None or publisher.stream_id != request.match_info["stream"]:
-        raise web.HTTPNotFound(text=json.dumps({"error": "no such WHIP session"}), content_type="application/json")
+        raise Refused(404, "no such WHIP session")
     return publisher
 
 
@@ -180,14 +167,11 @@ async def whip_post(request: web.Request) -> web.Response:
     _control_only(request, "publishing")
     name = request.match_info["stream"]
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
-        return _error(400, "stream names are letters, digits, '-' and '_' (at most 64)")
+        raise Refused(400, "stream names are letters, digits, '-' and '_' (at most 64)")
     if request.content_type != "application/sdp":
-        return _error(415, "WHIP expects Content-Type: application/sdp")
+        raise Refused(415, "WHIP expects Content-Type: application/sdp")
     sdp = _check_sdp(await request.text())
-    try:
-        publisher = await hub.add_publisher(name, sdp)
-    except ValueError as exc:
-        return _error(400, f"unusable SDP offer: {exc}")
+    publisher = await hub.add_publisher(name, sdp)
     return created(publisher.answer_sdp, f"/whip/{name}/{publisher.id}", publisher.id,
                    hub.rtc_config.iceServers or [])
 
@@ -213,15 +197,15 @@ async def ask(request: web.Request) -> web.Response:
     body = await _json_object(request, '{"question": ..., "stream": ...}')
     question = body.get("question")
     if not isinstance(question, str) or not question.strip() or len(question) > 500:
-        return _error(400, "expected a question: a non-empty string of at most 500 characters")
+        raise Refused(400, "expected a question: a non-empty string of at most 500 characters")
     stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
     try:
         future = stream.ask(question.strip())
     except RuntimeError as exc:
-        return _error(409, str(exc))
+        raise Refused(409, str(exc)) from exc
     description = await asyncio.wrap_future(future)
     if description is None:
-        return _error(502, "the narrator gave no answer")
+        raise Refused(502, "the narrator gave no answer")
     return web.json_response(narration_message(stream.stream_id, description))
 
 
@@ -256,7 +240,7 @@ async def favicon(request: web.Request) -> web.FileResponse:
 def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
               make_stream: StreamFactory | None = None) -> web.Application:
     """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
-    app = web.Application(middlewares=[cors, _auth], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[cors, refusals, _auth], client_max_size=MAX_BODY_BYTES)
     hub = StreamHub(streams, settings, make_stream)
     app["hub"], app["settings"] = hub, settings
 

@@ -19,6 +19,8 @@ from aiohttp import web
 from aiortc import RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
+from streamvis.server.refused import Refused
+
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 EXPOSED_HEADERS = "Location, ETag, Link, Accept-Patch, Accept-Post"
@@ -101,17 +103,17 @@ def remote_ufrag(pc: RTCPeerConnection) -> str | None:
 async def trickle(request: web.Request, pc: RTCPeerConnection, session_id: str) -> web.Response:
     """Handle a PATCH on a session: add the trickled candidates, or say why not (RFC 9725 section 4.3)."""
     if request.content_type != SDPFRAG:
-        return _problem(415, f"PATCH expects Content-Type: {SDPFRAG}")
+        raise Refused(415, f"PATCH expects Content-Type: {SDPFRAG}")
     match = request.headers.get("If-Match")
     try:
         fragment = parse_sdpfrag(await request.text())
     except ValueError as exc:
-        return _problem(400, str(exc))
+        raise Refused(400, str(exc)) from exc
     restart = match == "*" or (fragment.ufrag is not None and fragment.ufrag != remote_ufrag(pc))
     if restart:
-        return _problem(422, "ICE restarts are not supported: start a new session (POST) instead")
+        raise Refused(422, "ICE restarts are not supported: start a new session (POST) instead")
     if match is not None and match != etag(session_id):
-        return _problem(412, f"If-Match {match} does not match this session's ETag {etag(session_id)}")
+        raise Refused(412, f"If-Match {match} does not match this session's ETag {etag(session_id)}")
     for mid, line in fragment.candidates:
         candidate = candidate_from_sdp(line)
         candidate.sdpMid = mid if mid is not None else _first_mid(pc)
@@ -123,10 +125,6 @@ async def trickle(request: web.Request, pc: RTCPeerConnection, session_id: str) 
 
 def _first_mid(pc: RTCPeerConnection) -> str | None:
     return next((t.mid for t in pc.getTransceivers() if t.mid is not None), None)
-
-
-def _problem(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def options_response(accept: str) -> web.Response:

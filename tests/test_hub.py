@@ -1,0 +1,55 @@
+"""The server's hub owns every task it starts (a failure is logged, a finished task let go) and refuses requests
+one way: a `Refused` with its HTTP status, answered as JSON by one middleware, also from deep inside the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from streamvis.server.hub import ServerSettings, StreamHub
+from streamvis.server.routes import build_app
+
+
+def test_a_failing_task_is_logged_and_let_go(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="streamvis")
+
+    async def run() -> StreamHub:
+        hub = StreamHub({}, ServerSettings())
+
+        async def lost() -> None:
+            raise RuntimeError("the peer vanished")
+
+        async def fine() -> None:
+            await asyncio.sleep(0)
+
+        hub.spawn(lost(), "viewer abc: reaper")
+        hub.spawn(fine(), "viewer def: prompt")
+        assert len(hub._tasks) == 2  # kept while they run (a bare create_task may be collected mid-flight)
+        await asyncio.sleep(0.05)
+        return hub
+
+    hub = asyncio.run(run())
+    assert not hub._tasks
+    assert "viewer abc: reaper failed: the peer vanished" in caplog.text
+    assert "viewer def" not in caplog.text
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "error"), [
+    ("POST", "/whip/cam", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", 501, "this server takes no WHIP publishers"),
+    ("POST", "/whep/nowhere", "v=0\r\nm=video 9\r\n", 404, "no stream 'nowhere'"),
+    ("POST", "/prompt", "[1, 2]", 400, "expected a JSON body"),
+    ("DELETE", "/whep/x/y", "", 404, "no such WHEP session"),
+])
+def test_refusals_are_json_with_their_status(method: str, path: str, body: str, status: int, error: str) -> None:
+    async def run() -> tuple[int, dict[str, str]]:
+        app = build_app({}, ServerSettings())
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            content_type = "application/sdp" if path.startswith("/wh") else "application/json"
+            response = await client.request(method, path, data=body, headers={"Content-Type": content_type})
+            return response.status, await response.json()
+
+    got_status, answer = asyncio.run(run())
+    assert got_status == status and error in answer["error"], answer
