@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from streamvis import env
-from streamvis.batch import process_input
 from streamvis.config import load_pipeline
-from streamvis.models import load_models
-from streamvis.offline import default_in_flight
+from streamvis.offline.process import process_input
+from streamvis.offline.runner import default_in_flight
+from streamvis.pipeline.loading import load_models
 from streamvis.sources import open_source
 
 ROOT = Path(__file__).resolve().parent.parent

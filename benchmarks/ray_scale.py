@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from streamvis import env
-from streamvis.batch import process_all
 from streamvis.config import load_pipeline
-from streamvis.ray_runner import RaySettings, process_on_ray, start_ray
+from streamvis.offline.on_ray import RaySettings, process_on_ray, start_ray
+from streamvis.offline.process import process_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,9 +23,9 @@ import av
 from rich.console import Console
 from rich.table import Table
 
-from streamvis.batch import process_all
 from streamvis.config import load_pipeline
-from streamvis.ray_runner import RaySettings, process_on_ray
+from streamvis.offline.on_ray import RaySettings, process_on_ray
+from streamvis.offline.process import process_all
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSON = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"

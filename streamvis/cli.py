@@ -97,13 +97,13 @@ def process(
 ) -> None:
     """Annotate recorded videos (or any source) into browser-playable MP4s plus per-frame JSONL."""
     setup_logging(debug, quiet)
-    from streamvis.batch import process_all
     from streamvis.config import load_pipeline
+    from streamvis.offline.process import process_all
 
     try:
         config = load_pipeline(pipeline, set_ or [])
         if ray or ray_address:
-            from streamvis.ray_runner import RaySettings, process_on_ray
+            from streamvis.offline.on_ray import RaySettings, process_on_ray
 
             if captions is not None or audio_description:
                 raise ConfigError("--ray writes video and JSONL; --captions and --audio-description run locally")

@@ -16,7 +16,7 @@ from streamvis.batching import Batcher, BatcherClosed
 from streamvis.config import Florence2Config, PipelineConfig, Sam2Config, YoloxConfig
 from streamvis.detection.batched import BatchedDetector
 from streamvis.detection.florence2 import Florence2Detector, Florence2Model
-from streamvis.models import batches_across_streams, load_models
+from streamvis.pipeline.loading import batches_across_streams, load_models
 from streamvis.segmentation.processing import preprocess_square
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.sources import open_source

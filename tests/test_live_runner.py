@@ -9,7 +9,7 @@ import time
 from streamvis.config import PipelineConfig
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.live.stats import Latency, RateMeter, StreamStats, prometheus_text
-from streamvis.models import Models
+from streamvis.pipeline.loading import Models
 from streamvis.sources import open_source
 from streamvis.testing.fakes import ResultList, StandInDetector
 

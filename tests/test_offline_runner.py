@@ -11,9 +11,9 @@ import pytest
 
 from streamvis.config import PipelineConfig
 from streamvis.errors import DecodeError
-from streamvis.models import Models
-from streamvis.offline import run_offline
-from streamvis.pipeline import Pipeline
+from streamvis.offline.runner import run_offline
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.sinks import EventsWriter, Sinks, VideoWriter
 from streamvis.sources import open_source
 from streamvis.testing.fakes import StandInDetector

@@ -9,8 +9,8 @@ from conftest import TinyModels
 
 from streamvis.config import PipelineConfig, Sam2Config
 from streamvis.frame import Frame
-from streamvis.models import Models
-from streamvis.pipeline import Pipeline
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptError, RateLimiter, parse_prompt
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.serialize import empty_detections

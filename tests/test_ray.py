@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import CAR_VIDEO, PERSON_VIDEO, VIDEOS, _need, cut_clip, run_cli
 
-from streamvis.ray_runner import Chunk, plan_chunks, stitch_tracks
+from streamvis.offline.on_ray import Chunk, plan_chunks, stitch_tracks
 from streamvis.sources import MediaIndex
 
 pytest.importorskip("ray")
@@ -197,7 +197,7 @@ def test_segmenters_are_refused_with_a_reason(car_video: Path, tmp_path: Path) -
 
 def test_workers_take_a_gpu_only_when_the_detector_would_use_one() -> None:
     from streamvis.config import load_pipeline
-    from streamvis.ray_runner import wants_gpu
+    from streamvis.offline.on_ray import wants_gpu
 
     assert wants_gpu(load_pipeline("detect"))  # tensorrt, cuda, cpu: a GPU where the cluster has one
     assert not wants_gpu(load_pipeline("detect", ["detector.providers=[cpu]"]))

@@ -14,8 +14,8 @@ import pytest
 
 from streamvis.config import PipelineConfig
 from streamvis.frame import Result
-from streamvis.models import Models
-from streamvis.pipeline import Pipeline
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.sinks.record import SegmentedRecorder, ThreadedSink
 from streamvis.sources import open_source
 from streamvis.testing.fakes import StandInDetector

@@ -12,8 +12,8 @@ import pytest
 from conftest import TinyModels, run_cli
 
 from streamvis.config import PipelineConfig, Sam3Config
-from streamvis.models import Models
-from streamvis.pipeline import Pipeline
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptError
 from streamvis.segmentation import sam3 as sam3_module
 from streamvis.segmentation.processing import preprocess_square

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from streamvis.frame import Frame
-from streamvis.keyframes import LiveKeyframes, OfflineKeyframes
+from streamvis.pipeline.keyframes import LiveKeyframes, OfflineKeyframes
 from streamvis.slot import NewestSlot
 from streamvis.sources import Source, open_source
 from streamvis.sources.wrappers import LoopedSource, PacedSource

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from streamvis.annotate import Annotator, draw_caption, label_texts
 from streamvis.config import AnnotatorConfig, TrackerConfig
+from streamvis.pipeline.annotate import Annotator, draw_caption, label_texts
+from streamvis.pipeline.tracking import ClassVotes, Tracker
 from streamvis.sources import open_source
 from streamvis.sources.synthetic import SyntheticSource
-from streamvis.tracking import ClassVotes, Tracker
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "sort", "ocsort"])

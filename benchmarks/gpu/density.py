@@ -23,14 +23,14 @@ import torch
 from latency import Context, boxes, frame
 from report import Report, p50_p95
 
-from streamvis.batch import process_input
 from streamvis.batching import BatcherStats
 from streamvis.config import Florence2Config, PipelineConfig, Sam2Config, load_pipeline
 from streamvis.detection.batched import BatchedDetector
 from streamvis.detection.florence2 import Florence2Detector, Florence2Model
 from streamvis.frame import Frame, Result
 from streamvis.live.runner import LiveStream
-from streamvis.models import Models
+from streamvis.offline.process import process_input
+from streamvis.pipeline.loading import Models
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.sources.base import Source
 from streamvis.testing.models import build_florence2, build_sam2_video

@@ -1,10 +1,18 @@
-"""Pipeline configuration: a pydantic schema (`pipeline`, with one class per model type in `models`), loaded
+"""Pipeline configuration: a pydantic schema (`pipeline`, with one class per model type in `roles`), loaded
 from YAML files plus `--set` overrides (`loading`)."""
 
 from __future__ import annotations
 
 from streamvis.config.loading import BUILTIN_PIPELINES_DIR, apply_overrides, load_pipeline, parse_override
-from streamvis.config.models import (
+from streamvis.config.pipeline import (
+    AnnotatorConfig,
+    BatchingConfig,
+    OutputConfig,
+    PipelineConfig,
+    SourceConfig,
+    TrackerConfig,
+)
+from streamvis.config.roles import (
     PROMPTED_TASKS,
     AnyDetectorConfig,
     AnyNarratorConfig,
@@ -23,14 +31,6 @@ from streamvis.config.models import (
     TorchSettings,
     VlmNarratorConfig,
     YoloxConfig,
-)
-from streamvis.config.pipeline import (
-    AnnotatorConfig,
-    BatchingConfig,
-    OutputConfig,
-    PipelineConfig,
-    SourceConfig,
-    TrackerConfig,
 )
 
 __all__ = [

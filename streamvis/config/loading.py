@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from streamvis.config.models import DEFAULT_TYPES, ROLE_TYPES
 from streamvis.config.pipeline import PipelineConfig
+from streamvis.config.roles import DEFAULT_TYPES, ROLE_TYPES
 from streamvis.errors import ConfigError
 
 log = logging.getLogger(__name__)

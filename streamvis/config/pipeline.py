@@ -1,4 +1,4 @@
-"""A whole pipeline: its sources, its models (one per role, see `config.models`), tracking, drawing, encoding."""
+"""A whole pipeline: its sources, its models (one per role, see `config.roles`), tracking, drawing, encoding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from streamvis.config.models import (
+from streamvis.config.roles import (
     DetectorConfig,
     NarratorConfig,
     NoNarratorConfig,

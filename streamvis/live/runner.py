@@ -29,11 +29,11 @@ import supervision as sv
 from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
-from streamvis.keyframes import LiveKeyframes
 from streamvis.live.stats import StreamStats
-from streamvis.models import Models
 from streamvis.narration.narrator import LiveNarrator
-from streamvis.pipeline import Pipeline
+from streamvis.pipeline.keyframes import LiveKeyframes
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.sinks import Sink
 from streamvis.slot import NewestSlot

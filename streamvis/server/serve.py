@@ -17,7 +17,7 @@ from aiohttp import web
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
-from streamvis.models import load_models
+from streamvis.pipeline.loading import load_models
 from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
 from streamvis.server.hub import ServerSettings, StreamFactory

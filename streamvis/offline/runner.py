@@ -24,7 +24,8 @@ from typing import Any
 import supervision as sv
 
 from streamvis.frame import Frame, Result
-from streamvis.pipeline import Pipeline
+from streamvis.pipeline.keyframes import OfflineKeyframes
+from streamvis.pipeline.step import Pipeline
 from streamvis.sinks import Sink
 from streamvis.sources import Source
 
@@ -82,6 +83,7 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     stop = threading.Event()
     errors: list[BaseException] = []
+    keyframes = OfflineKeyframes(pipeline.config.detector.every_n_frames)
 
     def decode() -> None:
         try:
@@ -143,7 +145,7 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
             else:
                 assert isinstance(item, Frame)
                 detecting = None
-                if pipeline.keyframes.is_keyframe(item.index):  # one at a time: detected here, as before
+                if keyframes.is_keyframe(item.index):
                     detecting = detectors.submit(_detect, pipeline, item) if detectors is not None \
                         else _done(_detect(pipeline, item))
                 pending.append((item, detecting))

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.batch import InputReport, expand_inputs, open_outputs, plan_outputs
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError, SourceError, StreamvisError
 from streamvis.frame import Result
+from streamvis.offline.process import InputReport, expand_inputs, open_outputs, plan_outputs
 from streamvis.serialize import detections_to_json
 from streamvis.sources import FrameSpan, MediaIndex, index_media, open_source
 from streamvis.sources.spans import PacketKey
@@ -119,7 +119,7 @@ class ChunkDetector:
     """A Ray Data actor: `__call__` takes a batch of chunk rows and returns, per chunk, its frames' records."""
 
     def __init__(self, config_json: str, models_dir: str | None) -> None:
-        from streamvis.models import load_models
+        from streamvis.pipeline.loading import load_models
 
         self.config = PipelineConfig.model_validate_json(config_json)
         self.models = load_models(self.config, models_dir, detector_threads=1)
@@ -143,8 +143,8 @@ class ChunkDetector:
 
     def run(self, chunk: Chunk) -> list[dict[str, Any]]:
         """The chunk's frames through the offline road (`run_offline`), as a local run takes them; no annotation."""
-        from streamvis.offline import run_offline
-        from streamvis.pipeline import Pipeline
+        from streamvis.offline.runner import run_offline
+        from streamvis.pipeline.step import Pipeline
 
         source = open_source(chunk.uri, self.config.source, span=chunk.span)
         try:
@@ -222,7 +222,7 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
                 records: list[dict[str, Any]]) -> InputReport:
     """Decode `uri` as a local run does, annotate each frame with its stitched record, and write the outputs a
     local run writes (`open_outputs`)."""
-    from streamvis.annotate import Annotator
+    from streamvis.pipeline.annotate import Annotator
     from streamvis.serialize import detections_from_json
 
     report = InputReport(uri, events=events)

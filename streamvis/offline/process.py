@@ -10,9 +10,9 @@ from typing import Literal
 
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError, StreamvisError
-from streamvis.models import Models, load_models
-from streamvis.offline import default_in_flight, run_offline
-from streamvis.pipeline import Pipeline
+from streamvis.offline.runner import default_in_flight, run_offline
+from streamvis.pipeline.loading import Models, load_models
+from streamvis.pipeline.step import Pipeline
 from streamvis.progress import FrameProgress
 from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sinks, VideoWriter
 from streamvis.sinks.containers import is_video_name, output_format

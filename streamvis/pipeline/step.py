@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import supervision as sv
 
-from streamvis.annotate import Annotator
 from streamvis.config import Florence2Config, PipelineConfig
 from streamvis.detection import NoDetector
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
-from streamvis.keyframes import OfflineKeyframes
-from streamvis.models import Models
 from streamvis.narration.narrator import Narrator
+from streamvis.pipeline.annotate import Annotator
+from streamvis.pipeline.keyframes import OfflineKeyframes
+from streamvis.pipeline.loading import Models
+from streamvis.pipeline.tracking import Tracker
 from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.segmentation import ConceptSegmenter, Promptable
 from streamvis.serialize import empty_detections
-from streamvis.tracking import Tracker
 
 if TYPE_CHECKING:
     from streamvis.detection.florence2 import Florence2Detector
@@ -68,7 +68,7 @@ class Pipeline:
         propagating = self.segmenter is not None and self.segmenter.propagates
         self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None
         self.annotator = Annotator(config.annotator) if annotate else None
-        self.keyframes = OfflineKeyframes(config.detector.every_n_frames)
+        self._offline_keyframes: OfflineKeyframes | None = None  # made by `process` (offline) only
         self.stats = PipelineStats()
         self._carried = empty_detections()
         class_filter = config.detector.class_filter
@@ -95,8 +95,11 @@ class Pipeline:
         return self._filter(self.detector.detect(image_bgr))
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Offline: detect on keyframes (`OfflineKeyframes`), then `apply`."""
-        if not self.keyframes.is_keyframe(frame.index):
+        """Offline, one frame at a time: detect on keyframes (`OfflineKeyframes`), then `apply`. (`run_offline`
+        does the same with several frames in the detector at once; live streams use `LiveKeyframes`.)"""
+        if self._offline_keyframes is None:
+            self._offline_keyframes = OfflineKeyframes(self.config.detector.every_n_frames)
+        if not self._offline_keyframes.is_keyframe(frame.index):
             return self.apply(frame, None, caption)
         t0 = time.perf_counter()
         detections = self.detect(frame.image)
