@@ -1,26 +1,24 @@
-"""Shared fixtures: where ../shared is, skipping with a reason when it is absent, and small media helpers."""
+"""Shared fixtures and hooks; the helpers they use are in `support` (tests import them from there)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from fractions import Fraction
+from collections.abc import Iterator
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
+from support import (
+    CAR_VIDEO,
+    MEDIA,
+    MODELS,
+    PERSON_VIDEO,
+    ROOT,
+    YOLOX_NANO,
+    TinyModels,
+    need,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-MEDIA = SHARED / "media"
-MODELS = SHARED / "models"
-VIDEOS = MEDIA / "videos"
-PERSON_VIDEO = VIDEOS / "intel_one-by-one-person-detection.mp4"
-CAR_VIDEO = VIDEOS / "intel_car-detection.mp4"
-YOLOX_NANO = MODELS / "yolox-nano" / "yolox_nano.onnx"
 sys.path.insert(0, str(ROOT / "clients" / "python"))  # the Python client, as the tests and benchmarks use it
 
 
@@ -33,11 +31,30 @@ def pytest_configure() -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
 
-def _need(path: Path) -> None:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing in CI: ../shared must be beside the checkout")
-        pytest.skip(f"needs {path} (the shared media/models folder beside the checkout; absent here)")
+#: fixtures that bring real media or weights from ../shared
+SHARED_FIXTURES = frozenset({"person_video", "car_video", "coco128", "models_dir"})
+#: fixtures that build models (tiny random weights, ONNX exports): seconds to minutes each
+MODEL_FIXTURES = frozenset({"tiny_models", "sam2_onnx", "sam2_onnx_cache"})
+#: modules that start servers, browsers, cameras, SFUs, Ray clusters, exports or whole CLI runs
+SLOW_MODULES = frozenset({
+    "test_aiortc_compat", "test_browser", "test_cli_process", "test_cli_segment", "test_examples", "test_fast_path",
+    "test_gpu", "test_interactive", "test_narration_e2e", "test_narration_real", "test_network_media",
+    "test_onnx_parts", "test_onnx_runtime", "test_packaging", "test_prompt_server", "test_ray", "test_readme",
+    "test_record", "test_rtsp", "test_serve", "test_sfu", "test_webrtc_interop", "test_yolox_accuracy",
+    "test_yolox_int8",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tiers (`-m`): `shared` where a test reads ../shared, `fast` where it needs no shared media, no model
+    build and nothing a slow module starts (`scripts/test.sh --fast`)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.module.__name__ if item.module is not None else ""
+        if fixtures & SHARED_FIXTURES:
+            item.add_marker(pytest.mark.shared)
+        if not fixtures & (SHARED_FIXTURES | MODEL_FIXTURES) and module not in SLOW_MODULES:
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(autouse=True)
@@ -51,120 +68,26 @@ def _scheduling_unchanged() -> Iterator[None]:
 
 @pytest.fixture
 def person_video() -> Path:
-    _need(PERSON_VIDEO)
+    need(PERSON_VIDEO)
     return PERSON_VIDEO
 
 
 @pytest.fixture
 def car_video() -> Path:
-    _need(CAR_VIDEO)
+    need(CAR_VIDEO)
     return CAR_VIDEO
 
 
 @pytest.fixture
 def coco128() -> Path:
-    _need(MEDIA / "coco128")
+    need(MEDIA / "coco128")
     return MEDIA / "coco128"
 
 
 @pytest.fixture
 def models_dir() -> Path:
-    _need(YOLOX_NANO)
+    need(YOLOX_NANO)
     return MODELS
-
-
-def make_clip(path: Path, frames: int = 30, fps: int = 10, size_wh: tuple[int, int] = (160, 96),
-              audio: str | None = None, codec: str = "libx264") -> Path:
-    """Write a small clip with PyAV: a moving white square, optionally a 440 Hz tone (`aac` or `pcm_s16le`)."""
-    width, height = size_wh
-    with av.open(str(path), "w") as container:
-        video = container.add_stream(codec, rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        astream = None
-        if audio:
-            astream = container.add_stream(audio, rate=48000)
-            astream.layout = "mono"
-        for i in range(frames):
-            image = np.full((height, width, 3), 40, np.uint8)
-            x = (i * 4) % (width - 20)
-            image[30:50, x : x + 20] = 255
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if astream is not None:
-            total = int(48000 * frames / fps)
-            t = np.arange(total) / 48000
-            tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
-            step = 1024
-            for start in range(0, total, step):
-                chunk = tone[start : start + step]
-                aframe = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
-                aframe.sample_rate = 48000
-                aframe.pts = start
-                aframe.time_base = Fraction(1, 48000)
-                for packet in astream.encode(aframe):
-                    container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
-    return path
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `streamvis ARGS` as a user would: a subprocess of the installed entry point."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("COLUMNS", None)
-    exe = Path(sys.executable).parent / "streamvis"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=cwd or ROOT)
-
-
-def publish_to_hf_cache(folder: Path, repo_id: str, cache_dir: Path) -> None:
-    """Lay out `folder` in a Hugging Face hub cache as snapshot `repo_id`@main, as `hf download` would."""
-    import shutil
-
-    commit = "0" * 40
-    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    shutil.copytree(folder, snapshot, dirs_exist_ok=True)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-
-
-class TinyModels:
-    """Random-weight tiny models as local folders and as hub ids in a private HF cache (offline)."""
-
-    FLORENCE = "streamvis-test/tiny-florence2"
-    SAM2 = "streamvis-test/tiny-sam2.1"
-    EDGETAM = "streamvis-test/tiny-edgetam"
-    SAM = "streamvis-test/tiny-sam"
-    SAM3 = "streamvis-test/tiny-sam3"
-    IDEFICS3 = "streamvis-test/tiny-smolvlm"
-    PALIGEMMA = "streamvis-test/tiny-paligemma2"
-
-    def __init__(self, root: Path) -> None:
-        from streamvis.testing.models import build_florence2, build_sam, build_sam2_video, build_sam3_video
-        from streamvis.testing.vlm import build_idefics3, build_paligemma
-
-        self.root = root
-        self.florence = build_florence2(root / "florence2")
-        self.sam2 = build_sam2_video(root / "sam2")
-        self.edgetam = build_sam2_video(root / "edgetam", kind="edgetam")
-        self.sam = build_sam(root / "sam")
-        self.sam3 = build_sam3_video(root / "sam3")
-        self.idefics3 = build_idefics3(root / "idefics3")
-        self.paligemma = build_paligemma(root / "paligemma")
-        self.hf_cache = root / "hf-cache"
-        for folder, repo_id in ((self.florence, self.FLORENCE), (self.sam2, self.SAM2),
-                                (self.edgetam, self.EDGETAM), (self.sam, self.SAM), (self.sam3, self.SAM3),
-                                (self.idefics3, self.IDEFICS3), (self.paligemma, self.PALIGEMMA)):
-            publish_to_hf_cache(folder, repo_id, self.hf_cache)
-
-    @property
-    def offline_env(self) -> dict[str, str]:
-        """Environment in which the hub ids above resolve from the private cache, as a user's would offline."""
-        return {"HF_HUB_CACHE": str(self.hf_cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 @pytest.fixture(scope="session")
@@ -198,26 +121,3 @@ def sam2_onnx_cache(tiny_models: TinyModels, sam2_onnx: Path, tmp_path: Path,
     return {**tiny_models.offline_env, "STREAMVIS_CACHE_DIR": str(tmp_path / "cache")}
 
 
-def cut_clip(source: Path, path: Path, frames: int, options: dict[str, str] | None = None,
-             pts: Callable[[int], int] | None = None) -> Path:
-    """The first `frames` frames of `source` re-encoded (H.264, x264 `options` on top of ultrafast) into `path`'s
-    container, for short real-media tests; `pts(i)` (in frame periods) gives frame `i` variable timing."""
-    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
-        stream = src.streams.video[0]
-        out = dst.add_stream("libx264", rate=stream.average_rate)
-        out.width, out.height, out.pix_fmt = stream.width, stream.height, "yuv420p"
-        out.options = {"preset": "ultrafast", "crf": "18", **(options or {})}
-        period = Fraction(1, 1) / stream.average_rate
-        if pts is not None:
-            out.codec_context.time_base = period
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= frames:
-                break
-            image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
-            if pts is not None:
-                image.pts, image.time_base = pts(i), period
-            for packet in out.encode(image):
-                dst.mux(packet)
-        for packet in out.encode():
-            dst.mux(packet)
-    return path

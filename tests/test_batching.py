@@ -10,7 +10,7 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.batching import Batcher, BatcherClosed
 from streamvis.config import Florence2Config, PipelineConfig, Sam2Config, YoloxConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODELS, PERSON_VIDEO, _need
+from support import MODELS, PERSON_VIDEO, need
 from test_serve import STREAM, Server
 
 from streamvis.testing.browser import CHROMIUM, chromium_pages
@@ -62,7 +62,7 @@ def _watch_page(url: str, keyboard: bool = True) -> dict:
 
 
 def test_viewer_in_chromium() -> None:
-    _need(PERSON_VIDEO)
+    need(PERSON_VIDEO)
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
     try:
         srv.wait_ready()
@@ -76,7 +76,7 @@ def test_viewer_in_chromium() -> None:
 
 
 def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
-    _need(PERSON_VIDEO)
+    need(PERSON_VIDEO)
     exe = Path(sys.executable).parent / "streamvis"
     made = subprocess.run([str(exe), "cert", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
@@ -94,7 +94,7 @@ def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:
 
 def test_viewer_publishes_its_camera_and_watches_it_annotated() -> None:
     """The page publishes Chromium's fake camera over WHIP and plays the annotated result back."""
-    _need(PERSON_VIDEO)
+    need(PERSON_VIDEO)
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
     try:
         srv.wait_ready()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import make_clip, run_cli
+from support import make_clip, run_cli
 
 
 def _probe(path: Path) -> dict:

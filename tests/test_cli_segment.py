@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import PERSON_VIDEO, TinyModels, _need, cut_clip, run_cli
+from support import PERSON_VIDEO, TinyModels, cut_clip, need, run_cli
 
 from streamvis.serialize import rle_to_masks
 
@@ -29,7 +29,7 @@ FRAMES = 120
 
 @pytest.fixture(scope="module")
 def person_clip(tmp_path_factory) -> Path:
-    _need(PERSON_VIDEO)
+    need(PERSON_VIDEO)
     # frames 0-119: a monitor in view throughout; a person walks in from about frame 60
     return cut_clip(PERSON_VIDEO, tmp_path_factory.mktemp("clips") / f"person-{FRAMES}.mp4", FRAMES)
 

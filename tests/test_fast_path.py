@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import Florence2Config, Sam2Config, load_pipeline
 from streamvis.detection.florence2 import Florence2Detector, Florence2Model

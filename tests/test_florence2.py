@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import Florence2Config
 from streamvis.detection import load_detector

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels
+from support import TinyModels
 from test_fast_path import mask_ious, track
 
 from streamvis.config import Florence2Config, Sam2Config

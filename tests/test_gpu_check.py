@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from support import ROOT
 
 SECTIONS = ["Environment", "tests/test_gpu.py", "SAM 2 processing parity", "SAM 2.1 image encoder",
             "SAM 2.1-tiny propagation step", "Florence-2 <OD>", "EdgeTAM propagation step", "streamvis process",

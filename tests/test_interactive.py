@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import MODELS, PERSON_VIDEO, TinyModels, _need
+from support import MODELS, PERSON_VIDEO, TinyModels, need
 from test_browser import chromium_page
 from test_serve import Server
 
@@ -20,8 +20,8 @@ from streamvis.serialize import rle_to_masks
 
 @pytest.fixture(scope="module")
 def server(tiny_models: TinyModels) -> Iterator[Server]:
-    _need(PERSON_VIDEO)
-    _need(MODELS / "yolox-nano")
+    need(PERSON_VIDEO)
+    need(MODELS / "yolox-nano")
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop",
                  "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.sam2}",
                  "--set", "detector.every_n_frames=10", "--set", "narrator.type=florence2",

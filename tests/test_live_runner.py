@@ -119,7 +119,7 @@ def test_a_failing_detector_run_does_not_end_the_stream() -> None:
 
 
 def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
-    from conftest import make_clip
+    from support import make_clip
 
     clip = make_clip(tmp_path / "short.mp4", frames=10, fps=50)
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})

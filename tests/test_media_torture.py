@@ -1,7 +1,7 @@
 """Media torture test: odd inputs a user will bring, each made here with PyAV, each with a clear outcome.
 
 Every row makes one input and states what streamvis does with it: the frames it yields (count, size, pts order,
-what the pixels show) or the one-line error it gives. The README's "odd inputs" table says the same.
+what the pixels show) or the one-line error it gives. The "odd inputs" table of docs/guides/inputs.md says the same.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import cut_clip, run_cli
+from support import cut_clip, run_cli
 
 from streamvis.errors import SourceError
 from streamvis.frame import Frame

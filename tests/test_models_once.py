@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import load_pipeline
 from streamvis.live.runner import LiveSettings

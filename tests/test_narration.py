@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import Florence2NarratorConfig, VlmNarratorConfig
 from streamvis.frame import Frame

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from conftest import TinyModels, cut_clip, run_cli
 from streamvis_client import watch
+from support import TinyModels, cut_clip, run_cli
 from test_browser import _browser_or_skip, chromium_page
 from test_serve import Server
 

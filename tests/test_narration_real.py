@@ -9,7 +9,7 @@ import shlex
 import sys
 
 import pytest
-from conftest import MODELS, ROOT, VIDEOS, YOLOX_NANO, _need
+from support import MODELS, ROOT, VIDEOS, YOLOX_NANO, need
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from narration_transcript import (
@@ -28,8 +28,8 @@ CLIPS = ["intel_one-by-one-person-detection.mp4", "intel_bottle-detection.mp4", 
 @pytest.fixture(scope="module", params=CLIPS)
 def narrated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     video = VIDEOS / request.param
-    _need(video)
-    _need(YOLOX_NANO)
+    need(video)
+    need(YOLOX_NANO)
     return run_narration(video, shlex.split(f"{sys.executable} -m streamvis"), [], MODELS,
                          tmp_path_factory.mktemp("narrated"))
 

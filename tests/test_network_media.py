@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 from aiohttp import web
-from conftest import run_cli
+from support import run_cli
 
 from streamvis.config import SourceConfig
 from streamvis.sources import open_source

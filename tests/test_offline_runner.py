@@ -77,7 +77,7 @@ def test_frames_in_flight_change_nothing_in_the_output(person_video: Path, model
                                                        every_n: int) -> None:
     """The real YOLOX-nano and ByteTrack on 90 frames of the shared video: with 1 and with 4 frames in the
     detector at once, the JSONL (detections, track ids) and the decoded MP4 frames are identical."""
-    from conftest import cut_clip, run_cli
+    from support import cut_clip, run_cli
 
     clip = cut_clip(person_video, tmp_path / "clip.mp4", 90)
     outputs = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels, run_cli
+from support import TinyModels, run_cli
 
 from streamvis.config import Florence2Config, Sam2Config
 from streamvis.errors import ModelError
@@ -287,7 +287,7 @@ def test_export_command_precision_flags(tiny_models: TinyModels, sam2_onnx_cache
     assert "segmenter.precision=int8" in result.stderr
     manifest = read_manifest(out, MEMORY_ATTENTION, str(tiny_models.sam2), "int8")
     for name, part in manifest["parts"].items():
-        precision = "fp32" if name == BOX_DECODER else "int8"  # the box decoder is kept fp32 (see README)
+        precision = "fp32" if name == BOX_DECODER else "int8"  # the box decoder stays fp32 (docs/guides/gpu-onnx.md)
         assert part["precision"] == precision and part["file"].endswith(f"{name}{'.int8' * (precision == 'int8')}.onnx")
     assert not list(out.glob(f"{ENCODER}.onnx"))  # the fp32 intermediate is gone
     both = run_cli("export", tiny_models.SAM2, "--int8", "--fp16", env=tiny_models.offline_env)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels, cut_clip, run_cli
+from support import TinyModels, cut_clip, run_cli
 
 from streamvis.config import Florence2Config, Sam2Config
 from streamvis.errors import ModelError

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from conftest import MODELS, PERSON_VIDEO, TinyModels, _need
 from streamvis_client import prompt, watch
+from support import MODELS, PERSON_VIDEO, TinyModels, need
 from test_serve import STREAM, Server
 
 from streamvis.server.aiortc_compat import use_loopback_ice
@@ -24,8 +24,8 @@ VIEW = {"Authorization": "Bearer look"}
 
 @pytest.fixture(scope="module")
 def server(tiny_models: TinyModels) -> Iterator[Server]:
-    _need(PERSON_VIDEO)
-    _need(MODELS / "yolox-nano")
+    need(PERSON_VIDEO)
+    need(MODELS / "yolox-nano")
     use_loopback_ice(only=True)
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--token", "ctl",
                  "--view-token", "look", "--set", "segmenter.type=sam2", "--set", f"segmenter.model={tiny_models.sam2}",
@@ -171,10 +171,11 @@ def test_layers_option_is_checked(server: Server) -> None:
     assert status == 400 and "layers must be one of burned, client" in text
 
 
-def test_the_readme_prompt_example_works(server: Server) -> None:
-    from conftest import ROOT
+def test_the_documented_prompt_example_works(server: Server) -> None:
+    from support import ROOT
 
-    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if "curl -s localhost:8080/prompt" in x)
+    line = next(x for x in (ROOT / "docs" / "guides" / "interactive.md").read_text().splitlines()
+                if "curl -s localhost:8080/prompt" in x)
     body = json.loads(line.split("-d '", 1)[1].rsplit("'", 1)[0])
     body["stream"] = STREAM  # the example's stream is "cam"
     body.pop("frame_index")  # and its frame one of that camera's

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import PipelineConfig, Sam2Config
 from streamvis.frame import Frame

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TinyModels
+from support import TinyModels
 
 from streamvis.config import Sam2Config
 from streamvis.segmentation.propagation import propagate, supports_batching

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import CAR_VIDEO, PERSON_VIDEO, VIDEOS, _need, cut_clip, run_cli
+from support import CAR_VIDEO, PERSON_VIDEO, VIDEOS, cut_clip, need, run_cli
 
 from streamvis.offline.on_ray import Chunk, plan_chunks, stitch_tracks
 from streamvis.sources import MediaIndex
@@ -53,7 +53,7 @@ def compare_with_local(local: Path, distributed: Path, tracks: bool = True) -> f
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of the real videos cut short, keyframes where the originals have them: the person video's first
     40 s (a keyframe each second), the car video's first 24 s (every 60 frames), the bottle video's first 10 s."""
-    _need(VIDEOS)
+    need(VIDEOS)
     folder = tmp_path_factory.mktemp("videos")
     cut_clip(PERSON_VIDEO, folder / "person.mp4", 400, {"g": "10"})
     cut_clip(CAR_VIDEO, folder / "car.mp4", 300, {"g": "60"})
@@ -89,7 +89,7 @@ def odd_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     in AVI (pts out of order) and as a variable frame rate MKV (a 3-frame gap every 25 frames)."""
     from test_media_torture import CASES
 
-    _need(VIDEOS)
+    need(VIDEOS)
     folder = tmp_path_factory.mktemp("odd")
     for case in CASES:
         if case.frames is not None:

@@ -6,7 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+from support import ROOT, run_cli
 
 
 def test_readme_main_command_runs(person_video: Path, models_dir: Path, tmp_path: Path) -> None:

@@ -89,8 +89,8 @@ def test_a_threaded_sink_never_blocks_the_stream_and_counts_what_it_drops() -> N
 
 
 def test_serve_records_every_stream_in_segments(tmp_path: Path, person_video: Path, models_dir: Path) -> None:
-    from conftest import cut_clip
     from streamvis_client import watch
+    from support import cut_clip
     from test_serve import Server
 
     from streamvis.server.aiortc_compat import use_loopback_ice

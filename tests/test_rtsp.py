@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import MODELS, ROOT, _need
+from support import MODELS, ROOT, free_port, need
 
 from streamvis.config import SourceConfig
 from streamvis.errors import SourceError
@@ -43,12 +43,6 @@ if not _has_rtsp_server():
         raise RuntimeError("CI needs GStreamer's RTSP server: python3-gi gir1.2-gst-rtsp-server-1.0 "
                            "gstreamer1.0-plugins-{base,good,ugly} (scripts/test.sh installs them)")
     pytest.skip("needs GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Camera:
@@ -209,7 +203,7 @@ def test_viewers_keep_watching_while_the_camera_restarts(camera: Camera) -> None
 
     from streamvis.server.aiortc_compat import use_loopback_ice
 
-    _need(MODELS / "yolox-nano")
+    need(MODELS / "yolox-nano")
     use_loopback_ice(only=True)
     settings = [f"source.{key}={value}" for key, value in FAST_RECONNECT.items()]
     server = Server("--source", camera.url, "--models-dir", str(MODELS),

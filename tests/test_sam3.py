@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TinyModels, run_cli
+from support import TinyModels, run_cli
 
 from streamvis.config import PipelineConfig, Sam3Config
 from streamvis.pipeline.loading import Models

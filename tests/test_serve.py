@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from support import ROOT, free_port
 
 from streamvis.server.aiortc_compat import use_loopback_ice
 
@@ -27,12 +26,6 @@ import itertools
 from streamvis_client import watch
 
 STREAM = "intel_one-by-one-person-detection"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -93,10 +86,10 @@ class Server:
 @contextlib.contextmanager
 def person_video_server(*extra: str) -> Iterator[Server]:
     """`serve` looping the shared person video (with `extra` arguments), ready, stopped afterwards."""
-    from conftest import MODELS, PERSON_VIDEO, _need
+    from support import MODELS, PERSON_VIDEO, need
 
-    _need(PERSON_VIDEO)
-    _need(MODELS / "yolox-nano")
+    need(PERSON_VIDEO)
+    need(MODELS / "yolox-nano")
     use_loopback_ice(only=True)  # this process's aiortc clients, like the server, stay on 127.0.0.1
     srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", *extra)
     try:
@@ -255,7 +248,7 @@ def test_whip_publisher_becomes_an_annotated_stream(server: Server, person_video
 
 def test_source_that_ends_sends_status_and_server_stays_up(tmp_path: Path, person_video: Path,
                                                            models_dir: Path) -> None:
-    from conftest import cut_clip
+    from support import cut_clip
 
     clip = cut_clip(person_video, tmp_path / "short.mp4", 40)  # 4 s at 10 fps, served once (no --loop)
     srv = Server("--source", str(clip), "--models-dir", str(models_dir))

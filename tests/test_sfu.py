@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TinyModels
+from support import ROOT, TinyModels
 
 from streamvis.server.janus import JanusRoom, default_room
 from streamvis.testing import sfu

@@ -112,7 +112,7 @@ def test_live_keyframes_wait_for_a_free_detector_and_n_frames() -> None:
 
 
 def test_a_looped_file_keeps_indices_and_pts_increasing(tmp_path: Path) -> None:
-    from conftest import make_clip
+    from support import make_clip
 
     clip = make_clip(tmp_path / "three.mp4", frames=3, fps=10)
     looped = LoopedSource(open_source(str(clip)), lambda: open_source(str(clip)))

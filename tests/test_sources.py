@@ -15,7 +15,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import make_clip
+from support import make_clip
 
 from streamvis.config import SourceConfig
 from streamvis.errors import SourceError, SourceNotFoundError

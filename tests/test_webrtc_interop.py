@@ -25,9 +25,9 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
-from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from multidict import CIMultiDict
+from support import ROOT
 from test_serve import STREAM, Server, person_video_server
 
 from streamvis.server import aiortc_compat

@@ -9,7 +9,7 @@ import cv2
 import onnx
 import pytest
 import supervision as sv
-from conftest import MEDIA, MODELS, YOLOX_NANO, _need, run_cli
+from support import MEDIA, MODELS, YOLOX_NANO, need, run_cli
 
 from streamvis.config import YoloxConfig
 from streamvis.detection import load_detector
@@ -19,8 +19,8 @@ from streamvis.detection.yolox_int8 import kept_fp32
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     coco128 = MEDIA / "coco128"
-    _need(YOLOX_NANO)
-    _need(coco128)
+    need(YOLOX_NANO)
+    need(coco128)
     target = tmp_path_factory.mktemp("int8") / "nano.int8.onnx"
     result = run_cli("export", "yolox-nano", "--int8", "--calibrate", str(coco128 / "images" / "train2017"),
                      "--calibration-frames", "32", "--output", str(target), "--models-dir", str(MODELS))
