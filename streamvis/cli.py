@@ -223,8 +223,8 @@ def export(
     model: Annotated[str, typer.Argument(help="hub id or folder: SAM 2.1 (facebook/sam2.1-hiera-tiny) or Florence-2")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="export folder (default: the cache)")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="half-precision graphs (for the CUDA provider)")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="int8 weight matmuls (for the CPU provider; see README "
-                                                      "for the tolerance)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="int8 weight matmuls (for the CPU provider; see the GPU and ONNX "
+                                                      "guide for the tolerance)")] = False,
     int8_range: Annotated[str, typer.Option(
         "--int8-range", help="int8 weights: auto (7-bit on CPUs without VNNI, where 8-bit saturates), full, "
                              "reduced (for AVX2-only machines)")] = "auto",
@@ -239,6 +239,12 @@ def export(
     For a YOLOX model (registry name or .onnx file), `--int8 --calibrate IMAGES_OR_VIDEO` writes a static int8
     copy to use as `detector.model`."""
     setup_logging(debug, False)
+    from streamvis.extras import require
+
+    try:
+        require("streamvis export", "export")
+    except ConfigError as exc:
+        _fail(exc, debug, EXIT_USAGE)
     from transformers import AutoConfig
 
     from streamvis.runtime.export import export_folder
@@ -311,6 +317,20 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     else:
         log.error("%s", exc)
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """What this machine and environment hold, for a bug report: versions, CPU flags and int8 class, onnxruntime
+    providers really usable, torch/CUDA/GPU, FFmpeg codecs, extras, programs, the models folder and the cache."""
+    import json
+
+    from streamvis.doctor import lines, report
+
+    data = report()
+    print(json.dumps(data, indent=2) if as_json else "\n".join(lines(data)))
 
 
 def main() -> None:

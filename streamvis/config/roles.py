@@ -56,8 +56,8 @@ class OnnxSettings(Strict):
     role: ClassVar[str] = "model"  # the pipeline section the class fills, for messages
 
     backend: Literal["torch", "onnx"] = Field("torch", description="onnx: the heavy parts on onnxruntime")
-    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="onnx backend: fp32; int8 (CPU, see "
-                                                       "README for its tolerance); fp16 (CUDA)")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="onnx backend: fp32; int8 (CPU, see the GPU and ONNX guide for its tolerance); fp16 (CUDA)")
     onnx_dir: str | None = Field(None, description="an export folder (streamvis export); default: the cache")
     providers: list[Provider] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS), min_length=1,
                                       description="tried in order; the one really used is logged")

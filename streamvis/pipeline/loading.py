@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
 from streamvis.detection import Detector, NoDetector, load_detector
+from streamvis.extras import check_installed
 from streamvis.narration.backends import FlorenceNarrator, NarratorBackend, load_narrator_backend
 from streamvis.segmentation import Batchable, SegmenterModel, load_segmenter
 from streamvis.weights.hf import check_reachable
@@ -80,6 +81,7 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     detector's intra-op threads (offline with frames in flight: 1; None: onnxruntime's default).
     `cross_stream`: the models serve several live streams, so keyframe detection and SAM 2 image encoding are
     batched across them as `config.batching` says."""
+    check_installed(config)  # an extra the pipeline needs and lacks fails here, before anything loads
     finds_objects = config.segmenter.finds_objects  # SAM 3: no detector is loaded or run
     for role, hub_id in config.hub_models().items():
         if not (role == "detector" and finds_objects):

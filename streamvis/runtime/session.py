@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +22,17 @@ PROVIDER_NAMES = {
 
 
 def import_onnxruntime() -> Any:
-    """Import onnxruntime, or say how to install it (the package has a cpu and a gpu extra, never both)."""
-    installed = []
-    for dist in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            metadata.version(dist)
-            installed.append(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    if len(installed) == 2:
-        log.warning("both onnxruntime and onnxruntime-gpu are installed; they overwrite each other's "
-                    "files: uninstall both and install one (pip install 'streamvis[cpu]' or '[gpu]')")
+    """Import onnxruntime, or say how to install it; warn once where both builds are installed
+    (`extras.onnxruntime_conflict`: they overwrite each other's files)."""
+    from streamvis.extras import onnxruntime_conflict
+
+    conflict = onnxruntime_conflict()
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ModelError("onnxruntime is not installed: pip install 'streamvis[cpu]' "
-                         "(or 'streamvis[gpu]' on an NVIDIA GPU)") from exc
+        raise ModelError(conflict or "onnxruntime cannot be imported: pip install onnxruntime") from exc
+    if conflict:
+        log.warning("%s", conflict)
     return onnxruntime
 
 

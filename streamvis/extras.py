@@ -1,0 +1,101 @@
+"""What an install holds: the optional parts (pip extras) a pipeline or a command needs, checked before anything
+loads, and the one onnxruntime build an environment may have.
+
+`pip install streamvis` is the CPU path: sources, YOLOX on onnxruntime, tracking, annotation, objects narration,
+`serve` with the viewer, WHIP/WHEP, recording. The rest is an extra named by what it enables:
+
+| extra | adds | for |
+|---|---|---|
+| `sam` | torch, transformers, pycocotools | `segmenter.type` sam2, edgetam, sam3, sam (masks as COCO RLE) |
+| `florence` | torch, transformers | `detector.type florence2`, `narrator.type florence2` |
+| `vlm` | torch, transformers | `narrator.type vlm` |
+| `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
+| `ray` | ray[data] | `process --ray` |
+| `gpu` | onnxruntime-gpu | CUDA / TensorRT for the ONNX models (instead of onnxruntime: see below) |
+| `all` | sam, florence, vlm, export, ray | everything but `gpu` |
+
+onnxruntime and onnxruntime-gpu both install the `onnxruntime` module, so an environment must hold exactly one:
+`pip install 'streamvis[gpu]'` brings onnxruntime-gpu beside the CPU build the base depends on, and
+`onnxruntime_conflict()` then says how to keep one (`scripts/setup.sh` with `STREAMVIS_GPU=1` does it).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+
+from streamvis.config import PipelineConfig
+from streamvis.config.roles import OnnxSettings
+from streamvis.errors import ConfigError
+
+TORCH_MODULES = ("torch", "transformers")
+#: extra -> the modules it provides (the first one missing is named)
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "sam": (*TORCH_MODULES, "pycocotools"),
+    "florence": TORCH_MODULES,
+    "vlm": TORCH_MODULES,
+    "export": (*TORCH_MODULES, "onnx", "onnxscript"),
+    "ray": ("ray",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    field: str  # what asked for it, as the user wrote it: "segmenter.type sam2"
+    extra: str
+
+
+def needs(config: PipelineConfig) -> list[Need]:
+    """The extras `config`'s models need, each with the field that asks for it."""
+    wanted: list[Need] = []
+    if config.detector.type == "florence2":
+        wanted.append(Need("detector.type florence2", "florence"))
+    if config.segmenter.enabled:
+        wanted.append(Need(f"segmenter.type {config.segmenter.type}", "sam"))
+    if config.narrator.type == "florence2":
+        wanted.append(Need("narrator.type florence2", "florence"))
+    elif config.narrator.type == "vlm":
+        wanted.append(Need("narrator.type vlm", "vlm"))
+    for role, section in (("detector", config.detector), ("segmenter", config.segmenter)):
+        if isinstance(section, OnnxSettings) and section.backend == "onnx" and section.onnx_dir is None:
+            wanted.append(Need(f"{role}.backend onnx (graphs exported on first use)", "export"))
+    return wanted
+
+
+def missing_module(extra: str) -> str | None:
+    """The first module of `extra` this environment cannot import, or None."""
+    return next((m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None), None)
+
+
+def require(field: str, extra: str) -> None:
+    """Raise `ConfigError` (exit 2) naming the field, the missing module and the extra to install."""
+    module = missing_module(extra)
+    if module is not None:
+        raise ConfigError(f"{field} needs {module}: pip install 'streamvis[{extra}]'")
+
+
+def check_installed(config: PipelineConfig) -> None:
+    """Before anything loads: every extra the pipeline needs is installed (else one line naming it)."""
+    for need in needs(config):
+        require(need.field, need.extra)
+
+
+def installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def onnxruntime_conflict() -> str | None:
+    """Why this environment's onnxruntime cannot be trusted (both builds installed, or neither), with the fix."""
+    cpu, gpu = installed("onnxruntime"), installed("onnxruntime-gpu")
+    if cpu and gpu:
+        return ("onnxruntime and onnxruntime-gpu are both installed and own the same module: keep one "
+                "(GPU: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu; "
+                "CPU: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime)")
+    if not cpu and not gpu:
+        return "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu for CUDA/TensorRT)"
+    return None
