@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from live import cpu_seconds  # noqa: E402
+from results import save_table  # noqa: E402
 
 from streamvis.testing import sfu  # noqa: E402
 
@@ -170,6 +171,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                       f"{r['server_cpu'] / base['server_cpu']:.2f}", f"{r['janus_cpu']:.0f}" if r["mode"] == "janus"
                       else "-")
     Console(width=140).print(table)
+    save_table("fanout", table)
 
 
 def main() -> None:

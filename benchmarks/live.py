@@ -32,6 +32,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
+from results import save_table  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -162,6 +163,7 @@ def main() -> None:
                           f"{m['g2g_p50']:.0f} / {m['g2g_p95']:.0f}" if "g2g_p50" in m else "-",
                           str(m["dropped"]), f"{m['cpu']:.0f}", "yes" if ok else "no")
     Console(width=200).print(table)
+    save_table("live", table)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 import torch
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 from timing import timed
@@ -130,6 +131,7 @@ def main() -> None:
         p50, p95 = percentiles(samples)
         table.add_row(stage, f"{p50:.1f}", f"{p95:.1f}", str(len(samples)))
     Console(width=160).print(table)
+    save_table("models", table)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 import torch
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -87,6 +88,7 @@ def main() -> None:
         table.add_row(label, provider, f"{p50:.0f}", f"{p95:.0f}", f"{p50 + tts50 + 20:.0f}", f"{p95 + tts95 + 20:.0f}")
     table.add_row("espeak-ng, 16 words", "cpu", f"{tts50:.0f}", f"{tts95:.0f}", "", "")
     Console(width=160).print(table)
+    save_table("narration", table)
 
 
 if __name__ == "__main__":

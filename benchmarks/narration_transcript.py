@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results import save_table
+
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOS = ROOT.parent / "shared" / "media" / "videos"
 HAZARDS = {"car", "bus", "truck", "motorcycle", "motorbike", "bicycle", "train", "dog"}
@@ -183,6 +185,7 @@ def main() -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+    save_table("narration_transcript", table)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -173,6 +174,7 @@ def main() -> None:
                           f"{peer_cpu / peer_s:.2f}", f"{ours:.1f}", f"{ours_cpu / ours_s:.2f}", f"{ours / peer:.2f}",
                           f"{ours / min(dec, best):.2f}")
     Console(width=160).print(table)
+    save_table("offline", table)
 
 
 if __name__ == "__main__":

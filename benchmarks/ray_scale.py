@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -67,6 +68,7 @@ def main() -> None:
             table.add_row(f"Ray, {workers} worker{'s' if workers > 1 else ''}", str(sum(r.frames for r in ray_reports)),
                           f"{wall:.1f}", f"{frames / wall:.1f}", f"{wall / local_s:.2f}", "yes" if same else "NO")
     Console(width=140).print(table)
+    save_table("ray_scale", table)
 
 
 if __name__ == "__main__":

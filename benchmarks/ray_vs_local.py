@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -111,6 +112,7 @@ def main() -> None:
             table.add_row(name, str(row["frames"]), str(row["ray frames"]), f"{row['same boxes']:.1%}",
                           f"{row['same ids']:.1%}", f"{row['tracked local']:.1%}", f"{row['tracked ray']:.1%}")
     Console().print(table)
+    save_table("ray_vs_local", table)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 from timing import timed
@@ -200,6 +201,7 @@ def main() -> None:
         table.add_row(model_name, runtime, f"{p50:.1f}", f"{min(samples):.1f}", f"{baseline[model_name] / p50:.2f}",
                       note)
     Console(width=170).print(table)
+    save_table("runtime", table)
 
 
 if __name__ == "__main__":

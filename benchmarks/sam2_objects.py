@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from models import boxes, frame_720p, percentiles
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 from timing import timed
@@ -87,6 +88,7 @@ def main() -> None:
         table.add_row(*row)
         print(" | ".join(row), file=sys.stderr, flush=True)  # as it goes: 8 objects take minutes on a CPU
     Console(width=200).print(table)
+    save_table("sam2_objects", table)
 
 
 if __name__ == "__main__":

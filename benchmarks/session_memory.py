@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -73,6 +74,7 @@ def main() -> None:
                            sample_s=15.0)
     console = Console(width=140)
     console.print(table)
+    save_table("session_memory", table)
     console.print(f"pruned: RSS last / first sample = {pruned[-1][0] / pruned[0][0]:.3f} "
                   f"({pruned[-1][0] - pruned[0][0]:+.0f} MB over {args.minutes:g} min), session "
                   f"{pruned[0][1]:.1f} -> {pruned[-1][1]:.1f} MB; unpruned session {unpruned[0][1]:.1f} -> "

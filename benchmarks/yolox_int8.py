@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import cv2
+from results import save_table
 from rich.console import Console
 from rich.table import Table
 
@@ -69,6 +70,7 @@ def main() -> None:
             table.add_row(label, f"{score:.4f}", f"{delta:+.4f}{verdict}", f"{one:.1f}", f"{default:.1f}",
                           f"{base_ms / one:.2f}x")
     Console(width=150).print(table)
+    save_table("yolox_int8", table)
 
 
 if __name__ == "__main__":
