@@ -109,7 +109,7 @@ def test_a_folder_of_videos_to_mp4_and_jsonl(videos: Path, tmp_path: Path, model
 def test_a_folder_of_videos_on_ray(videos: Path, tmp_path: Path, models_dir: Path) -> None:
     pytest.importorskip("ray")
     result = subprocess.run([sys.executable, str(EXAMPLES / "ray_folder.py"), str(videos), str(tmp_path),
-                             "--chunk-s", "1", "--models-dir", str(models_dir)], capture_output=True, text=True,
+                             "--models-dir", str(models_dir)], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr
     assert sorted(line.split(":")[1].split()[:2] for line in result.stdout.splitlines()) == [

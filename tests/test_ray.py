@@ -102,14 +102,19 @@ def odd_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_odd_media_on_ray_matches_a_local_run(odd_videos: Path, tmp_path: Path, models_dir: Path) -> None:
+    """Also: an input that cannot be read is reported in the summary while the others finish."""
     local = tmp_path / "local"
     result = run_cli("process", str(odd_videos), "--output", str(local), "--events", str(local),
                      "--models-dir", str(models_dir), "--quiet", timeout=600)
     assert result.returncode == 0, result.stderr
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes((odd_videos / "b-frames.mp4").read_bytes()[:2000])  # the header, cut short
     distributed = tmp_path / "ray"
-    result = run_cli("process", str(odd_videos), "--output", str(distributed), "--events", str(distributed),
-                     "--ray", "--chunk-s", "5", "--chunk-overlap-s", "2", "--models-dir", str(models_dir), timeout=900)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("process", str(odd_videos), str(broken), "--output", str(distributed), "--events",
+                     str(distributed), "--ray", "--chunk-s", "5", "--chunk-overlap-s", "2", "--models-dir",
+                     str(models_dir), timeout=900)
+    assert result.returncode != 0
+    assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
     events = sorted(local.glob("*.jsonl"))
     assert len(events) == 11  # the two b-frames clips are b-frames.jsonl and b-frames_2.jsonl
     for path in events:
@@ -117,6 +122,7 @@ def test_odd_media_on_ray_matches_a_local_run(odd_videos: Path, tmp_path: Path, 
         continuity = compare_with_local(path, distributed / path.name, tracks=real)
         if real:
             assert continuity >= 0.95, f"{path.name}: {continuity:.0%} of tracks keep one id across chunks"
+    assert (distributed / "walk.mp4").stat().st_size > 10_000
 
 
 def test_plan_cuts_long_videos_at_keyframes_with_an_overlap() -> None:
@@ -174,19 +180,6 @@ def test_a_killed_worker_is_retried(videos: Path, local_run: Path, tmp_path: Pat
     assert killed, "no Ray worker ran to be killed"
     assert result.returncode == 0, result.stderr
     assert compare_with_local(local_run / f"{car_video.stem}.jsonl", tmp_path / "car.jsonl") >= 0.95
-
-
-def test_a_failing_input_is_reported_and_the_others_finish(videos: Path, tmp_path: Path, models_dir: Path) -> None:
-    car_video = videos / "car.mp4"
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(car_video, folder / "good.mp4")
-    (folder / "broken.mp4").write_bytes(car_video.read_bytes()[:2000])  # the header, cut short
-    result = run_cli("process", str(folder), "--output", str(tmp_path / "out"), "--ray", "--models-dir",
-                     str(models_dir), timeout=600)
-    assert result.returncode != 0
-    assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
-    assert (tmp_path / "out" / "good.mp4").stat().st_size > 10_000
 
 
 def test_segmenters_are_refused_with_a_reason(car_video: Path, tmp_path: Path) -> None:
