@@ -102,7 +102,7 @@ def main() -> None:
         process_all([str(folder)], local, local, config, args.models_dir, show_progress=False)
         process_on_ray([str(folder)], distributed, distributed, config,
                        RaySettings(chunk_s=args.chunk_s, overlap_s=2.0), args.models_dir, show_progress=False)
-        table = Table(title=f"process --ray against process, one run ({platform.processor() or platform.machine()}, "
+        table = Table(title=f"process --ray against process, one run ({platform.machine()}, "
                             f"chunks of {args.chunk_s:g} s)")
         for column in ("input", "frames", "ray frames", "same boxes and pts", "same track id", "people tracked (local)",
                        "people tracked (ray)"):

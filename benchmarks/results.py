@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from streamvis.doctor import cpu
 
@@ -50,7 +51,8 @@ def machine() -> dict[str, Any]:
 
 def _cells(table: Table) -> tuple[list[str], list[list[str]]]:
     headers = [str(column.header).replace("\n", " ") for column in table.columns]
-    columns = [[str(cell) for cell in column._cells] for column in table.columns]
+    columns = [[Text.from_markup(cell).plain if isinstance(cell, str) else str(cell) for cell in column._cells]
+               for column in table.columns]
     rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
     return headers, rows
 
