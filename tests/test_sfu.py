@@ -81,7 +81,10 @@ def test_a_receivers_keyframe_request_reaches_the_shared_encoder_at_most_twice_a
     from aiortc.rtcrtpsender import RTCRtpSender
 
     from streamvis.live.stats import StreamStats
+    from streamvis.server import aiortc_compat
     from streamvis.server.video_out import PLI_MIN_INTERVAL_S, SharedH264Output
+
+    aiortc_compat.apply()  # as a server does when it starts (the keyframe-requests patch); importing patches nothing
 
     async def scenario() -> list[bool]:
         output = SharedH264Output(StreamStats("cam"), asyncio.get_running_loop())
