@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from streamvis.config import PipelineConfig
+from streamvis.config import PipelineConfig, YoloxConfig
 from streamvis.errors import ConfigError, SourceError, StreamvisError
 from streamvis.frame import Result
 from streamvis.offline.process import InputReport, expand_inputs, open_outputs, plan_outputs
@@ -266,10 +266,9 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
 def wants_gpu(config: PipelineConfig) -> bool:
     """Whether the detector would run on a GPU where there is one (ONNX providers or torch device)."""
     detector = config.detector
-    providers = getattr(detector, "providers", None)
-    if providers is not None and getattr(detector, "backend", "onnx") == "onnx":
-        return providers[0] in ("cuda", "tensorrt")
-    return getattr(detector, "device", "auto") in ("auto", "cuda")
+    if isinstance(detector, YoloxConfig) or detector.backend == "onnx":
+        return detector.providers[0] in ("cuda", "tensorrt")
+    return detector.device in ("auto", "cuda")
 
 
 def start_ray(settings: RaySettings) -> Any:
