@@ -4,6 +4,7 @@ one detector run at a time, status on end, and the Prometheus text."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from streamvis.config import PipelineConfig
@@ -55,7 +56,7 @@ def test_newest_frame_wins_and_drops_are_counted() -> None:
 def test_slow_results_are_applied_late_and_carried_between() -> None:
     stream, detector, results, _ = _run(0.1, LiveSettings(inline_wait_ms=0, staleness_s=1.0), fps=60, frames=120)
     keyframes = [r for r in results if r.keyframe]
-    assert 3 <= len(keyframes) < len(results) / 3  # a result every ~100 ms, applied when it arrives
+    assert 3 <= len(keyframes) < len(results) / 2  # a result every ~100 ms, applied when it arrives, not awaited
     first = next(i for i, r in enumerate(results) if r.keyframe)
     assert all(len(r.detections) == 1 for r in results[first:])  # carried on the frames in between
     assert stream.stats.stale_results == 0 and detector.max_active == 1
@@ -102,20 +103,25 @@ def test_rates_latency_and_prometheus_text() -> None:
     assert text.endswith("\n") and stats.snapshot()["latency_ms"]["detect"]["p50"] == 22.0
 
 
-def test_a_failing_detector_run_does_not_end_the_stream() -> None:
+def test_a_failing_detector_run_does_not_end_the_stream(caplog) -> None:
     config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
     detector = StandInDetector(0.001, fail_every=3)
     stream = LiveStream("t", lambda: open_source("synthetic:?w=160&h=96&fps=60&frames=60&realtime=1"),
                         config, Models(detector), LiveSettings())
     results = ResultList()
     stream.add_sink(results)
-    stream.start()
-    deadline = time.monotonic() + 20
-    while stream.status in ("starting", "live") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stream.stop()
-    assert stream.status == "ended" and detector.calls >= 30
-    assert len(results) >= 50 and sum(r.keyframe for r in results) >= 20
+    with caplog.at_level("ERROR", logger="streamvis.live.runner"):
+        stream.start()
+        deadline = time.monotonic() + 20
+        while stream.status in ("starting", "live") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stream.stop()
+    failed_on = [int(m.group(1)) for r in caplog.records
+                 if (m := re.search(r"detector failed on frame (\d+)", r.getMessage()))]
+    # how many frames a loaded machine drops on the way is not the point: the stream reads to its end,
+    # and detections keep landing after a run has failed
+    assert stream.status == "ended" and results[-1].frame.index == 59
+    assert failed_on and any(r.keyframe and r.frame.index > failed_on[0] for r in results)
 
 
 def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
