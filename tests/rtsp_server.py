@@ -1,9 +1,12 @@
-"""A real RTSP camera for the tests: GStreamer's rtsp-server (Debian `gir1.2-gst-rtsp-server-1.0`) serving a
-live H.264 test pattern on 127.0.0.1. Run with the system Python, which has `gi`:
+"""Real RTSP cameras for the tests and benchmarks: GStreamer's rtsp-server (Debian
+`gir1.2-gst-rtsp-server-1.0`) on 127.0.0.1, serving a live H.264 test pattern, or H.264 MP4 files as they are
+(packets copied, no re-encoding; each client plays its file from the start at its own pace, and the session
+ends with the file, as a camera that drops). Run with the system Python, which has `gi`:
 
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /cam
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --file cam0=a.mp4 --file cam1=b.mp4
 
-It prints `ready rtsp://127.0.0.1:PORT/PATH` once listening and serves until killed.
+It prints `ready rtsp://127.0.0.1:PORT/PATH` (one line per mount) once listening and serves until killed.
 """
 
 from __future__ import annotations
@@ -25,22 +28,37 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
+                        help="serve an H.264 MP4 at /NAME, packets copied (repeatable; replaces the test pattern)")
     args = parser.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={args.width},height={args.height},"
-        f"framerate={args.fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
-        "! rtph264pay name=pay0 pt=96 config-interval=1 )")
-    factory.set_shared(True)
-    server.get_mount_points().add_factory(args.path, factory)
+    mounts: list[tuple[str, str, bool]] = []
+    for item in args.file:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            parser.error(f"--file {item}: expected NAME=PATH")
+        location = path.replace("\\", "\\\\").replace('"', '\\"')
+        mounts.append((f"/{name}", f'( filesrc location="{location}" ! qtdemux ! h264parse '
+                       "! rtph264pay name=pay0 pt=96 config-interval=1 )", False))
+    if not mounts:
+        mounts.append((args.path,
+                       f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={args.width},"
+                       f"height={args.height},framerate={args.fps}/1 ! x264enc tune=zerolatency "
+                       f"speed-preset=ultrafast key-int-max={args.fps} ! rtph264pay name=pay0 pt=96 "
+                       "config-interval=1 )", True))
+    for path, launch, shared in mounts:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(launch)
+        factory.set_shared(shared)  # a file: each client its own playback from the start
+        server.get_mount_points().add_factory(path, factory)
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(f"ready rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
+    for path, _, _ in mounts:
+        print(f"ready rtsp://127.0.0.1:{args.port}{path}", flush=True)
     GLib.MainLoop().run()
 
 

@@ -16,7 +16,7 @@ from streamvis.batching import Batcher, BatcherClosed
 from streamvis.config import Florence2Config, PipelineConfig, Sam2Config, YoloxConfig
 from streamvis.detection.batched import BatchedDetector
 from streamvis.detection.florence2 import Florence2Detector, Florence2Model
-from streamvis.pipeline.loading import batches_across_streams, load_models
+from streamvis.pipeline.loading import batches_across_streams, detector_queue_batch, load_models
 from streamvis.segmentation.processing import preprocess_square
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.sources import open_source
@@ -278,9 +278,22 @@ def test_batching_switch(enabled, provider, expected) -> None:
     assert batches_across_streams(config.batching, provider) is expected
 
 
+@pytest.mark.parametrize(("enabled", "provider", "expected"), [
+    ("auto", "onnxruntime:cuda fp16", 8), ("auto", "cpu", 1), (True, "cpu", 8), (False, "cpu", None),
+    (False, "torch:cuda:float16", None)])
+def test_serve_queues_keyframes_on_a_cpu_and_batches_them_on_a_gpu(enabled, provider, expected) -> None:
+    config = PipelineConfig.model_validate({"batching": {"enabled": enabled}})
+    assert detector_queue_batch(config.batching, provider) == expected
+
+
 def test_serve_loads_models_with_batching_when_asked(models_dir) -> None:
     config = PipelineConfig.model_validate({"batching": {"enabled": True, "max_batch": 3}})
     models = load_models(config, models_dir, cross_stream=True)
     assert isinstance(models.detector, BatchedDetector) and models.detector.batcher.max_batch == 3
     models.detector.close()
     assert not isinstance(load_models(config, models_dir).detector, BatchedDetector)  # offline: one stream
+    on_cpu = load_models(PipelineConfig(), models_dir, cross_stream=True).detector  # serve's default on a CPU
+    assert isinstance(on_cpu, BatchedDetector) and on_cpu.batcher.max_batch == 1
+    on_cpu.close()
+    off = PipelineConfig.model_validate({"batching": {"enabled": False}})
+    assert not isinstance(load_models(off, models_dir, cross_stream=True).detector, BatchedDetector)

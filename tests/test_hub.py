@@ -53,3 +53,34 @@ def test_refusals_are_json_with_their_status(method: str, path: str, body: str, 
 
     got_status, answer = asyncio.run(run())
     assert got_status == status and error in answer["error"], answer
+
+
+class _Output:
+    """A stand-in video output: what the fanout pushes to it, and whether a viewer takes it."""
+
+    codec = "h264"
+
+    def __init__(self, clean: bool, active: bool) -> None:
+        self.clean, self.active, self.pushed = clean, active, []
+
+    def push(self, result) -> None:
+        self.pushed.append(result)
+
+
+def test_only_a_watched_annotated_output_asks_for_frames_to_be_drawn() -> None:
+    import numpy as np
+
+    from streamvis.frame import Frame, Result
+    from streamvis.serialize import empty_detections
+    from streamvis.server.hub import ViewerFanout
+
+    fanout = ViewerFanout(StreamHub({}, ServerSettings()), stream=None)  # type: ignore[arg-type]
+    burned, clean = _Output(clean=False, active=False), _Output(clean=True, active=True)
+    fanout.outputs = (burned, clean)  # type: ignore[assignment]
+    assert not fanout.wants_annotated()  # the one viewer draws the layers itself
+    burned.active = True
+    assert fanout.wants_annotated()
+    image = np.zeros((8, 8, 3), np.uint8)
+    undrawn = Result(Frame(image, 0, 0.0, "t"), empty_detections(), False, annotated=None)
+    fanout.write(undrawn)  # the frame before the annotated output's first viewer: not drawn yet
+    assert burned.pushed == [] and clean.pushed == [undrawn]

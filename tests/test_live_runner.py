@@ -141,3 +141,19 @@ def test_looped_file_keeps_indices_and_detection_going(tmp_path) -> None:
     pts = [r.frame.pts for r in results]
     assert max(indices) >= 30 and indices == sorted(indices) and pts == sorted(pts)
     assert sum(r.keyframe for r in results[-10:]) >= 5  # still detecting after several loops
+
+
+def test_frames_no_sink_wants_drawn_are_not_annotated() -> None:
+    config = PipelineConfig.model_validate({"tracker": {"enabled": False}})
+    stream = LiveStream("t", lambda: open_source("synthetic:?w=160&h=96&fps=30&frames=40&realtime=1"),
+                        config, Models(StandInDetector(0.001)), LiveSettings())
+    results = ResultList()
+    stream.add_sink(results, wants_annotated=lambda: len(results) >= 15)  # a viewer arrives after 15 frames
+    stream.start()
+    deadline = time.monotonic() + 20
+    while stream.status in ("starting", "live") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stream.stop()
+    assert len(results) > 15
+    assert all(r.annotated is None for r in results[:15])  # nobody watching: nothing drawn
+    assert all(r.annotated is not None for r in results[15:])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from streamvis.frame import Frame
-from streamvis.pipeline.keyframes import LiveKeyframes, OfflineKeyframes
+from streamvis.pipeline.keyframes import LiveKeyframes, OfflineKeyframes, offline_every_n
 from streamvis.slot import NewestSlot
 from streamvis.sources import Source, open_source
 from streamvis.sources.wrappers import LoopedSource, PacedSource
@@ -101,14 +101,34 @@ def test_offline_keyframes_by_index(every: int, indices: list[int], expected: li
     assert [policy.is_keyframe(i) for i in indices] == expected
 
 
+def _start(policy: LiveKeyframes, index: int, detector_free: bool = True, pts: float = 0.0) -> bool:
+    if policy.due(index, pts, detector_free):
+        policy.started(index, pts)
+        return True
+    return False
+
+
 def test_live_keyframes_wait_for_a_free_detector_and_n_frames() -> None:
     policy = LiveKeyframes(3)
-    assert policy.start(0, detector_free=True)
-    assert not policy.start(1, detector_free=True)  # fewer than 3 frames since the last run
-    assert not policy.start(3, detector_free=False)  # due, but the detector is busy
-    assert policy.start(5, detector_free=True) and policy.last_started == 5
+    assert _start(policy, 0)
+    assert not _start(policy, 1)  # fewer than 3 frames since the last run
+    assert not _start(policy, 3, detector_free=False)  # due, but the detector is busy
+    assert _start(policy, 5) and policy.last_started == 5
     with pytest.raises(ValueError, match="at least 1"):
         LiveKeyframes(0)
+
+
+def test_live_keyframes_keep_to_the_detector_rate_whatever_the_frame_rate() -> None:
+    policy = LiveKeyframes(1, min_interval_s=1 / 5)  # detector.fps: 5 on a 25 fps camera
+    started = [i for i in range(50) if _start(policy, i, pts=i / 25)]
+    assert started == list(range(0, 50, 5))
+
+
+def test_offline_keyframe_interval_follows_the_detector_rate() -> None:
+    assert offline_every_n(1, None, 25.0) == 1
+    assert offline_every_n(1, 5.0, 25.0) == 5 and offline_every_n(1, 5.0, 12.5) == 2
+    assert offline_every_n(4, 30.0, 25.0) == 4  # every_n_frames is the floor
+    assert offline_every_n(1, 5.0, None) == 1  # a source without a frame rate: every_n_frames alone
 
 
 def test_a_looped_file_keeps_indices_and_pts_increasing(tmp_path: Path) -> None:

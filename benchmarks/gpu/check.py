@@ -8,7 +8,7 @@
 Sections, in order, each written to OUT/gpu_check.md and OUT/gpu_check.json as soon as it is done (a run cut
 short keeps what it measured): the environment (GPU, versions, onnxruntime's providers); `tests/test_gpu.py`;
 the parity of streamvis's SAM 2 pre- and post-processing with transformers' `Sam2VideoVideoProcessor`
-(torchvision is there); per-model latency (`latency.py`); `process` fps and live density (`density.py`). Every
+(torchvision is there); per-model latency (`latency.py`); `process` fps and live density (`pipelines.py`). Every
 section watches one time budget and leaves out what would not fit; one that fails is recorded and the next runs.
 """
 
@@ -132,11 +132,12 @@ def main() -> None:
     torch.set_grad_enabled(False)
     ctx = Context(args.device, args.quick, Deadline(args.budget_s), repeats=3 if args.quick else 20)
     report = Report(args.out)
-    import density
     import latency
 
+    import pipelines
+
     sections = {"environment": environment, "tests": gpu_tests, "parity": parity, "latency": latency.run,
-                "pipelines": density.run}
+                "pipelines": pipelines.run}
     for name, section in sections.items():
         if args.only is not None and name not in args.only:
             continue

@@ -7,6 +7,7 @@ from streamvis.config.loading import BUILTIN_PIPELINES_DIR, apply_overrides, loa
 from streamvis.config.pipeline import (
     AnnotatorConfig,
     BatchingConfig,
+    MotionConfig,
     OutputConfig,
     PipelineConfig,
     SourceConfig,
@@ -36,8 +37,8 @@ from streamvis.config.roles import (
 __all__ = [
     "BUILTIN_PIPELINES_DIR", "PROMPTED_TASKS", "AnnotatorConfig", "AnyDetectorConfig", "AnyNarratorConfig",
     "AnySegmenterConfig", "BatchingConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig",
-    "NoNarratorConfig",
-    "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings", "OutputConfig", "PipelineConfig", "Provider",
+    "MotionConfig", "NoNarratorConfig", "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings",
+    "OutputConfig", "PipelineConfig", "Provider",
     "Sam2Config", "Sam3Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig",
     "YoloxConfig",
     "apply_overrides", "load_pipeline", "parse_override",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from streamvis.config.roles import (
     DetectorConfig,
@@ -76,12 +76,48 @@ class OutputConfig(Strict):
                                  "1.5 per core)")
 
 
+Point = tuple[float, float]
+
+
+class MotionConfig(Strict):
+    """Motion gating: the detector runs on a keyframe only when something moves (or a track moved, or
+    `refresh_s` passed); between, the tracker carries the still objects (`streamvis.pipeline.motion`)."""
+
+    enabled: bool | Literal["auto"] = Field("auto", description="auto: on in serve (cameras, streams and files "
+                                            "played live), off in process (every keyframe detected, as before)")
+    threshold: float = Field(25.0, gt=0, le=255, description="levels (0-255), in any colour channel, a pixel must "
+                             "differ from the learnt background by to count as moving")
+    min_area: float = Field(0.0005, ge=0, le=1, description="the smallest moving region that counts, as a share of "
+                            "the frame (0.0005: 166 pixels of 768x432)")
+    refresh_s: float = Field(10.0, gt=0, description="run the detector at least this often, seconds of stream "
+                             "time, even when nothing moves")
+    background_s: float = Field(2.0, gt=0, description="seconds a change must stay still to become background")
+    width_px: int = Field(160, ge=32, le=1920, description="width of the small copy motion is estimated on")
+    ignore: list[list[Point]] = Field(default_factory=list, description="regions where nothing counts as motion "
+                                      "(a clock burnt into the picture, trees): polygons of [x, y] points in the "
+                                      "source's pixels")
+
+    @field_validator("ignore")
+    @classmethod
+    def _polygons(cls, polygons: list[list[Point]]) -> list[list[Point]]:
+        for i, polygon in enumerate(polygons):
+            if len(polygon) < 3:
+                raise ValueError(f"ignore[{i}]: a polygon needs at least 3 points, got {len(polygon)}")
+        return polygons
+
+    def on(self, live: bool) -> bool:
+        """Whether gating applies to a run that is live (serve) or not (process)."""
+        return live if self.enabled == "auto" else self.enabled
+
+
 class BatchingConfig(Strict):
     """Keyframe detection and SAM 2 image encoding batched across the streams of one server (`serve` with several
     sources or publishers share the models; a GPU runs a batch in little more than the time of one)."""
 
     enabled: bool | Literal["auto"] = Field("auto", description="auto: on when the model runs on a GPU (on a CPU "
-                                            "a batch costs what its frames cost one by one)")
+                                            "a batch costs what its frames cost one by one: the streams' keyframes "
+                                            "then go through one queue, one at a time, the streams in turn); "
+                                            "false: each stream runs the detector itself")
     max_batch: int = Field(8, ge=1, le=64, description="requests in one model call at most")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="the longest a request waits for others to join "
                                  "(a batch starts at once when every active stream is in it)")
@@ -97,6 +133,7 @@ class PipelineConfig(Strict):
     segmenter: SegmenterConfig = Field(default_factory=NoSegmenterConfig)
     narrator: NarratorConfig = Field(default_factory=NoNarratorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)

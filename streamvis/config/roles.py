@@ -73,6 +73,9 @@ class OnnxSettings(Strict):
 class _DetectorBase(_ModelChoice):
     role: ClassVar[str] = "detector"
     every_n_frames: int = Field(1, ge=1, description="run the detector on every Nth frame (a keyframe)")
+    fps: float | None = Field(None, gt=0, le=240, description="detector runs per second per stream at most, "
+                              "whatever the camera's frame rate (like Frigate's detect.fps); offline: a keyframe "
+                              "every round(source fps / fps) frames. None: every_n_frames alone")
     class_filter: list[str] | None = Field(None, description="keep only these class names")
 
 

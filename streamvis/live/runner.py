@@ -7,7 +7,9 @@ Three threads per stream:
 - the pipeline thread takes the newest frame, applies the latest keyframe result (or carries objects with the
   tracker / SAM 2 propagation), annotates, and writes the `Result` to the stream's sinks (viewers, recorder);
 - the detector worker runs keyframes (`LiveKeyframes`: when the detector is free and at least
-  `every_n_frames` frames have passed). A fast detector's result is applied to the frame it was run on (the
+  `every_n_frames` frames, and 1 / `detector.fps` seconds, have passed), and with motion gating (on by
+  default live, `MotionGate`) only when something moves: a gated keyframe leaves the still objects carried, and
+  is counted. A fast detector's result is applied to the frame it was run on (the
   pipeline waits up to `inline_wait_ms`); a slow one's is applied when it arrives, to the current frame,
   unless it is older than `staleness_s`.
 Descriptions (narration) run in the narrator's own worker (`LiveNarrator`), never in the pipeline thread.
@@ -33,6 +35,7 @@ from streamvis.live.stats import StreamStats
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline.keyframes import LiveKeyframes
 from streamvis.pipeline.loading import Models
+from streamvis.pipeline.motion import MotionGate
 from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.sinks import Sink
@@ -50,6 +53,10 @@ class LiveSettings:
     staleness_s: float = 1.0  # a keyframe result older than this (in stream time) is discarded
     pace_files: bool = True  # play files at their frame rate, like a camera
     loop_files: bool = False  # start a file again when it ends
+
+
+def _always() -> bool:
+    return True
 
 
 def _call_each(listeners: list[Callable[..., None]], *args: object) -> None:
@@ -76,6 +83,8 @@ class LiveStream:
         self.resolution_wh: tuple[int, int] | None = None
         self.latest: Result | None = None
         self._sinks: list[Sink] = []
+        # beside each sink, whether it needs the next result's annotated image (nobody watching: nothing is drawn)
+        self._wants_annotated: list[Callable[[], bool]] = []
         self._status_listeners: list[Callable[[str], None]] = []
         self._narration_listeners: list[Callable[[SceneDescription], None]] = []
         self._lock = threading.Lock()
@@ -84,7 +93,10 @@ class LiveStream:
         self._stop = threading.Event()
         self._source: Source | None = None
         self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
-        self._keyframes = LiveKeyframes(config.detector.every_n_frames)
+        detector_fps = config.detector.fps
+        self._keyframes = LiveKeyframes(config.detector.every_n_frames, 1 / detector_fps if detector_fps else 0.0)
+        self._gate = MotionGate(config.motion) if config.motion.on(live=True) else None
+        self.stats.motion_gating = self._gate is not None
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
@@ -92,15 +104,25 @@ class LiveStream:
         self._prompts: deque[tuple[Prompt, Future[PromptResult], str]] = deque()
 
     # -- sinks and listeners -----------------------------------------------------------------------------------
-    def add_sink(self, sink: Sink) -> None:
-        """`sink.write(result)` for every result from now on (in the pipeline thread); closed by `stop()`."""
+    def add_sink(self, sink: Sink, wants_annotated: Callable[[], bool] | None = None) -> None:
+        """`sink.write(result)` for every result from now on (in the pipeline thread); closed by `stop()`.
+        `wants_annotated`: whether the sink needs the next result's annotated image (default: always); a frame no
+        sink wants drawn is not annotated (`Result.annotated` is None)."""
         with self._lock:
             self._sinks.append(sink)
+            self._wants_annotated.append(wants_annotated or _always)
 
     def remove_sink(self, sink: Sink) -> None:
         with self._lock:
-            if sink in self._sinks:
-                self._sinks.remove(sink)
+            for i, added in enumerate(self._sinks):
+                if added is sink:
+                    del self._sinks[i], self._wants_annotated[i]
+                    break
+
+    def _annotate_next(self) -> bool:
+        with self._lock:
+            wanted = list(self._wants_annotated)
+        return any(wants() for wants in wanted)
 
     def on_status(self, callback: Callable[[str], None]) -> None:
         self._status_listeners.append(callback)
@@ -222,7 +244,7 @@ class LiveStream:
         if self.narrator is not None:
             self.narrator.close()
         with self._lock:
-            sinks, self._sinks = self._sinks, []
+            sinks, self._sinks, self._wants_annotated = self._sinks, [], []
         for sink in sinks:
             try:
                 sink.close()
@@ -292,9 +314,14 @@ class LiveStream:
             while (frame := self._next_frame()) is not None:
                 self._apply_prompts()
                 start = time.perf_counter()
-                submitted = self._keyframes.start(frame.index, detector_free=pending is None)
+                due = self._keyframes.due(frame.index, frame.pts, detector_free=pending is None)
+                if due:  # a gated keyframe passes as a run would: the next is due one interval later
+                    self._keyframes.started(frame.index, frame.pts)
+                submitted = self._gate.decide(frame.image, frame.pts, due) if self._gate is not None else due
                 if submitted:
                     pending = self._detector.submit(self._detect, frame)
+                elif due:
+                    self.stats.gated_keyframes += 1
                 keyframe = None
                 timings: dict[str, float] = {}
                 if pending is not None:
@@ -315,7 +342,11 @@ class LiveStream:
                             self.stats.keyframe_rate.tick()
                         else:
                             self.stats.stale_results += 1
-                result = self.pipeline.apply(frame, keyframe, timings=timings)
+                still = self._gate is not None and self._gate.still
+                result = self.pipeline.apply(frame, keyframe, timings=timings, still=still,
+                                             annotate=self._annotate_next())
+                if keyframe is not None and self._gate is not None:
+                    self._gate.saw(result.detections)
                 if self.narrator is not None:
                     pending_description = self.narrator.step(frame, result.detections)
                     if pending_description is not None:
@@ -323,6 +354,7 @@ class LiveStream:
                 for stage, ms in result.timings_ms.items():
                     self.stats.stage(stage, ms)
                 self.stats.stage("pipeline", (time.perf_counter() - start) * 1e3)
+                self.stats.stage("frame_to_result", (time.monotonic() - frame.decoded_at) * 1e3)
                 self.resolution_wh = frame.resolution_wh
                 self.latest = result
                 self.stats.frames_out += 1

@@ -80,6 +80,8 @@ class StreamStats:
     drops: dict[str, int] = field(default_factory=dict)
     stale_results: int = 0  # keyframe results older than the staleness budget, discarded
     keyframes: int = 0
+    gated_keyframes: int = 0  # due keyframes motion gating skipped: nothing moved
+    motion_gating: bool = False
     viewers: int = 0
     stages: dict[str, Latency] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)  # model role -> runtime really in use
@@ -107,7 +109,8 @@ class StreamStats:
             "fps_in": round(self.fps_in.rate(), 2), "fps_out": round(self.fps_out.rate(), 2),
             "keyframes_per_s": round(self.keyframe_rate.rate(), 2), "frames_in": self.frames_in,
             "frames_out": self.frames_out, "dropped": self.dropped, "drops": dict(self.drops),
-            "stale_results": self.stale_results,
+            "stale_results": self.stale_results, "keyframes": self.keyframes,
+            "gated_keyframes": self.gated_keyframes, "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
         out["latency_ms"] = {name: dict(zip(("p50", "p95"), (round(v, 2) for v in lat.percentiles()),
@@ -135,7 +138,8 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
                 ("frames_out_total", "frames published", "frames_out"),
                 ("dropped_frames_total", "frames dropped at ingest (newest frame wins)", "dropped"),
                 ("stale_results_total", "keyframe results discarded as too old", "stale_results"),
-                ("keyframes_total", "keyframes (detector runs applied)", "keyframes"))
+                ("keyframes_total", "keyframes (detector runs applied)", "keyframes"),
+                ("gated_keyframes_total", "due keyframes motion gating skipped (nothing moved)", "gated_keyframes"))
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]

@@ -39,6 +39,9 @@ class InputReport:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def note(self, text: str) -> None:
+        self.message = f"{self.message}; {text}" if self.message else text
+
 
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Folders of videos become one input per video; a folder of images (or a glob) stays one input."""
@@ -160,6 +163,9 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
             report.status, report.message = "incomplete", source.report.incomplete
         else:
             complete = True
+        if outcome.gated_keyframes:
+            report.note(f"motion gating skipped {outcome.gated_keyframes} of "
+                        f"{outcome.gated_keyframes + outcome.detector_runs} keyframes")
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
     except Exception as exc:  # isolation boundary: one input's failure must not stop the others

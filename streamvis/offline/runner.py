@@ -24,8 +24,7 @@ from typing import Any
 import supervision as sv
 
 from streamvis.frame import Frame, Result
-from streamvis.pipeline.keyframes import OfflineKeyframes
-from streamvis.pipeline.step import Pipeline
+from streamvis.pipeline.step import Pipeline, offline_schedule
 from streamvis.sinks import Sink
 from streamvis.sources import Source
 
@@ -40,6 +39,8 @@ class RunOutcome:
     frames: int
     seconds: float
     interrupted: bool = False
+    detector_runs: int = 0
+    gated_keyframes: int = 0  # due keyframes motion gating skipped (nothing moved)
 
 
 def _done(value: tuple[sv.Detections, float]) -> Future[tuple[sv.Detections, float]]:
@@ -83,7 +84,7 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     stop = threading.Event()
     errors: list[BaseException] = []
-    keyframes = OfflineKeyframes(pipeline.config.detector.every_n_frames)
+    keyframes, gate = offline_schedule(pipeline.config, source.fps)
 
     def decode() -> None:
         try:
@@ -110,9 +111,11 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     decoder = threading.Thread(target=decode, name=f"decode-{source.source_id}", daemon=True)
     encoder = threading.Thread(target=write, name=f"encode-{source.source_id}", daemon=True)
     detectors = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{source.source_id}") if depth > 1 else None
-    pending: deque[tuple[Frame, Future[tuple[sv.Detections, float]] | None]] = deque()
+    # each frame in flight: its detector run (None between keyframes) and whether motion gating held it still
+    pending: deque[tuple[Frame, Future[tuple[sv.Detections, float]] | None, bool]] = deque()
     start = time.perf_counter()
     processed = 0
+    detector_runs = 0
     interrupted = False
     decoder.start()
     encoder.start()
@@ -120,9 +123,9 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     def finish_oldest() -> bool:
         """Track and annotate the oldest frame in flight (its detections waited for) and hand it to the writer."""
         nonlocal processed
-        frame, detecting = pending.popleft()
+        frame, detecting, still = pending.popleft()
         if detecting is None:
-            result = pipeline.apply(frame, None)
+            result = pipeline.apply(frame, None, still=still)
         else:
             detections, detect_ms = detecting.result()
             result = pipeline.apply(frame, detections, None, {"detect": detect_ms})
@@ -145,10 +148,12 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
             else:
                 assert isinstance(item, Frame)
                 detecting = None
-                if keyframes.is_keyframe(item.index):
+                due = keyframes.is_keyframe(item.index)
+                if gate.decide(item.image, item.pts, due) if gate is not None else due:
+                    detector_runs += 1
                     detecting = detectors.submit(_detect, pipeline, item) if detectors is not None \
                         else _done(_detect(pipeline, item))
-                pending.append((item, detecting))
+                pending.append((item, detecting, gate is not None and gate.still))
             while pending and (ended or len(pending) >= depth):
                 if not finish_oldest():
                     ended = True
@@ -174,4 +179,5 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
         decoder.join(timeout=5)
     if errors:
         raise errors[0]
-    return RunOutcome(processed, time.perf_counter() - start, interrupted)
+    return RunOutcome(processed, time.perf_counter() - start, interrupted, detector_runs,
+                      gate.gated if gate is not None else 0)

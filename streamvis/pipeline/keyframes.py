@@ -1,12 +1,21 @@
 """When the detector runs: the offline and the live keyframe rules, side by side.
 
-Offline, every `every_n_frames`-th frame by index is a keyframe: the same frames whatever the machine's speed,
-so the output is deterministic. Live, a detector run starts when the detector is free and at least
-`every_n_frames` frames have passed since the last run started: a slow detector simply runs less often, and
-the frames in between are carried by the tracker or SAM 2 propagation.
+Offline, every `every_n_frames`-th frame by index is a keyframe (with `detector.fps`, every
+round(source fps / fps)-th): the same frames whatever the machine's speed, so the output is deterministic. Live, a
+detector run starts when the detector is free, at least `every_n_frames` frames have passed since the last run
+started and, with `detector.fps`, at least 1 / fps seconds of stream time: a slow detector simply runs less often,
+and the frames in between are carried by the tracker or SAM 2 propagation. With motion gating
+(`streamvis.pipeline.motion`) a due keyframe runs the detector only when something moves.
 """
 
 from __future__ import annotations
+
+
+def offline_every_n(every_n_frames: int, detector_fps: float | None, source_fps: float | None) -> int:
+    """The keyframe interval offline: `every_n_frames`, widened to round(source fps / detector fps) when set."""
+    if detector_fps is None or not source_fps:
+        return every_n_frames
+    return max(every_n_frames, round(source_fps / detector_fps))
 
 
 class OfflineKeyframes:
@@ -22,18 +31,24 @@ class OfflineKeyframes:
 
 
 class LiveKeyframes:
-    """A run is due when the detector is free and `every_n` frames have passed since the last run started."""
+    """A run is due when `every_n` frames and `min_interval_s` seconds (stream time) have passed since the last
+    run started, and the detector is free."""
 
-    def __init__(self, every_n: int) -> None:
+    def __init__(self, every_n: int, min_interval_s: float = 0.0) -> None:
         if every_n < 1:
             raise ValueError(f"every_n must be at least 1, got {every_n}")
         self.every_n = every_n
+        self.min_interval_s = min_interval_s
         self.last_started: int | None = None
+        self._last_pts: float = 0.0
 
-    def start(self, index: int, detector_free: bool) -> bool:
-        """Whether to start a detector run on frame `index` now; a started run is remembered."""
-        due = self.last_started is None or index - self.last_started >= self.every_n
-        if due and detector_free:
-            self.last_started = index
-            return True
-        return False
+    def due(self, index: int, pts: float, detector_free: bool) -> bool:
+        """Whether a run may start on frame `index` (at `pts`) now."""
+        if not detector_free:
+            return False
+        return self.last_started is None or (index - self.last_started >= self.every_n
+                                             and pts - self._last_pts >= self.min_interval_s - 1e-6)
+
+    def started(self, index: int, pts: float) -> None:
+        """A run started on frame `index`."""
+        self.last_started, self._last_pts = index, pts

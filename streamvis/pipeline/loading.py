@@ -74,6 +74,17 @@ def batches_across_streams(config: BatchingConfig, provider: str) -> bool:
     return on_gpu(provider) if config.enabled == "auto" else bool(config.enabled)
 
 
+def detector_queue_batch(config: BatchingConfig, provider: str) -> int | None:
+    """The batch size of the one queue every stream's keyframes go through in `serve`, or None for none (each
+    stream then calls the detector from its own thread, all at once). A GPU batches (`max_batch`); on a CPU,
+    where a batch costs what its frames cost one by one, `auto` still queues them, one at a time and the streams
+    in turn: at 16 cameras on 2 cores that cut the p95 from a frame to its result from 140 to 56 ms
+    (`benchmarks/density.py`), since a run no longer shares the cores with fifteen others."""
+    if config.enabled == "auto":
+        return config.max_batch if on_gpu(provider) else 1
+    return config.max_batch if config.enabled else None
+
+
 def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
                 detector_threads: int | None = None, cross_stream: bool = False) -> Models:
     """Load every model `config` names, once each, logging what was loaded and how long it took. A hub model
@@ -109,12 +120,16 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     elif narrator_config.enabled:
         narrator = _timed("narrator", lambda: load_narrator_backend(narrator_config))
     batching = config.batching
-    if cross_stream and batches_across_streams(batching, detector.provider):
+    batch = detector_queue_batch(batching, detector.provider) if cross_stream and not finds_objects else None
+    if batch is not None:
         from streamvis.detection.batched import BatchedDetector
 
-        detector = BatchedDetector(detector, batching.max_batch, batching.batch_wait_ms)
-        log.info("detector: keyframes batched across streams (up to %d, waiting at most %.1f ms)",
-                 batching.max_batch, batching.batch_wait_ms)
+        detector = BatchedDetector(detector, batch, batching.batch_wait_ms if batch > 1 else 0.0)
+        if batch > 1:
+            log.info("detector: keyframes batched across streams (up to %d, waiting at most %.1f ms)",
+                     batch, batching.batch_wait_ms)
+        else:
+            log.info("detector: one queue for every stream's keyframes, run one at a time, the streams in turn")
     if cross_stream and isinstance(segmenter, Batchable) and batches_across_streams(batching, segmenter.provider):
         segmenter.batch_across_streams(batching.max_batch, batching.batch_wait_ms)
         log.info("segmenter: image encoding batched across streams")

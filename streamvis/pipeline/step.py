@@ -18,8 +18,9 @@ from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result
 from streamvis.narration.narrator import Narrator
 from streamvis.pipeline.annotate import Annotator
-from streamvis.pipeline.keyframes import OfflineKeyframes
+from streamvis.pipeline.keyframes import OfflineKeyframes, offline_every_n
 from streamvis.pipeline.loading import Models
+from streamvis.pipeline.motion import MotionGate
 from streamvis.pipeline.tracking import Tracker
 from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.segmentation import ConceptSegmenter, Promptable
@@ -44,6 +45,14 @@ NarrationMode = Literal["inline", "worker"]
 PROMPT_HISTORY_FRAMES = 15  # live: frames kept for prompts on the frame a viewer saw (0.5 s at 30 fps)
 
 
+def offline_schedule(config: PipelineConfig, source_fps: float | None) -> tuple[OfflineKeyframes, MotionGate | None]:
+    """Offline keyframes (`every_n_frames`, widened by `detector.fps`) and, with `motion.enabled: true`, the
+    motion gate (tracks not followed: the output stays the same whatever the machine)."""
+    every_n = offline_every_n(config.detector.every_n_frames, config.detector.fps, source_fps)
+    gate = MotionGate(config.motion, follow_tracks=False) if config.motion.on(live=False) else None
+    return OfflineKeyframes(every_n), gate
+
+
 class Pipeline:
     """Turns one stream's frames into results, with models shared by every stream (`Models`) and state of its
     own (tracker, segmenter session, narration policy). Not thread-safe: one pipeline per source, called from one
@@ -58,6 +67,7 @@ class Pipeline:
                  narration: NarrationMode = "inline", interactive: bool = False, annotate: bool = True) -> None:
         self.config = config
         self.models = models
+        self.fps = fps
         # a segmenter that finds objects itself (SAM 3, `finds_objects`) runs with no detector
         self.detector = NoDetector() if config.segmenter.finds_objects else models.detector
         self.narration = narration
@@ -69,6 +79,9 @@ class Pipeline:
         self.tracker = Tracker(config.tracker, fps or 30.0) if config.tracker.enabled and not propagating else None
         self.annotator = Annotator(config.annotator) if annotate else None
         self._offline_keyframes: OfflineKeyframes | None = None  # made by `process` (offline) only
+        self._gate: MotionGate | None = None  # `process`'s, when motion gating is on offline
+        self._held_s = 0.0  # stream time the scene was held still (gated): the tracker's clock skips it
+        self._last_pts: float | None = None
         self.stats = PipelineStats()
         self._carried = empty_detections()
         class_filter = config.detector.class_filter
@@ -95,22 +108,31 @@ class Pipeline:
         return self._filter(self.detector.detect(image_bgr))
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
-        """Offline, one frame at a time: detect on keyframes (`OfflineKeyframes`), then `apply`. (`run_offline`
-        does the same with several frames in the detector at once; live streams use `LiveKeyframes`.)"""
+        """Offline, one frame at a time: detect on keyframes (`OfflineKeyframes`, gated by motion when
+        `motion.enabled` is true), then `apply`. (`run_offline` does the same with several frames in the detector
+        at once; live streams use `LiveKeyframes`.)"""
         if self._offline_keyframes is None:
-            self._offline_keyframes = OfflineKeyframes(self.config.detector.every_n_frames)
-        if not self._offline_keyframes.is_keyframe(frame.index):
-            return self.apply(frame, None, caption)
+            self._offline_keyframes, self._gate = offline_schedule(self.config, self.fps)
+        due = self._offline_keyframes.is_keyframe(frame.index)
+        run = self._gate.decide(frame.image, frame.pts, due) if self._gate is not None else due
+        still = self._gate is not None and self._gate.still
+        if not run:
+            return self.apply(frame, None, caption, still=still)
         t0 = time.perf_counter()
         detections = self.detect(frame.image)
         return self.apply(frame, detections, caption, {"detect": (time.perf_counter() - t0) * 1e3})
 
     def apply(self, frame: Frame, detections: sv.Detections | None, caption: str | None = None,
-              timings: dict[str, float] | None = None) -> Result:
+              timings: dict[str, float] | None = None, still: bool = False, annotate: bool = True) -> Result:
         """Segment or track, then annotate. `detections` is a keyframe's (maybe from an earlier frame, live),
-        None between keyframes: a video segmenter then propagates masks, otherwise the last boxes are carried."""
+        None between keyframes: a video segmenter then propagates masks, otherwise the last boxes are carried.
+        `still`: motion gating held the scene since the previous frame; that time does not age the tracks.
+        `annotate`: False leaves this result without an annotated image (live: no viewer or recorder wants it)."""
         timings = dict(timings or {})
         keyframe = detections is not None
+        if still and self._last_pts is not None:
+            self._held_s += max(0.0, frame.pts - self._last_pts)
+        self._last_pts = frame.pts
         if keyframe:
             self.stats.keyframes += 1
         if self.segmenter is not None and self.segmenter.propagates:
@@ -123,7 +145,7 @@ class Pipeline:
             out = detections
             if self.tracker is not None:
                 t0 = time.perf_counter()
-                out = self.tracker.update(out, frame.pts)
+                out = self.tracker.update(out, frame.pts - self._held_s)
                 timings["track"] = (time.perf_counter() - t0) * 1e3
             if self.segmenter is not None:
                 t0 = time.perf_counter()
@@ -142,7 +164,7 @@ class Pipeline:
         if caption is None and self._caption is not None and frame.pts <= self._caption[1]:
             caption = self._caption[0]
         annotated = None
-        if self.annotator is not None:
+        if self.annotator is not None and annotate:
             t0 = time.perf_counter()
             annotated = self.annotator.annotate(frame.image, out, caption)
             timings["annotate"] = (time.perf_counter() - t0) * 1e3

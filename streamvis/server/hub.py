@@ -91,9 +91,14 @@ class ViewerFanout:
         self.outputs: tuple[VideoOutput, ...] = ()  # one per codec and layering viewers take
         self.listened = False  # whether any viewer or egress takes the stream's messages
 
+    def wants_annotated(self) -> bool:
+        """Whether a viewer or an egress takes the annotated video (not only the clean one, or nothing)."""
+        return any(output.active and not output.clean for output in self.outputs)
+
     def write(self, result: Result) -> None:
         for output in self.outputs:
-            if output.active:
+            # a first viewer of the annotated video gets it from the next frame, drawn for it
+            if output.active and (output.clean or result.annotated is not None):
                 output.push(result)
         if self.listened:
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
@@ -199,7 +204,7 @@ class StreamHub:
 
     def _attach(self, stream: LiveStream) -> None:
         fanout = self._fanouts[stream] = ViewerFanout(self, stream)
-        stream.add_sink(fanout)
+        stream.add_sink(fanout, fanout.wants_annotated)
         stream.on_status(functools.partial(self.post, self._status, stream))
         stream.on_narration(functools.partial(self.post, self._narrated, stream))
         stream.start()

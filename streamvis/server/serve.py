@@ -18,6 +18,7 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.pipeline.loading import load_models
+from streamvis.runtime.threads import apply_torch_budget
 from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
 from streamvis.server.hub import ServerSettings, StreamFactory
@@ -68,6 +69,7 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
     models = load_models(config, models_dir, cross_stream=True)
+    apply_torch_budget(max(1, len(sources)), models.providers().values())
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)

@@ -63,6 +63,7 @@ class VideoOutput(Protocol):
     """Turns a stream's results into viewers' video tracks."""
 
     codec: str
+    clean: bool  # the frames as they came (the viewer draws the layers), not the annotated ones
 
     @property
     def active(self) -> bool:

@@ -1,0 +1,246 @@
+"""Many cameras on one small box: N real RTSP cameras into one `streamvis serve -p detect`, as before (motion
+gating off, each stream running the detector from its own thread) and with today's defaults (gating on, every
+stream's keyframes through one queue), in one run.
+
+    .venv/bin/python benchmarks/density.py [--cameras 1 4 8 16 32] [--seconds 30] [--quick]
+
+The cameras are GStreamer's rtsp-server on 127.0.0.1 (`tests/rtsp_server.py`, system Python with `gi`) serving
+H.264 MP4s as they are (packets copied, no re-encoding; a camera whose file ends drops, and streamvis
+reconnects, as to a real camera): busy cameras replay the shared person and car videos (768x432, 10 and 12.5
+fps); quiet cameras replay a still scene (the person video's empty room with sensor-like noise, 768x432 at 10
+fps, encoded once here). Half the cameras are quiet, three quarters at 32. Per row, after a warm-up: detector
+runs per second per camera (busy and quiet apart), gated keyframes per second, p95 from a frame's decode to its
+result (the worst camera's), frames dropped per place, the server's CPU (200% = both of 2 cores) and RSS.
+Rows with recording (`--record`, annotated MP4 + JSONL) and with one Python WebRTC viewer per 4 cameras follow
+at 8 cameras, and gating without the queue at 16. Frames nobody watches or records are not drawn in any row.
+Targets (issue 29, 2-core AMD EPYC): a quiet camera <= 3% of a core; every busy camera detected >= 5 times a
+second; p95 <= 100 ms; no drops but by policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+from results import save_table  # noqa: E402
+from streamvis_client import watch  # noqa: E402
+
+from streamvis import env  # noqa: E402
+from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
+
+VIDEOS = ROOT.parent / "shared" / "media" / "videos"
+BUSY = [VIDEOS / "intel_one-by-one-person-detection.mp4", VIDEOS / "intel_car-detection.mp4"]
+RTSP_SERVER = ROOT / "tests" / "rtsp_server.py"
+WARM_UP_S = 8.0
+# today's defaults before motion gating and the one detector queue: every frame offered to the detector, each
+# stream running it from its own thread
+BEFORE = ["--set", "motion.enabled=false", "--set", "batching.enabled=false"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+def make_quiet_clip(path: Path, seconds: float = 60.0, fps: int = 10) -> Path:
+    """A still camera: the person video's first frame (an empty room), with a little noise on every frame."""
+    with av.open(str(BUSY[0])) as source:
+        still = next(source.decode(video=0)).to_ndarray(format="bgr24")
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = still.shape[1], still.shape[0], "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": str(2 * fps)}
+        for _ in range(int(seconds * fps)):
+            noisy = np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(noisy, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@dataclass
+class Row:
+    label: str
+    cameras: int
+    quiet: int
+    extra: list[str] = field(default_factory=list)
+    viewers: int = 0
+
+
+@dataclass
+class Measured:
+    busy_runs_per_s: list[float]
+    quiet_runs_per_s: list[float]
+    gated_per_s: float
+    p95_ms: float
+    drops: dict[str, int]
+    cpu_percent: float
+    rss_mb: float
+    cameras: int
+    viewer_fps: float | None = None
+
+
+def start_cameras(clips: list[Path]) -> tuple[subprocess.Popen, list[str]]:
+    port = free_port()
+    args = ["/usr/bin/python3", str(RTSP_SERVER), "--port", str(port)]
+    for i, clip in enumerate(clips):
+        args += ["--file", f"cam{i}={clip}"]
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout is not None
+    urls = [server.stdout.readline().split()[-1] for _ in clips]
+    if not all(u.startswith("rtsp://") for u in urls):
+        server.kill()
+        raise SystemExit("the RTSP cameras did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
+    return server, urls
+
+
+def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measured:
+    clips = [quiet_clip if i >= row.cameras - row.quiet else BUSY[i % len(BUSY)] for i in range(row.cameras)]
+    cameras, urls = start_cameras(clips)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sources = [a for u in urls for a in ("--source", u)]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", *sources, "-p", "detect",
+                               "--port", str(port), "--models-dir", str(args.models_dir), *row.extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                statuses = get_json(url + "/healthz")["streams"]
+                if len(statuses) == row.cameras and all(s == "live" for s in statuses.values()):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        time.sleep(WARM_UP_S)
+        before = get_json(url + "/streams")["streams"]
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+        viewer_fps = None
+        if row.viewers:
+            ids = [s["id"] for s in before]
+            reports = asyncio.run(_watch_all(url, [ids[i * row.cameras // row.viewers]
+                                                   for i in range(row.viewers)], args.seconds))
+            viewer_fps = min(r.fps for r in reports)
+        else:
+            time.sleep(args.seconds)
+        wall = time.monotonic() - wall0
+        cpu = (cpu_seconds(server.pid) - cpu0) / wall * 100
+        memory = rss_mb(server.pid)
+        after = get_json(url + "/streams")["streams"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        cameras.kill()
+        cameras.wait()
+    runs = [(a["stats"]["keyframes"] - b["stats"]["keyframes"]) / wall for a, b in zip(after, before, strict=True)]
+    gated = sum(a["stats"]["gated_keyframes"] - b["stats"]["gated_keyframes"]
+                for a, b in zip(after, before, strict=True)) / wall
+    drops: dict[str, int] = {}
+    for a, b in zip(after, before, strict=True):
+        for place, count in a["stats"]["drops"].items():
+            drops[place] = drops.get(place, 0) + count - b["stats"]["drops"].get(place, 0)
+    p95 = max((s["stats"]["latency_ms"].get("frame_to_result", {}).get("p95", float("nan")) for s in after),
+              default=float("nan"))
+    busy_n = row.cameras - row.quiet
+    return Measured(runs[:busy_n], runs[busy_n:], gated, p95, drops, cpu, memory, row.cameras, viewer_fps)
+
+
+async def _watch_all(url: str, streams: list[str], seconds: float) -> list:
+    return await asyncio.gather(*(watch(url, stream, frames=10**9, timeout_s=seconds, keep_messages=False)
+                                  for stream in streams))
+
+
+def _mean(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} (min {min(values):.1f})" if values else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
+    parser.add_argument("--quick", action="store_true", help="before and default at the camera counts only")
+    args = parser.parse_args()
+    use_loopback_ice(only=True)
+    rows: list[Row] = []
+    for n in args.cameras:
+        quiet = n * 3 // 4 if n >= 32 else n // 2
+        rows.append(Row("before: gating off, a detector per stream", n, quiet, BEFORE))
+        rows.append(Row("default: gating on, one detector queue", n, quiet))
+    if not args.quick:
+        for label, extra in (("quiet cameras only, before", BEFORE), ("quiet cameras only, default", [])):
+            rows.append(Row(label, 8, 8, extra))
+        record = tempfile.mkdtemp(prefix="density-record-")
+        rows.append(Row("before, --record annotated", 8, 4, [*BEFORE, "--record", record]))
+        rows.append(Row("default, --record annotated", 8, 4, ["--record", record]))
+        rows.append(Row("before, 1 viewer per 4 cameras", 8, 4, BEFORE, viewers=2))
+        rows.append(Row("default, 1 viewer per 4 cameras", 8, 4, viewers=2))
+        rows.append(Row("gating on, a detector per stream", 16, 8, ["--set", "batching.enabled=false"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        quiet_clip = make_quiet_clip(Path(tmp) / "quiet-room.mp4")
+        table = Table(title=f"streamvis serve -p detect, N RTSP cameras (busy: the shared person and car videos; "
+                            f"quiet: a still room), {os.cpu_count()} CPUs, {args.seconds:g} s per row")
+        for column in ("setting", "cameras (quiet)", "detector runs/s, busy camera", "quiet camera",
+                       "gated keyframes/s", "frame to result p95 ms", "drops (place: frames)", "server CPU %",
+                       "CPU % per camera", "RSS MB", "viewer fps (min)"):
+            table.add_column(column, justify="left" if column == "setting" else "right")
+        for row in rows:
+            m = measure_row(row, quiet_clip, args)
+            drops = ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) or "0"
+            table.add_row(row.label, f"{row.cameras} ({row.quiet})", _mean(m.busy_runs_per_s),
+                          _mean(m.quiet_runs_per_s), f"{m.gated_per_s:.1f}", f"{m.p95_ms:.0f}", drops,
+                          f"{m.cpu_percent:.0f}", f"{m.cpu_percent / m.cameras:.1f}", f"{m.rss_mb:.0f}",
+                          f"{m.viewer_fps:.1f}" if m.viewer_fps is not None else "-")
+            print(f"{row.label}, {row.cameras} cameras ({row.quiet} quiet): {m.cpu_percent:.0f}% CPU", flush=True)
+    Console(width=220).print(table)
+    save_table("density", table, notes="before: motion gating off and each stream running the detector from its "
+                                        "own thread (the defaults until both came); default: today's. Busy "
+                                        "cameras replay the shared person and car videos, quiet ones a still "
+                                        "room with noise. Recording by copying the camera's packets is not "
+                                        "built yet, so no row has it.")
+
+
+if __name__ == "__main__":
+    main()
