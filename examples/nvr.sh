@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # An NVR on a small box: several cameras, each annotated in the browser and recorded as MP4 + JSONL segments
-# (recordings/<camera>/...), a new pair every SEGMENT_S seconds. Each camera is detected at most DETECT_FPS times
-# a second, and only while something moves (motion gating, on by default in serve); viewers and recording share
-# each camera's pipeline; a slow disk costs recorded frames, never live latency.
+# (recordings/<camera>/...), a new pair every SEGMENT_S seconds: a camera's own packets copied, no re-encoding.
+# Each camera is detected at most DETECT_FPS times a second, and only while something moves (motion gating, on
+# by default in serve); viewers and recording share each camera's pipeline; a slow disk costs recorded frames,
+# never live latency.
 #   CAMERAS="rtsp://cam1/stream rtsp://cam2/stream" examples/nvr.sh
 set -euo pipefail
 sources=()

@@ -159,7 +159,10 @@ def serve(
     codec: Annotated[str, typer.Option(help="video codec offered to viewers: h264 or vp8")] = "h264",
     loop: Annotated[bool, typer.Option("--loop", help="restart file sources when they end")] = False,
     record: Annotated[Path | None, typer.Option(
-        "--record", help="record every stream as MP4 + JSONL into DIR/<stream>/")] = None,
+        "--record", help="record every stream as MP4 + JSONL segments into DIR/<stream>/: a camera's own stream "
+                         "copied (no re-encoding, audio kept), anything else annotated")] = None,
+    record_annotated: Annotated[bool, typer.Option(
+        "--record-annotated", help="with --record: record the annotated video (re-encoded) for every stream")] = False,
     record_segment_s: Annotated[float, typer.Option(
         "--record-segment-s", help="start new recording files every this many seconds of stream time")] = 300.0,
     models_dir: ModelsDirOpt = None,
@@ -185,7 +188,9 @@ def serve(
         config = load_pipeline(pipeline, set_ or [])
         if record_segment_s <= 0:
             raise ConfigError(f"--record-segment-s must be positive, got {record_segment_s}")
-        recording = Recording(record, record_segment_s) if record is not None else None
+        if record_annotated and record is None:
+            raise ConfigError("--record-annotated needs --record DIR")
+        recording = Recording(record, record_segment_s, record_annotated) if record is not None else None
         streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop),
                                              recording)
         origins = cors_origin if cors_origin is not None else (["*"] if token else [])

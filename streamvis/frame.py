@@ -14,8 +14,11 @@ class Frame:
     """One decoded video frame, never changed once made (a source that adjusts frames makes new ones).
 
     `image` is BGR uint8 (H, W, 3), the OpenCV / supervision convention. `pts` is the presentation time in
-    seconds (from the container when it has one, else index / fps). `decode_ms` is what decoding it took, and
-    `decoded_at` the monotonic clock (seconds) when it was ready: live latency is measured from there.
+    seconds (from the container when it has one, else index / fps), strictly increasing over the whole source.
+    `decode_ms` is what decoding it took, and `decoded_at` the monotonic clock (seconds) when it was ready: live
+    latency is measured from there. `source_pts` is the container's own pts in seconds, as the stream gave it
+    (None where it gave none), on connection `connection` of a live source (0, then 1 after the first reconnect,
+    ...): what a copy of the stream's packets (`sinks.copy_record`) is timed by.
     """
 
     image: np.ndarray
@@ -24,6 +27,8 @@ class Frame:
     source_id: str
     decode_ms: float = 0.0
     decoded_at: float = field(default_factory=time.monotonic)
+    source_pts: float | None = None
+    connection: int = 0
 
     @property
     def resolution_wh(self) -> tuple[int, int]:

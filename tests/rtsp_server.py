@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
                         help="serve an H.264 MP4 at /NAME, packets copied (repeatable; replaces the test pattern)")
+    parser.add_argument("--audio", action="store_true",
+                        help="with --file: the files' AAC audio too (each must have it)")
     args = parser.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -41,8 +43,9 @@ def main() -> None:
         if not name or not path:
             parser.error(f"--file {item}: expected NAME=PATH")
         location = path.replace("\\", "\\\\").replace('"', '\\"')
-        mounts.append((f"/{name}", f'( filesrc location="{location}" ! qtdemux ! h264parse '
-                       "! rtph264pay name=pay0 pt=96 config-interval=1 )", False))
+        audio = " d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if args.audio else ""
+        mounts.append((f"/{name}", f'( filesrc location="{location}" ! qtdemux name=d d.video_0 ! queue ! h264parse '
+                       f"! rtph264pay name=pay0 pt=96 config-interval=1{audio} )", False))
     if not mounts:
         mounts.append((args.path,
                        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={args.width},"

@@ -12,6 +12,7 @@ import pytest
 from support import TinyModels
 
 from streamvis.config import load_pipeline
+from streamvis.detection.batched import BatchedDetector
 from streamvis.live.runner import LiveSettings
 from streamvis.server.serve import build_streams
 from streamvis.sources import open_source
@@ -55,7 +56,9 @@ def test_three_streams_and_a_publisher_share_one_load_of_each_model(tiny_models:
     assert len(pipelines) == 4
     shared = pipelines[0].models
     assert all(p.models is shared for p in pipelines)  # one detector, one segmenter model, one narrator model
-    assert shared.narrator is not None and shared.narrator.runner is shared.detector.model  # type: ignore[attr-defined]
+    detector = shared.detector
+    assert isinstance(detector, BatchedDetector)  # on a CPU too: every stream's keyframes through one queue
+    assert shared.narrator is not None and shared.narrator.runner is detector.inner.model  # type: ignore[attr-defined]
     assert len({id(p.segmenter) for p in pipelines}) == 4  # a SAM 2 session per stream
     assert len({id(p.segmenter.session) for p in pipelines}) == 4  # type: ignore[union-attr]
     assert len({id(p.narrator) for p in pipelines}) == 4  # a narration policy per stream

@@ -98,8 +98,9 @@ def test_serve_records_every_stream_in_segments(tmp_path: Path, person_video: Pa
     use_loopback_ice(only=True)
     clip = cut_clip(person_video, tmp_path / "short.mp4", 45)  # 4.5 s at 10 fps, served once
     folder = tmp_path / "recordings"
+    # every frame detected (motion gating off): what is compared is what is recorded, whatever moves
     server = Server("--source", str(clip), "--models-dir", str(models_dir), "--record", str(folder),
-                    "--record-segment-s", "2")
+                    "--record-segment-s", "2", "--set", "motion.enabled=false")
     try:
         server.wait_ready(stream="short")
         seen = asyncio.run(watch(server.url, "short", frames=1000, timeout_s=10))  # watch until the clip ends

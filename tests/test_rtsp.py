@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import socket
 import subprocess
@@ -17,32 +16,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import MODELS, ROOT, free_port, need
+from support import MODELS, RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, free_port, need, need_rtsp_server
 
 from streamvis.config import SourceConfig
 from streamvis.errors import SourceError
 from streamvis.frame import Frame
 from streamvis.sources import open_source
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = ROOT / "tests" / "rtsp_server.py"
+SERVER_SCRIPT = RTSP_SERVER_SCRIPT
 FPS = 15
-
-
-def _has_rtsp_server() -> bool:
-    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer; "
-             "from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('x264enc')")
-    try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-if not _has_rtsp_server():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI needs GStreamer's RTSP server: python3-gi gir1.2-gst-rtsp-server-1.0 "
-                           "gstreamer1.0-plugins-{base,good,ugly} (scripts/test.sh installs them)")
-    pytest.skip("needs GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)", allow_module_level=True)
+need_rtsp_server()
 
 
 class Camera:

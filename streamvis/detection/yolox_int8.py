@@ -25,6 +25,7 @@ import numpy as np
 from streamvis.errors import ModelError, SourceError
 from streamvis.runtime.precision import Int8Range, reduce_range_for
 from streamvis.runtime.quiet import quiet_tools
+from streamvis.sources.pixels import to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _video_frames(path: Path, limit: int) -> Iterator[np.ndarray]:
             taken = 0
             for index, frame in enumerate(container.decode(stream)):
                 if index % step == 0:
-                    yield frame.to_ndarray(format="bgr24")
+                    yield to_bgr(frame)  # the pixels the pipeline will see
                     taken += 1
                     if taken >= limit:
                         return

@@ -41,6 +41,7 @@ from streamvis.prompts import Prompt, PromptError, PromptResult
 from streamvis.sinks import Sink
 from streamvis.slot import NewestSlot
 from streamvis.sources import Source
+from streamvis.sources.base import PacketTap
 from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class LiveStream:
         self.stats.count_drop("ingest", 0)
         self._stop = threading.Event()
         self._source: Source | None = None
+        self._packet_tap: PacketTap | None = None
         self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
         detector_fps = config.detector.fps
         self._keyframes = LiveKeyframes(config.detector.every_n_frames, 1 / detector_fps if detector_fps else 0.0)
@@ -261,9 +263,24 @@ class LiveStream:
             source = PacedSource(source)
         return source
 
+    def add_packet_tap(self, tap: PacketTap) -> None:
+        """Give `tap` the packets of this stream's source before decoding (a recording that copies them), or
+        tell it the source has none to give (only a live source FFmpeg demuxes has). Call before `start()`."""
+        self._packet_tap = tap
+
+    def _opened(self) -> Source:
+        source = self._open_source()
+        tap = self._packet_tap
+        if tap is not None:
+            if source.copies_packets and source.live:
+                source.packet_tap = tap
+            else:
+                tap.uncopyable("not a live camera or stream" if source.copies_packets else "a source of frames")
+        return source
+
     def _read(self) -> None:
         try:
-            self._source = source = self._played(self._open_source())
+            self._source = source = self._played(self._opened())
             if source.slot is not None:  # frames pushed to the source (WHIP) wait in a slot of their own
                 source.slot.on_drop = self.stats.count_drop
                 self.stats.count_drop(source.slot.name, 0)  # listed in /metrics from the start

@@ -21,6 +21,7 @@ from streamvis.frame import Frame
 from streamvis.server.dtls import answer_as_dtls_server
 from streamvis.slot import NewestSlot
 from streamvis.sources.base import Source
+from streamvis.sources.pixels import to_bgr
 from streamvis.sources.timestamps import FrameClock
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class TrackSource(Source):
                     return
                 continue
             start = time.perf_counter()
-            image = item.to_ndarray(format="bgr24")
+            image = to_bgr(item)
             pts = float(item.pts * item.time_base) if item.pts is not None and item.time_base else time.monotonic()
             if first_pts is None:
                 first_pts = pts

@@ -23,6 +23,7 @@ from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
 from streamvis.server.hub import ServerSettings, StreamFactory
 from streamvis.server.routes import build_app
+from streamvis.sinks.copy_record import CopyRecorder
 from streamvis.sinks.record import SegmentedRecorder, ThreadedSink
 from streamvis.sources import Source, open_source, parse_source_uri
 
@@ -53,11 +54,13 @@ def stream_ids(sources: list[str]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """`serve --record DIR`: every stream's results as MP4 + JSONL under `DIR/<stream>/`, a new pair every
-    `segment_s` seconds of stream time."""
+    """`serve --record DIR`: every stream as MP4 + JSONL under `DIR/<stream>/`, a new pair every `segment_s`
+    seconds: a live camera's own packets copied (`CopyRecorder`), anything else, or everything with
+    `annotated`, as the annotated video (`SegmentedRecorder`)."""
 
     folder: Path
     segment_s: float = 300.0
+    annotated: bool = False
 
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
@@ -74,8 +77,16 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
         if record is not None:
-            recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
-            stream.add_sink(ThreadedSink(recorder, "record", name, on_drop=stream.stats.count_drop))
+            def annotated() -> ThreadedSink:
+                recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
+                return ThreadedSink(recorder, "record", name, on_drop=stream.stats.count_drop)
+
+            if record.annotated:
+                stream.add_sink(annotated())
+            else:
+                copier = CopyRecorder(record.folder, name, record.segment_s, annotated, stream.stats.count_drop)
+                stream.add_packet_tap(copier)
+                stream.add_sink(copier, copier.wants_annotated)
         return stream
 
     streams = {}

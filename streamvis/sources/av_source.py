@@ -24,6 +24,7 @@ from streamvis.config import SourceConfig
 from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
 from streamvis.frame import Frame
 from streamvis.sources.base import Source
+from streamvis.sources.pixels import to_bgr
 from streamvis.sources.spans import FrameSpan, PacketKey
 from streamvis.sources.timestamps import PROBE_FRAMES, FrameClock
 from streamvis.sources.uri import SourceSpec
@@ -113,7 +114,10 @@ def _key(packet: Any) -> PacketKey:
 
 
 class AVSource(Source):
-    """One video stream of anything FFmpeg opens; of a file, optionally only a `FrameSpan` of it."""
+    """One video stream of anything FFmpeg opens; of a file, optionally only a `FrameSpan` of it. Its packets,
+    video and audio, can be tapped before decoding (`packet_tap`: a recording that copies them)."""
+
+    copies_packets = True
 
     def __init__(self, spec: SourceSpec, config: SourceConfig, source_id: str | None = None,
                  span: FrameSpan | None = None) -> None:
@@ -121,6 +125,7 @@ class AVSource(Source):
         self.spec = spec
         self.config = config
         self.span = span
+        self.connection = 0  # this source's connections so far (a live source reconnects)
         if spec.kind == "file" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"input not found: {spec.target}")
         if spec.kind == "device" and not Path(spec.target).exists():
@@ -180,8 +185,14 @@ class AVSource(Source):
         """Decode packet by packet (the container's, or `packets`), so one damaged packet costs a frame, not the
         file."""
         stream = container.streams.video[0]
+        tap = self.packet_tap if packets is None else None  # a span's seek is offline: never tapped
+        demuxed = [stream, *container.streams.audio[:1]] if tap is not None else [stream]
         consecutive = 0
-        for packet in packets if packets is not None else container.demux(stream):
+        for packet in packets if packets is not None else container.demux(*demuxed):
+            if tap is not None:
+                tap.packet(self.connection, packet)
+                if packet.stream.type != "video":
+                    continue
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
@@ -225,10 +236,13 @@ class AVSource(Source):
                 counted += 1
         return iter(())
 
-    def _connection(self, container: Any) -> Iterator[tuple[av.VideoFrame, float]]:
-        """The frames of one connection with their pts: the clock is chosen from the first `PROBE_FRAMES`, also
-        when a span then seeks on (so that its frames are timed as in a whole read)."""
+    def _connection(self, container: Any) -> Iterator[tuple[av.VideoFrame, float, float | None]]:
+        """The frames of one connection with their pts and the container's own pts (seconds or None): the clock
+        is chosen from the first `PROBE_FRAMES`, also when a span then seeks on (so that its frames are timed as
+        in a whole read)."""
         time_base = container.streams.video[0].time_base
+        if self.packet_tap is not None:
+            self.packet_tap.connected(self.connection, container)
         frames = self._decode(container)
         probe = list(itertools.islice(frames, PROBE_FRAMES))
         self.clock.start([_stamps(f, time_base) for f in probe])
@@ -237,7 +251,8 @@ class AVSource(Source):
             frames = self._decode(container, self._packets_from(container, self.span))
             self.clock.resume_at(self.span.seek_frame)
         for vframe in itertools.chain(probe, frames):
-            yield vframe, self.clock.stamp(*_stamps(vframe, time_base))
+            stamps = _stamps(vframe, time_base)
+            yield vframe, self.clock.stamp(*stamps), stamps[0]
 
     def frames(self) -> Iterator[Frame]:
         first, end = (self.span.first, self.span.end) if self.span is not None else (0, None)
@@ -252,17 +267,18 @@ class AVSource(Source):
                     self.report.reconnects += 1
                     log.warning("%s: reconnected (attempt %d)", self.source_id, attempt)
                 t0 = time.perf_counter()
-                for vframe, pts in self._connection(container):
+                for vframe, pts, source_pts in self._connection(container):
                     if end is not None and index >= end:
                         break
                     if index < first:  # decoded for the frames after it; not shown
                         index += 1
                         continue
-                    image = upright(vframe.to_ndarray(format="bgr24"), vframe.rotation)
+                    image = upright(to_bgr(vframe), vframe.rotation)
                     decode_ms = (time.perf_counter() - t0) * 1000
                     self.report.frames += 1
                     attempt = 0
-                    yield Frame(image, index, pts, self.source_id, decode_ms)
+                    yield Frame(image, index, pts, self.source_id, decode_ms, source_pts=source_pts,
+                                connection=self.connection)
                     index += 1
                     t0 = time.perf_counter()
                     if self.closed:
@@ -278,9 +294,12 @@ class AVSource(Source):
                 drop_reason = reason(exc)
             finally:
                 if container is not None:
+                    if self.packet_tap is not None:
+                        self.packet_tap.disconnected(self.connection)
                     container.close()
                     container = None
                     self._container = None
+                    self.connection += 1
             if not self.live:
                 self._check_complete(index - first)
                 return

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from streamvis.frame import Frame
 from streamvis.slot import NewestSlot
@@ -22,6 +22,23 @@ class SourceReport:
     reconnects: int = 0
     expected_frames: int | None = None
     incomplete: str | None = None  # why the source ended before its end, when it did
+
+
+class PacketTap(Protocol):
+    """Takes a live source's packets as they are demuxed (video and audio), before decoding: a recording that
+    copies the camera's own stream. Called from the source's reading thread; must not block."""
+
+    def connected(self, connection: int, container: Any) -> None:
+        """Connection `connection` (0, 1, ...) opened: `container` is its PyAV input (streams, codecs)."""
+
+    def packet(self, connection: int, packet: Any) -> None:
+        """One demuxed packet of that connection (video or audio), in demux order."""
+
+    def disconnected(self, connection: int) -> None:
+        """That connection ended; its container is closed after this returns."""
+
+    def uncopyable(self, why: str) -> None:
+        """The source gives no packets to copy (a file played as a camera, a WHIP publisher, a test pattern)."""
 
 
 class Source(ABC):
@@ -45,6 +62,10 @@ class Source(ABC):
 
     #: frames a finite source is thought to hold when the container does not count them (from its duration)
     estimated_frames: int | None = None
+    #: whether `packet_tap` is honoured: the source demuxes a container whose packets can be copied
+    copies_packets: bool = False
+    #: given the packets before decoding, when set before iterating (and `copies_packets`)
+    packet_tap: PacketTap | None = None
 
     @property
     def expected_frames(self) -> int | None:

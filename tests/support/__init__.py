@@ -43,6 +43,32 @@ PORT_BLOCK = 400
 _ports = itertools.count()
 
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # the one with `gi` (GStreamer's RTSP server, webrtcbin)
+RTSP_SERVER_SCRIPT = ROOT / "tests" / "rtsp_server.py"
+
+
+def has_rtsp_server() -> bool:
+    """Whether GStreamer's rtsp-server (with x264enc) runs under the system Python."""
+    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer; "
+             "from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('x264enc')")
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def need_rtsp_server() -> None:
+    """Skip the calling module without GStreamer's RTSP server; in CI, fail: it must be installed there."""
+    if has_rtsp_server():
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs GStreamer's RTSP server: python3-gi gir1.2-gst-rtsp-server-1.0 "
+                           "gstreamer1.0-plugins-{base,good,ugly} (scripts/test.sh installs them)")
+    import pytest
+
+    pytest.skip("needs GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)", allow_module_level=True)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that is free now and that no other test of this run will be given."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytest-xdist
