@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +39,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
+from serving import cpu_seconds, free_port, get_json, rss_mb  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -54,29 +52,6 @@ WARM_UP_S = 8.0
 # today's defaults before motion gating and the one detector queue: every frame offered to the detector, each
 # stream running it from its own thread
 BEFORE = ["--set", "motion.enabled=false", "--set", "batching.enabled=false"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.load(resp)
 
 
 def make_quiet_clip(path: Path, seconds: float = 60.0, fps: int = 10) -> Path:
