@@ -93,6 +93,13 @@ class MotionConfig(Strict):
                              "time, even when nothing moves")
     background_s: float = Field(2.0, gt=0, description="seconds a change must stay still to become background")
     width_px: int = Field(160, ge=32, le=1920, description="width of the small copy motion is estimated on")
+    crop: bool = Field(True, description="when what moves is a small part of the frame, the detector sees only "
+                       "that part (with a margin), so small far objects get more of its pixels; still objects "
+                       "elsewhere are carried; every refresh_s a run sees the whole frame")
+    crop_max_fraction: float = Field(0.4, gt=0, le=1, description="crop only when the part to look at is at most "
+                                     "this share of the frame's area")
+    crop_margin: float = Field(1.0, ge=0, le=4, description="margin around the moving regions, as a share of "
+                               "their size on each side (at least 16 px): the detector sees some of what is around")
     ignore: list[list[Point]] = Field(default_factory=list, description="regions where nothing counts as motion "
                                       "(a clock burnt into the picture, trees): polygons of [x, y] points in the "
                                       "source's pixels")

@@ -141,8 +141,9 @@ class Florence2Model:
         self._torch = torch
         self.onnx = self._onnx_runner(config) if isinstance(config, OnnxSettings) and config.backend == "onnx" \
             else None
-        parts = list(getattr(config, "compile", []))
-        cuda_graphs = bool(getattr(config, "cuda_graphs", False))
+        # the fast path is the detector's setting (the narrator's Florence-2 runs as loaded)
+        parts: list[str] = list(config.compile) if isinstance(config, Florence2Config) else []
+        cuda_graphs = config.cuda_graphs if isinstance(config, Florence2Config) else False
         compile_parts(self.model, [p for p in parts if p != "decoder"], FLORENCE_PARTS, self.device, cuda_graphs,
                       f"Florence-2 {self.name}")
         if "decoder" in parts:

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import supervision as sv
@@ -54,6 +55,15 @@ class LiveSettings:
     staleness_s: float = 1.0  # a keyframe result older than this (in stream time) is discarded
     pace_files: bool = True  # play files at their frame rate, like a camera
     loop_files: bool = False  # start a file again when it ends
+
+
+class KeyframeRun(NamedTuple):
+    """One detector run: the frame it ran on, what it found, how long it took, the part of the frame it saw."""
+
+    frame: Frame
+    detections: sv.Detections
+    detect_ms: float
+    region_xyxy: np.ndarray | None  # None: the whole frame
 
 
 def _always() -> bool:
@@ -97,7 +107,7 @@ class LiveStream:
         self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
         detector_fps = config.detector.fps
         self._keyframes = LiveKeyframes(config.detector.every_n_frames, 1 / detector_fps if detector_fps else 0.0)
-        self._gate = MotionGate(config.motion) if config.motion.on(live=True) else None
+        self._gate = MotionGate(config.motion, crop=pipeline.crops()) if config.motion.on(live=True) else None
         self.stats.motion_gating = self._gate is not None
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
@@ -310,11 +320,11 @@ class LiveStream:
                 return frame
         return None
 
-    def _detect(self, frame: Frame) -> tuple[Frame, sv.Detections, float]:
+    def _detect(self, frame: Frame, region_xyxy: np.ndarray | None) -> KeyframeRun:
         start = time.perf_counter()
-        detections = self.pipeline.detect(frame.image)
+        detections = self.pipeline.detect(frame.image, region_xyxy)
         self.detector_calls += 1
-        return frame, detections, (time.perf_counter() - start) * 1e3
+        return KeyframeRun(frame, detections, (time.perf_counter() - start) * 1e3, region_xyxy)
 
     def _write(self, result: Result) -> None:
         with self._lock:
@@ -326,7 +336,7 @@ class LiveStream:
                 log.exception("stream %s: sink %r failed", self.stream_id, sink)
 
     def _run(self) -> None:
-        pending: Future[tuple[Frame, sv.Detections, float]] | None = None
+        pending: Future[KeyframeRun] | None = None
         try:
             while (frame := self._next_frame()) is not None:
                 self._apply_prompts()
@@ -336,15 +346,18 @@ class LiveStream:
                     self._keyframes.started(frame.index, frame.pts)
                 submitted = self._gate.decide(frame.image, frame.pts, due) if self._gate is not None else due
                 if submitted:
-                    pending = self._detector.submit(self._detect, frame)
+                    region = self._gate.region_xyxy if self._gate is not None else None
+                    if region is not None:
+                        self.stats.cropped_keyframes += 1
+                    pending = self._detector.submit(self._detect, frame, region)
                 elif due:
                     self.stats.gated_keyframes += 1
                 keyframe = None
+                region = None
                 timings: dict[str, float] = {}
                 if pending is not None:
                     try:
-                        detected_on, detections, detect_ms = pending.result(
-                            timeout=self.settings.inline_wait_ms / 1e3 if submitted else 0)
+                        run = pending.result(timeout=self.settings.inline_wait_ms / 1e3 if submitted else 0)
                     except TimeoutError:
                         pass
                     except Exception:  # one failed detector run must not end the stream: carry on, retry
@@ -352,16 +365,16 @@ class LiveStream:
                         pending = None
                     else:
                         pending = None
-                        timings["detect"] = detect_ms
-                        if frame.pts - detected_on.pts <= self.settings.staleness_s:
-                            keyframe = detections
+                        timings["detect"] = run.detect_ms
+                        if frame.pts - run.frame.pts <= self.settings.staleness_s:
+                            keyframe, region = run.detections, run.region_xyxy
                             self.stats.keyframes += 1
                             self.stats.keyframe_rate.tick()
                         else:
                             self.stats.stale_results += 1
                 still = self._gate is not None and self._gate.still
                 result = self.pipeline.apply(frame, keyframe, timings=timings, still=still,
-                                             annotate=self._annotate_next())
+                                             annotate=self._annotate_next(), region_xyxy=region)
                 if keyframe is not None and self._gate is not None:
                     self._gate.saw(result.detections)
                 if self.narrator is not None:

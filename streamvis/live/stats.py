@@ -81,6 +81,7 @@ class StreamStats:
     stale_results: int = 0  # keyframe results older than the staleness budget, discarded
     keyframes: int = 0
     gated_keyframes: int = 0  # due keyframes motion gating skipped: nothing moved
+    cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
     motion_gating: bool = False
     viewers: int = 0
     stages: dict[str, Latency] = field(default_factory=dict)
@@ -110,7 +111,8 @@ class StreamStats:
             "keyframes_per_s": round(self.keyframe_rate.rate(), 2), "frames_in": self.frames_in,
             "frames_out": self.frames_out, "dropped": self.dropped, "drops": dict(self.drops),
             "stale_results": self.stale_results, "keyframes": self.keyframes,
-            "gated_keyframes": self.gated_keyframes, "motion_gating": self.motion_gating,
+            "gated_keyframes": self.gated_keyframes, "cropped_keyframes": self.cropped_keyframes,
+            "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
         out["latency_ms"] = {name: dict(zip(("p50", "p95"), (round(v, 2) for v in lat.percentiles()),
@@ -139,7 +141,9 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
                 ("dropped_frames_total", "frames dropped at ingest (newest frame wins)", "dropped"),
                 ("stale_results_total", "keyframe results discarded as too old", "stale_results"),
                 ("keyframes_total", "keyframes (detector runs applied)", "keyframes"),
-                ("gated_keyframes_total", "due keyframes motion gating skipped (nothing moved)", "gated_keyframes"))
+                ("gated_keyframes_total", "due keyframes motion gating skipped (nothing moved)", "gated_keyframes"),
+                ("cropped_keyframes_total", "detector runs that saw only the moving part of the frame",
+                 "cropped_keyframes"))
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]

@@ -166,6 +166,9 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         if outcome.gated_keyframes:
             report.note(f"motion gating skipped {outcome.gated_keyframes} of "
                         f"{outcome.gated_keyframes + outcome.detector_runs} keyframes")
+        if outcome.cropped_keyframes:
+            report.note(f"{outcome.cropped_keyframes} of {outcome.detector_runs} detector runs saw only the moving "
+                        "part of the frame")
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
     except Exception as exc:  # isolation boundary: one input's failure must not stop the others

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import supervision as sv
 
 from streamvis.frame import Frame, Result
@@ -41,6 +42,7 @@ class RunOutcome:
     interrupted: bool = False
     detector_runs: int = 0
     gated_keyframes: int = 0  # due keyframes motion gating skipped (nothing moved)
+    cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
 
 
 def _done(value: tuple[sv.Detections, float]) -> Future[tuple[sv.Detections, float]]:
@@ -66,9 +68,9 @@ def default_in_flight() -> int:
     return (os.cpu_count() or 1) + 1
 
 
-def _detect(pipeline: Pipeline, frame: Frame) -> tuple[sv.Detections, float]:
+def _detect(pipeline: Pipeline, frame: Frame, region_xyxy: np.ndarray | None) -> tuple[sv.Detections, float]:
     start = time.perf_counter()
-    detections = pipeline.detect(frame.image)
+    detections = pipeline.detect(frame.image, region_xyxy)
     return detections, (time.perf_counter() - start) * 1e3
 
 
@@ -84,7 +86,7 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     results_q: queue.Queue[Result | object] = queue.Queue(maxsize=QUEUE_SIZE)  # overflow: block
     stop = threading.Event()
     errors: list[BaseException] = []
-    keyframes, gate = offline_schedule(pipeline.config, source.fps)
+    keyframes, gate = offline_schedule(pipeline, source.fps)
 
     def decode() -> None:
         try:
@@ -111,8 +113,9 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     decoder = threading.Thread(target=decode, name=f"decode-{source.source_id}", daemon=True)
     encoder = threading.Thread(target=write, name=f"encode-{source.source_id}", daemon=True)
     detectors = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{source.source_id}") if depth > 1 else None
-    # each frame in flight: its detector run (None between keyframes) and whether motion gating held it still
-    pending: deque[tuple[Frame, Future[tuple[sv.Detections, float]] | None, bool]] = deque()
+    # each frame in flight: its detector run (None between keyframes), whether motion gating held it still, and the
+    # part of the frame the run saw (None: all of it)
+    pending: deque[tuple[Frame, Future[tuple[sv.Detections, float]] | None, bool, np.ndarray | None]] = deque()
     start = time.perf_counter()
     processed = 0
     detector_runs = 0
@@ -123,12 +126,12 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     def finish_oldest() -> bool:
         """Track and annotate the oldest frame in flight (its detections waited for) and hand it to the writer."""
         nonlocal processed
-        frame, detecting, still = pending.popleft()
+        frame, detecting, still, region = pending.popleft()
         if detecting is None:
             result = pipeline.apply(frame, None, still=still)
         else:
             detections, detect_ms = detecting.result()
-            result = pipeline.apply(frame, detections, None, {"detect": detect_ms})
+            result = pipeline.apply(frame, detections, None, {"detect": detect_ms}, region_xyxy=region)
         if not _put(results_q, result, stop):
             return False
         processed += 1
@@ -149,11 +152,13 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
                 assert isinstance(item, Frame)
                 detecting = None
                 due = keyframes.is_keyframe(item.index)
-                if gate.decide(item.image, item.pts, due) if gate is not None else due:
+                run = gate.decide(item.image, item.pts, due) if gate is not None else due
+                region = gate.region_xyxy if gate is not None and run else None
+                if run:
                     detector_runs += 1
-                    detecting = detectors.submit(_detect, pipeline, item) if detectors is not None \
-                        else _done(_detect(pipeline, item))
-                pending.append((item, detecting, gate is not None and gate.still))
+                    detecting = detectors.submit(_detect, pipeline, item, region) if detectors is not None \
+                        else _done(_detect(pipeline, item, region))
+                pending.append((item, detecting, gate is not None and gate.still, region))
             while pending and (ended or len(pending) >= depth):
                 if not finish_oldest():
                     ended = True
@@ -180,4 +185,4 @@ def run_offline(source: Source, pipeline: Pipeline, sink: Sink,
     if errors:
         raise errors[0]
     return RunOutcome(processed, time.perf_counter() - start, interrupted, detector_runs,
-                      gate.gated if gate is not None else 0)
+                      gate.gated if gate is not None else 0, gate.cropped if gate is not None else 0)

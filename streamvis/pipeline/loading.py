@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
 from streamvis.detection import Detector, NoDetector, load_detector
@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from streamvis.detection.florence2 import Florence2Model
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+class Loaded(Protocol):
+    """What every loaded model says of itself: its name and the runtime really in use."""
+
+    name: str
+
+    @property
+    def provider(self) -> str: ...
+
+
+T = TypeVar("T", bound=Loaded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +58,20 @@ class Models:
         return out
 
 
-def _timed(role: str, load: Callable[[], T]) -> T:
+@overload
+def _timed(role: str, load: Callable[[], T]) -> T: ...
+
+
+@overload
+def _timed(role: str, load: Callable[[], T | None]) -> T | None: ...
+
+
+def _timed(role: str, load: Callable[[], T | None]) -> T | None:
     """`load()`, then one log line per model loaded: `loaded segmenter facebook/sam2.1-hiera-tiny on ...`."""
     start = time.perf_counter()
     loaded = load()
-    log.info("loaded %s %s on %s in %.1f s", role, getattr(loaded, "name", "?"), getattr(loaded, "provider", "?"),
-             time.perf_counter() - start)
+    if loaded is not None:
+        log.info("loaded %s %s on %s in %.1f s", role, loaded.name, loaded.provider, time.perf_counter() - start)
     return loaded
 
 

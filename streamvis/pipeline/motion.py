@@ -12,6 +12,11 @@ track moved between the last two detector runs (live), or when `motion.refresh_s
 otherwise the keyframe is *gated*: the tracker carries the still objects, which stay in the scene and the
 narration, and its clock is held (`Pipeline.apply(still=True)`) so that still tracks are not aged out.
 
+Motion-region detection (`motion.crop`): when what moves is a small part of the frame, the detector sees only that
+part (`detection_region`: the moving regions' union, a margin around it, made square like the detector's input), so
+a small far object gets more of the detector's pixels; the objects outside it are still, and are carried as they
+were (`Pipeline.apply(region_xyxy=...)`). A run for the refresh, or with no motion to go by, sees the whole frame.
+
 Hand-written on OpenCV (already a dependency): a few calls per frame on a copy a hundred pixels high, little
 next to decoding the frame.
 """
@@ -29,6 +34,33 @@ from streamvis.config import MotionConfig
 RECALIBRATE_FRACTION = 0.5  # a change over more than this share of the frame restarts the background
 DILATE_KERNEL = np.ones((3, 3), np.uint8)  # moving pixels a little apart join one region
 TRACK_MOVED_FRACTION = 0.01  # a track whose centre moved this share of the frame diagonal between runs is moving
+MIN_CROP_SIDE_FRACTION = 0.5  # a crop is at least this share of the frame's shorter side: a few moving pixels
+# are not blown up past about 3x into a 416 px detector input (and a 4K frame's crop still shrinks far less)
+MIN_MARGIN_PX = 16.0
+
+
+def detection_region(regions_xyxy: np.ndarray, frame_wh: tuple[int, int], margin: float,
+                     max_fraction: float) -> np.ndarray | None:
+    """The part of the frame (xyxy, float32) the detector should look at for these moving regions: their union,
+    widened by `margin` of its size on each side (at least 16 px), then towards a square (the detector's input is
+    square) of at least a third of the frame's shorter side, kept inside the frame. None when nothing moves or
+    that part covers more than `max_fraction` of the frame: then the whole frame is as good."""
+    if not len(regions_xyxy):
+        return None
+    width, height = frame_wh
+    x1, y1 = regions_xyxy[:, :2].min(axis=0)
+    x2, y2 = regions_xyxy[:, 2:].max(axis=0)
+    pad_x = max(MIN_MARGIN_PX, margin * float(x2 - x1))
+    pad_y = max(MIN_MARGIN_PX, margin * float(y2 - y1))
+    w, h = float(x2 - x1) + 2 * pad_x, float(y2 - y1) + 2 * pad_y
+    side = max(w, h, MIN_CROP_SIDE_FRACTION * min(width, height))
+    w, h = min(max(w, side), width), min(max(h, side), height)
+    if w * h > max_fraction * width * height:
+        return None
+    cx, cy = float(x1 + x2) / 2, float(y1 + y2) / 2
+    left = min(max(cx - w / 2, 0.0), width - w)
+    top = min(max(cy - h / 2, 0.0), height - h)
+    return np.array([round(left), round(top), round(left + w), round(top + h)], np.float32)
 
 
 @dataclass(slots=True)
@@ -111,35 +143,53 @@ class MotionGate:
     """The motion estimate plus the rule for when a due keyframe really runs the detector (see the module text).
 
     `follow_tracks`: also detect while a track moved between the last two detector runs (live; offline leaves it
-    out, so that the output does not depend on how many frames the machine keeps in the detector at once)."""
+    out, so that the output does not depend on how many frames the machine keeps in the detector at once).
+    `crop`: runs on motion may see a part of the frame (`motion.crop`, where the pipeline carries the rest)."""
 
-    def __init__(self, config: MotionConfig, follow_tracks: bool = True) -> None:
+    def __init__(self, config: MotionConfig, follow_tracks: bool = True, crop: bool = False) -> None:
         self.config = config
         self.follow_tracks = follow_tracks
+        self.crop = crop and config.crop
         self.estimator = MotionEstimator(config)
         self.last_motion = Motion()
         self.gated = 0  # due keyframes that did not run the detector: nothing moved
+        self.cropped = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
         self.still = False  # the last due keyframe was gated: the scene is held as it was last detected
+        self.region_xyxy: np.ndarray | None = None  # the part of the frame the last run should see; None: all
         self._last_run_pts: float | None = None
+        self._last_whole_pts: float | None = None  # the last run that saw the whole frame
         self._centres: dict[int, tuple[float, float]] = {}
         self._tracks_moving = False
         self._diagonal_px = 0.0
 
     def decide(self, image_bgr: np.ndarray, pts: float, due: bool) -> bool:
         """Call on every frame, in order: learns its motion; for a due keyframe, whether to run the detector on
-        it (motion, a moving track, the first frame or `refresh_s` since the last run), else it is gated."""
+        it (motion, a moving track, the first frame or `refresh_s` since the last run), else it is gated. A run
+        on motion alone sees `region_xyxy` (with `motion.crop`; None: the whole frame)."""
         self.last_motion = self.estimator.update(image_bgr, pts)
         self._diagonal_px = float(np.hypot(*image_bgr.shape[:2]))
+        self.region_xyxy = None
         if not due:
             return False
+        refresh = self.config.refresh_s - 1e-6
         run = (self._last_run_pts is None or self.last_motion.moving or self._tracks_moving
-               or pts - self._last_run_pts >= self.config.refresh_s - 1e-6)
-        if run:
-            self._last_run_pts = pts
-        else:
+               or pts - self._last_run_pts >= refresh)
+        if not run:
             self.gated += 1
-        self.still = not run
-        return run
+            self.still = True
+            return False
+        self._last_run_pts = pts
+        self.still = False
+        whole_due = self._last_whole_pts is None or pts - self._last_whole_pts >= refresh
+        if self.crop and not whole_due:
+            height, width = image_bgr.shape[:2]
+            self.region_xyxy = detection_region(self.last_motion.regions_xyxy, (width, height),
+                                                self.config.crop_margin, self.config.crop_max_fraction)
+        if self.region_xyxy is None:
+            self._last_whole_pts = pts
+        else:
+            self.cropped += 1
+        return True
 
     def saw(self, detections: sv.Detections) -> None:
         """A detector run's tracked objects: whether any track moved since the previous run."""

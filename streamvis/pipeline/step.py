@@ -41,15 +41,40 @@ class PipelineStats:
             self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + ms
 
 
+STILL_OVERLAP = 0.3  # a carried box overlapping a new detection by this much (IoU) is that object, seen again
+
+
+def with_still_objects(found: sv.Detections, carried: sv.Detections, region_xyxy: np.ndarray) -> sv.Detections:
+    """A keyframe detected on a part of the frame, plus the objects carried from before whose centres lie
+    outside that part (nothing moved there) and that no new detection covers: the whole scene for the tracker."""
+    if not len(carried):
+        return found
+    centres = carried.get_anchors_coordinates(sv.Position.CENTER)
+    x1, y1, x2, y2 = region_xyxy
+    outside = (centres[:, 0] < x1) | (centres[:, 0] >= x2) | (centres[:, 1] < y1) | (centres[:, 1] >= y2)
+    if len(found):
+        outside &= sv.box_iou_batch(carried.xyxy, found.xyxy).max(axis=1) < STILL_OVERLAP
+    if not outside.any():
+        return found
+    kept = carried[outside]
+    assert isinstance(kept, sv.Detections)
+    kept.tracker_id = None
+    if not len(found):
+        return kept
+    return sv.Detections.merge([found, kept])
+
+
 NarrationMode = Literal["inline", "worker"]
 PROMPT_HISTORY_FRAMES = 15  # live: frames kept for prompts on the frame a viewer saw (0.5 s at 30 fps)
 
 
-def offline_schedule(config: PipelineConfig, source_fps: float | None) -> tuple[OfflineKeyframes, MotionGate | None]:
+def offline_schedule(pipeline: Pipeline, source_fps: float | None) -> tuple[OfflineKeyframes, MotionGate | None]:
     """Offline keyframes (`every_n_frames`, widened by `detector.fps`) and, with `motion.enabled: true`, the
     motion gate (tracks not followed: the output stays the same whatever the machine)."""
+    config = pipeline.config
     every_n = offline_every_n(config.detector.every_n_frames, config.detector.fps, source_fps)
-    gate = MotionGate(config.motion, follow_tracks=False) if config.motion.on(live=False) else None
+    gate = MotionGate(config.motion, follow_tracks=False, crop=pipeline.crops()) if config.motion.on(live=False) \
+        else None
     return OfflineKeyframes(every_n), gate
 
 
@@ -102,34 +127,61 @@ class Pipeline:
         assert isinstance(kept, sv.Detections)
         return kept
 
-    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
+    def detect(self, image_bgr: np.ndarray, region_xyxy: np.ndarray | None = None) -> sv.Detections:
         """The detector plus the class filter: what a keyframe feeds to `apply` (thread-safe for one caller). A
-        segmenter that finds objects itself (SAM 3) has a `NoDetector`: it finds nothing and runs nothing."""
-        return self._filter(self.detector.detect(image_bgr))
+        segmenter that finds objects itself (SAM 3) has a `NoDetector`: it finds nothing and runs nothing.
+        `region_xyxy`: the detector sees only that part of the frame (motion-region detection); boxes and masks
+        come back in the frame's pixels."""
+        if region_xyxy is None:
+            return self._filter(self.detector.detect(image_bgr))
+        x1, y1, x2, y2 = (int(v) for v in region_xyxy)
+        found = self._filter(self.detector.detect(np.ascontiguousarray(image_bgr[y1:y2, x1:x2])))
+        found.xyxy = found.xyxy + np.array([x1, y1, x1, y1], found.xyxy.dtype)
+        if found.mask is not None:
+            masks = np.zeros((len(found), *image_bgr.shape[:2]), bool)
+            masks[:, y1:y2, x1:x2] = found.mask
+            found.mask = masks
+        return found
+
+    @property
+    def motion_gate(self) -> MotionGate | None:
+        """`process`'s motion gate (its counts), when motion gating is on offline."""
+        return self._gate
+
+    def crops(self) -> bool:
+        """Whether keyframes may be detected on a part of the frame (`motion.crop`): a tracker carries the
+        objects outside it (a video segmenter's propagation keeps objects its own way: it sees whole frames)."""
+        return self.config.motion.crop and self.tracker is not None and self.segmenter is None
 
     def process(self, frame: Frame, caption: str | None = None) -> Result:
         """Offline, one frame at a time: detect on keyframes (`OfflineKeyframes`, gated by motion when
         `motion.enabled` is true), then `apply`. (`run_offline` does the same with several frames in the detector
         at once; live streams use `LiveKeyframes`.)"""
         if self._offline_keyframes is None:
-            self._offline_keyframes, self._gate = offline_schedule(self.config, self.fps)
+            self._offline_keyframes, self._gate = offline_schedule(self, self.fps)
         due = self._offline_keyframes.is_keyframe(frame.index)
         run = self._gate.decide(frame.image, frame.pts, due) if self._gate is not None else due
         still = self._gate is not None and self._gate.still
         if not run:
             return self.apply(frame, None, caption, still=still)
+        region = self._gate.region_xyxy if self._gate is not None else None
         t0 = time.perf_counter()
-        detections = self.detect(frame.image)
-        return self.apply(frame, detections, caption, {"detect": (time.perf_counter() - t0) * 1e3})
+        detections = self.detect(frame.image, region)
+        return self.apply(frame, detections, caption, {"detect": (time.perf_counter() - t0) * 1e3},
+                          region_xyxy=region)
 
     def apply(self, frame: Frame, detections: sv.Detections | None, caption: str | None = None,
-              timings: dict[str, float] | None = None, still: bool = False, annotate: bool = True) -> Result:
+              timings: dict[str, float] | None = None, still: bool = False, annotate: bool = True,
+              region_xyxy: np.ndarray | None = None) -> Result:
         """Segment or track, then annotate. `detections` is a keyframe's (maybe from an earlier frame, live),
         None between keyframes: a video segmenter then propagates masks, otherwise the last boxes are carried.
         `still`: motion gating held the scene since the previous frame; that time does not age the tracks.
-        `annotate`: False leaves this result without an annotated image (live: no viewer or recorder wants it)."""
+        `annotate`: False leaves this result without an annotated image (live: no viewer or recorder wants it).
+        `region_xyxy`: the detector saw only this part of the frame; the objects carried outside it stay."""
         timings = dict(timings or {})
         keyframe = detections is not None
+        if detections is not None and region_xyxy is not None:
+            detections = with_still_objects(detections, self._carried, region_xyxy)
         if still and self._last_pts is not None:
             self._held_s += max(0.0, frame.pts - self._last_pts)
         self._last_pts = frame.pts

@@ -88,7 +88,7 @@ class VideoSegmenterModel(Batchable):
         self.max_object_pointers = int(self.model.config.max_object_pointers_in_encoder)
         self.torch = torch
         # tracked objects share memory attention and mask decoder calls (SAM 2.1; EdgeTAM runs them one by one)
-        wanted = getattr(config, "batch_objects", False)
+        wanted = config.batch_objects if isinstance(config, Sam2Config) else False
         self.batch_objects = (self.device == "cuda" if wanted == "auto" else bool(wanted)) \
             and supports_batching(self.model)
         self.onnx_encoder: Any = None

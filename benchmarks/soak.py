@@ -1,0 +1,208 @@
+"""Soak: many cameras for a long time, some of them failing, viewers coming and going; does anything grow?
+
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--cameras 8] [--restart-every-s 180]
+
+Real RTSP cameras (GStreamer's rtsp-server on 127.0.0.1, `tests/rtsp_server.py`, the shared videos by packet copy;
+half of them a still room) into one `streamvis serve -p detect --record DIR` with today's defaults. Two cameras
+run in servers of their own that are killed and started again on the same port every `--restart-every-s`
+(staggered), so their streams drop and reconnect; every camera's file also ends and is played again (a clip of
+14 to 140 s), as a camera that drops. A Python WebRTC viewer (`clients/python`) joins a stream every 40 s and
+watches for 60 s (one or two at a time). Every 30 s: the server's RSS, threads and open files, frames out, frames
+dropped by place and recording segments. The table shows a sample every few minutes and the summary compares
+the first sample after the warm-up with the last: what grows is a leak; drops anywhere but the counted,
+newest-wins places would be a bug (there are no others: each queue names its policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from density import BUSY, make_quiet_clip, start_cameras
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+from results import save_table  # noqa: E402
+from serving import cpu_seconds, free_port, get_json, rss_mb  # noqa: E402
+from streamvis_client import watch  # noqa: E402
+
+from streamvis import env  # noqa: E402
+from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
+
+SAMPLE_EVERY_S = 30.0
+WARM_UP_S = 60.0
+VIEWER_EVERY_S = 40.0
+VIEWER_WATCH_S = 60.0
+
+
+def proc_counts(pid: int) -> tuple[int, int]:
+    """Threads and open file descriptors of process `pid`."""
+    threads = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Threads:"))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class FlakyCamera:
+    """One camera in an rtsp-server of its own, killed and started again on the same port."""
+
+    def __init__(self, clip: Path, name: str) -> None:
+        self.clip, self.name, self.port = clip, name, free_port()
+        self.process: subprocess.Popen[str] | None = None
+        self.restarts = 0
+
+    def start(self) -> str:
+        args = ["/usr/bin/python3", str(ROOT / "tests" / "rtsp_server.py"), "--port", str(self.port),
+                "--file", f"{self.name}={self.clip}"]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("ready"):
+            raise SystemExit(f"camera {self.name} did not start on port {self.port}: {line!r}")
+        return line.split()[-1]
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        time.sleep(5.0)  # down for a few seconds, as a rebooting camera
+        self.start()
+        self.restarts += 1
+
+
+async def viewers(url: str, streams: list[str], until: float, counts: dict[str, int]) -> None:
+    rng = random.Random(0)
+    tasks: set[asyncio.Task[object]] = set()
+    while time.monotonic() < until - VIEWER_WATCH_S:
+        stream = rng.choice(streams)
+        task = asyncio.create_task(watch(url, stream, frames=10**9, timeout_s=VIEWER_WATCH_S, keep_messages=False))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        counts["joined"] += 1
+        await asyncio.sleep(VIEWER_EVERY_S)
+    for report in await asyncio.gather(*tasks, return_exceptions=True):
+        counts["frames"] += getattr(report, "frames", 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--restart-every-s", type=float, default=180.0)
+    parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
+    args = parser.parse_args()
+    use_loopback_ice(only=True)
+    console = Console(width=200)
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        quiet = make_quiet_clip(Path(tmp) / "quiet-room.mp4", seconds=14.0)
+        clips = [quiet if i >= args.cameras // 2 else BUSY[i % len(BUSY)] for i in range(args.cameras)]
+        steady_server, urls = start_cameras(clips[2:])
+        flaky = [FlakyCamera(clips[i], f"flaky{i}") for i in range(2)]
+        urls = [camera.start() for camera in flaky] + urls
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        record = Path(tmp) / "recordings"
+        server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve",
+                                   *[a for u in urls for a in ("--source", u)], "-p", "detect", "--port", str(port),
+                                   "--models-dir", str(args.models_dir), "--record", str(record),
+                                   "--record-segment-s", "120"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples: list[dict[str, float | str]] = []
+        counts = {"joined": 0, "frames": 0}
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if len(get_json(url + "/healthz")["streams"]) == args.cameras:
+                        break
+                except OSError:
+                    pass
+                time.sleep(1.0)
+            start = time.monotonic()
+            until = start + args.minutes * 60
+            streams = [s["id"] for s in get_json(url + "/streams")["streams"]]
+            loop_thread = _run_viewers_in_thread(url, streams, until, counts)
+            next_restart = [start + args.restart_every_s * (0.5 + i / 2) for i in range(len(flaky))]
+            next_sample = start + WARM_UP_S
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            while time.monotonic() < until:
+                now = time.monotonic()
+                for i, camera in enumerate(flaky):
+                    if now >= next_restart[i]:
+                        camera.restart()
+                        next_restart[i] = time.monotonic() + args.restart_every_s
+                if now >= next_sample:
+                    samples.append(sample(server.pid, url, record, now - start, cpu0, wall0))
+                    cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+                    last = samples[-1]
+                    print(f"{last['minute']} min: RSS {last['rss_mb']} MB, {last['threads']} threads, "
+                          f"{last['fds']} files, CPU {last['cpu']}%, drops {last['drops']}", flush=True)
+                    next_sample += SAMPLE_EVERY_S
+                time.sleep(0.5)
+            loop_thread.join(timeout=VIEWER_WATCH_S + 30)
+            alive = server.poll() is None
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            steady_server.kill()
+            for camera in flaky:
+                camera.kill()
+    table = Table(title=f"Soak: {args.cameras} RTSP cameras ({args.cameras // 2} quiet, 2 killed and restarted "
+                        f"every {args.restart_every_s:g} s), --record, viewers joining and leaving, "
+                        f"{args.minutes:g} min")
+    for column in ("minute", "RSS MB", "threads", "open files", "CPU %", "frames out", "drops (place: frames)",
+                   "segments"):
+        table.add_column(column, justify="right")
+    step = max(1, len(samples) // 10)
+    for row in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
+        table.add_row(*(str(row[k]) for k in ("minute", "rss_mb", "threads", "fds", "cpu", "frames_out", "drops",
+                                              "segments")))
+    console.print(table)
+    first, last = samples[0], samples[-1]
+    notes = (f"Server alive at the end: {alive}. From minute {first['minute']} to {last['minute']}: RSS "
+             f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}), "
+             f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
+             f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
+             f"camera restarts {sum(c.restarts for c in flaky)}; viewers joined {counts['joined']}, "
+             f"{counts['frames']} frames received. Drops are counted totals since the start.")
+    console.print(notes)
+    save_table("soak", table, notes=notes)
+
+
+def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall0: float) -> dict[str, float | str]:
+    threads, fds = proc_counts(pid)
+    streams = get_json(url + "/streams")["streams"]
+    drops: dict[str, int] = {}
+    for s in streams:
+        for place, count in s["stats"]["drops"].items():
+            drops[place] = drops.get(place, 0) + count
+    cpu = (cpu_seconds(pid) - cpu0) / max(1e-6, time.monotonic() - wall0) * 100
+    return {"minute": f"{elapsed_s / 60:.1f}", "rss_mb": f"{rss_mb(pid):.0f}", "threads": threads, "fds": fds,
+            "cpu": f"{cpu:.0f}", "frames_out": sum(s["stats"]["frames_out"] for s in streams),
+            "drops": ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if v) or "0",
+            "segments": len(list(record.rglob("*.mp4")))}
+
+
+def _run_viewers_in_thread(url: str, streams: list[str], until: float, counts: dict[str, int]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: asyncio.run(viewers(url, streams, until, counts)), daemon=True)
+    thread.start()
+    return thread
+
+
+if __name__ == "__main__":
+    main()
