@@ -165,6 +165,9 @@ def serve(
         "--record-annotated", help="with --record: record the annotated video (re-encoded) for every stream")] = False,
     record_segment_s: Annotated[float, typer.Option(
         "--record-segment-s", help="start new recording files every this many seconds of stream time")] = 300.0,
+    latency_budget_ms: Annotated[float | None, typer.Option(
+        "--latency-budget-ms", help="keep every stream's p95 latency (a frame's decode to its packet) under this "
+                                    "by giving up quality in a fixed order (latency.budget_ms)")] = None,
     models_dir: ModelsDirOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -185,7 +188,10 @@ def serve(
         if view_token and view_token == token:
             raise ConfigError("--view-token must differ from --token")
         context = ssl_context(certfile, keyfile)
-        config = load_pipeline(pipeline, set_ or [])
+        overrides = [*(set_ or []), *([f"latency.budget_ms={latency_budget_ms}"] if latency_budget_ms else [])]
+        if latency_budget_ms is not None and latency_budget_ms <= 0:
+            raise ConfigError(f"--latency-budget-ms must be positive, got {latency_budget_ms:g}")
+        config = load_pipeline(pipeline, overrides)
         if record_segment_s <= 0:
             raise ConfigError(f"--record-segment-s must be positive, got {record_segment_s}")
         if record_annotated and record is None:

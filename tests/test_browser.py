@@ -58,12 +58,15 @@ def _watch_page(url: str, keyboard: bool = True) -> dict:
         return page.evaluate("""() => ({frames: window.streamvisFramesDecoded,
             messages: window.streamvisMessages, objects: document.querySelectorAll('#objects li').length,
             state: document.getElementById('state').textContent,
+            budget: document.getElementById('budget').textContent,
             live: document.getElementById('narration').getAttribute('aria-live')})""")
 
 
 def test_viewer_in_chromium() -> None:
+    """Played with the keyboard alone; the stats panel shows the latency budget and what it gives up (a budget
+    this 10 fps video holds at full quality)."""
     need(PERSON_VIDEO)
-    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop")
+    srv = Server("--source", str(PERSON_VIDEO), "--models-dir", str(MODELS), "--loop", "--latency-budget-ms", "2000")
     try:
         srv.wait_ready()
         seen = _watch_page(srv.url + "/?autoplay=0")
@@ -73,6 +76,7 @@ def test_viewer_in_chromium() -> None:
     assert icon[0] == 200 and icon[1].startswith("<svg")
     assert seen["frames"] >= 60 and seen["messages"] >= 60 and seen["objects"] >= 1
     assert seen["live"] == "polite" and "connected" in seen["state"]
+    assert seen["budget"] == "2000 ms: full quality"
 
 
 def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:

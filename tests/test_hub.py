@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from streamvis.live.budget import BudgetPlan
 from streamvis.server.hub import ServerSettings, StreamHub
 from streamvis.server.routes import build_app
 
@@ -74,7 +76,7 @@ def test_only_a_watched_annotated_output_asks_for_frames_to_be_drawn() -> None:
     from streamvis.serialize import empty_detections
     from streamvis.server.hub import ViewerFanout
 
-    fanout = ViewerFanout(StreamHub({}, ServerSettings()), stream=None)  # type: ignore[arg-type]
+    fanout = ViewerFanout(StreamHub({}, ServerSettings()), stream=SimpleNamespace(plan=BudgetPlan()))  # type: ignore[arg-type]
     burned, clean = _Output(clean=False, active=False), _Output(clean=True, active=True)
     fanout.outputs = (burned, clean)  # type: ignore[assignment]
     assert not fanout.wants_annotated()  # the one viewer draws the layers itself
@@ -84,3 +86,24 @@ def test_only_a_watched_annotated_output_asks_for_frames_to_be_drawn() -> None:
     undrawn = Result(Frame(image, 0, 0.0, "t"), empty_detections(), False, annotated=None)
     fanout.write(undrawn)  # the frame before the annotated output's first viewer: not drawn yet
     assert burned.pushed == [] and clean.pushed == [undrawn]
+
+
+def test_a_latency_budget_sends_viewers_fewer_and_smaller_frames() -> None:
+    """The budget's last steps: every 2nd frame to viewers, the annotated video at half size (even sizes); the clean
+    video (layers drawn in the browser, in the frame's pixels) keeps its size."""
+    import numpy as np
+
+    from streamvis.frame import Frame, Result
+    from streamvis.serialize import empty_detections
+    from streamvis.server.hub import ViewerFanout
+
+    plan = BudgetPlan(wait_for_detector=False, output_scale=0.5, output_every=2)
+    fanout = ViewerFanout(StreamHub({}, ServerSettings()), stream=SimpleNamespace(plan=plan))  # type: ignore[arg-type]
+    burned, clean = _Output(clean=False, active=True), _Output(clean=True, active=True)
+    fanout.outputs = (burned, clean)  # type: ignore[assignment]
+    image = np.zeros((90, 158, 3), np.uint8)
+    for index in range(4):
+        fanout.write(Result(Frame(image, index, index / 30, "t"), empty_detections(), False, annotated=image))
+    assert [r.frame.index for r in burned.pushed] == [0, 2] == [r.frame.index for r in clean.pushed]
+    assert burned.pushed[0].annotated.shape == (44, 80, 3)  # 45 x 79, to even sizes
+    assert clean.pushed[0].annotated.shape == (90, 158, 3)

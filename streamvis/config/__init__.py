@@ -7,6 +7,7 @@ from streamvis.config.loading import BUILTIN_PIPELINES_DIR, apply_overrides, loa
 from streamvis.config.pipeline import (
     AnnotatorConfig,
     BatchingConfig,
+    LatencyConfig,
     MotionConfig,
     OutputConfig,
     PipelineConfig,
@@ -37,7 +38,7 @@ from streamvis.config.roles import (
 __all__ = [
     "BUILTIN_PIPELINES_DIR", "PROMPTED_TASKS", "AnnotatorConfig", "AnyDetectorConfig", "AnyNarratorConfig",
     "AnySegmenterConfig", "BatchingConfig", "EdgeTamConfig", "Florence2Config", "Florence2NarratorConfig",
-    "MotionConfig", "NoNarratorConfig", "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings",
+    "LatencyConfig", "MotionConfig", "NoNarratorConfig", "NoSegmenterConfig", "ObjectsNarratorConfig", "OnnxSettings",
     "OutputConfig", "PipelineConfig", "Provider",
     "Sam2Config", "Sam3Config", "SamConfig", "SourceConfig", "TorchSettings", "TrackerConfig", "VlmNarratorConfig",
     "YoloxConfig",

@@ -117,6 +117,21 @@ class MotionConfig(Strict):
         return live if self.enabled == "auto" else self.enabled
 
 
+class LatencyConfig(Strict):
+    """A latency budget the live stream holds by itself (`streamvis.live.budget`): live only; `process` runs as
+    fast as it can and drops nothing."""
+
+    budget_ms: float | None = Field(None, gt=0, description="keep the p95 from a frame's decode to its packet (or "
+                                    "its result, with no viewer) under this, by giving up quality in a fixed order: "
+                                    "detector cadence, mask propagation cadence, narration cadence, video size, "
+                                    "viewers' frame rate; none: a fixed plan, as before")
+    recover_fraction: float = Field(0.6, gt=0, lt=1, description="step back up once the p95 stays under this "
+                                    "share of the budget for recover_s")
+    recover_s: float = Field(5.0, gt=0, description="seconds the p95 must stay low before quality comes back")
+    hold_s: float = Field(2.0, ge=0, description="the least time between two changes")
+    max_changes_per_minute: int = Field(10, ge=1, description="changes allowed in any minute")
+
+
 class BatchingConfig(Strict):
     """Keyframe detection and SAM 2 image encoding batched across the streams of one server (`serve` with several
     sources or publishers share the models; a GPU runs a batch in little more than the time of one)."""
@@ -144,6 +159,7 @@ class PipelineConfig(Strict):
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
     def hub_models(self) -> dict[str, str]:
         """Role -> the model id (hub id or folder) of each model loaded through transformers: what must be cached

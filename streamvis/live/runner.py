@@ -32,6 +32,7 @@ import supervision as sv
 from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
+from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.stats import StreamStats
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline.keyframes import LiveKeyframes
@@ -112,8 +113,29 @@ class LiveStream:
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
+        self.plan = BudgetPlan()  # what the latency budget gives up now (`streamvis.live.budget`)
+        self.budget = self._budget(config)
         # prompts wait here for the pipeline thread, which applies them between two frames
         self._prompts: deque[tuple[Prompt, Future[PromptResult], str]] = deque()
+
+    def _budget(self, config: PipelineConfig) -> LatencyBudget | None:
+        latency = config.latency
+        if latency.budget_ms is None:
+            return None
+        propagates = self.pipeline.segmenter is not None and self.pipeline.segmenter.propagates
+        ladder = ladder_for(propagates, narrates=self.narrator is not None and config.narrator.type != "objects")
+        return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
+                             latency.hold_s, latency.max_changes_per_minute)
+
+    def _apply_plan(self, plan: BudgetPlan) -> None:
+        """The latency budget changed its plan: the knobs it names move (in the pipeline thread)."""
+        base = self.pipeline.config.detector
+        self._keyframes.every_n = base.every_n_frames * plan.detector_every
+        self._keyframes.min_interval_s = (1 / base.fps if base.fps else 0.0) * plan.detector_every
+        self.pipeline.propagate_every = plan.propagate_every
+        if self.narrator is not None:
+            self.narrator.min_gap_s = plan.narration_gap_s
+        self.plan = plan
 
     # -- sinks and listeners -----------------------------------------------------------------------------------
     def add_sink(self, sink: Sink, wants_annotated: Callable[[], bool] | None = None) -> None:
@@ -357,7 +379,8 @@ class LiveStream:
                 timings: dict[str, float] = {}
                 if pending is not None:
                     try:
-                        run = pending.result(timeout=self.settings.inline_wait_ms / 1e3 if submitted else 0)
+                        wait = submitted and self.plan.wait_for_detector
+                        run = pending.result(timeout=self.settings.inline_wait_ms / 1e3 if wait else 0)
                     except TimeoutError:
                         pass
                     except Exception:  # one failed detector run must not end the stream: carry on, retry
@@ -385,6 +408,9 @@ class LiveStream:
                     self.stats.stage(stage, ms)
                 self.stats.stage("pipeline", (time.perf_counter() - start) * 1e3)
                 self.stats.stage("frame_to_result", (time.monotonic() - frame.decoded_at) * 1e3)
+                if self.budget is not None and (plan := self.budget.step()) is not None:
+                    self._apply_plan(plan)
+                self.stats.latency_budget = self.budget.snapshot() if self.budget is not None else None
                 self.resolution_wh = frame.resolution_wh
                 self.latest = result
                 self.stats.frames_out += 1

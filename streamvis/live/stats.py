@@ -56,6 +56,11 @@ class Latency:
                 if ms <= bound:
                     self.buckets[i] += 1
 
+    def recent(self, n: int) -> list[float]:
+        """The last `n` samples (fewer when fewer are kept)."""
+        with self._lock:
+            return list(self._recent)[-n:] if n > 0 else []
+
     def percentiles(self) -> tuple[float, float]:
         with self._lock:
             if not self._recent:
@@ -82,6 +87,7 @@ class StreamStats:
     keyframes: int = 0
     gated_keyframes: int = 0  # due keyframes motion gating skipped: nothing moved
     cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
+    latency_budget: dict[str, object] | None = None  # the latency budget's state (`LatencyBudget.snapshot`)
     motion_gating: bool = False
     viewers: int = 0
     stages: dict[str, Latency] = field(default_factory=dict)
@@ -115,6 +121,8 @@ class StreamStats:
             "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
+        if self.latency_budget is not None:
+            out["latency_budget"] = self.latency_budget
         out["latency_ms"] = {name: dict(zip(("p50", "p95"), (round(v, 2) for v in lat.percentiles()),
                                             strict=True))
                              for name, lat in sorted(self.stages.items())}
@@ -136,6 +144,11 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
     for name, help_text, value in gauges:
         family(name, "gauge", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {value(s):.3f}' for s in all_stats]
+    budgeted = [s for s in all_stats if s.latency_budget is not None]
+    if budgeted:
+        family("latency_budget_level", "gauge", "steps down the latency budget's ladder (0: full quality)")
+        lines += [f'streamvis_latency_budget_level{{stream="{s.stream}"}} {(s.latency_budget or {})["level"]}'
+                  for s in budgeted]
     counters = (("frames_in_total", "frames decoded", "frames_in"),
                 ("frames_out_total", "frames published", "frames_out"),
                 ("dropped_frames_total", "frames dropped at ingest (newest frame wins)", "dropped"),

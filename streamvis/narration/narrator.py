@@ -89,14 +89,19 @@ class LiveNarrator:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="narrate")
         self._ask_worker = ThreadPoolExecutor(1, thread_name_prefix="ask")
         self._pending: Future[SceneDescription | None] | None = None
+        self.min_gap_s = 0.0  # descriptions start at least this far apart in stream time (a latency budget's knob)
+        self._last_started_pts = -float("inf")
 
     def step(self, frame: Frame, detections: sv.Detections) -> Future[SceneDescription | None] | None:
         if self._pending is not None and not self._pending.done():
             return None  # one description at a time; the policy waits until the narrator is free
+        if frame.pts - self._last_started_pts < self.min_gap_s:
+            return None  # the policy waits too: what it would say is still news at the next chance
         with self.narrator.lock:
             trigger = self.narrator.policy.observe(frame.pts, detections, frame.image)
         if trigger is None:
             return None
+        self._last_started_pts = frame.pts
         self._pending = self._worker.submit(self.narrator.describe, frame, detections, trigger)
         return self._pending
 

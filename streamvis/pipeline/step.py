@@ -106,6 +106,8 @@ class Pipeline:
         self._offline_keyframes: OfflineKeyframes | None = None  # made by `process` (offline) only
         self._gate: MotionGate | None = None  # `process`'s, when motion gating is on offline
         self._held_s = 0.0  # stream time the scene was held still (gated): the tracker's clock skips it
+        self.propagate_every = 1  # a video segmenter propagates on one frame in this many (a latency budget's knob)
+        self._unpropagated = 0
         self._last_pts: float | None = None
         self.stats = PipelineStats()
         self._carried = empty_detections()
@@ -187,9 +189,14 @@ class Pipeline:
         self._last_pts = frame.pts
         if keyframe:
             self.stats.keyframes += 1
-        if self.segmenter is not None and self.segmenter.propagates:
+        if self.segmenter is not None and self.segmenter.propagates and detections is None \
+                and self._unpropagated + 1 < self.propagate_every:
+            self._unpropagated += 1  # a latency budget spaces propagation out: the masks are carried
+            out = self._carried
+        elif self.segmenter is not None and self.segmenter.propagates:
+            self._unpropagated = 0
             t0 = time.perf_counter()
-            out = self.segmenter.update(frame.image, detections)
+            out = self._carried = self.segmenter.update(frame.image, detections)
             timings["segment"] = (time.perf_counter() - t0) * 1e3
             if isinstance(self.segmenter, Promptable):
                 self.prompt_history.append((frame.index, self.segmenter.frame_idx, frame.image))

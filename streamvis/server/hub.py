@@ -26,7 +26,7 @@ from streamvis.server.egress import Egress, make_egress
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.refused import Refused
-from streamvis.server.video_out import RTP_MASK, VideoOutput, video_output, video_pts
+from streamvis.server.video_out import RTP_MASK, VideoOutput, scaled, video_output, video_pts
 from streamvis.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,18 @@ class ViewerFanout:
         return any(output.active and not output.clean for output in self.outputs)
 
     def write(self, result: Result) -> None:
-        for output in self.outputs:
-            # a first viewer of the annotated video gets it from the next frame, drawn for it
-            if output.active and (output.clean or result.annotated is not None):
-                output.push(result)
+        plan = self.stream.plan  # a latency budget may send viewers fewer or smaller frames
+        if plan.output_every == 1 or result.frame.index % plan.output_every == 0:
+            smaller: Result | None = None
+            for output in self.outputs:
+                # a first viewer of the annotated video gets it from the next frame, drawn for it
+                if not output.active or (not output.clean and result.annotated is None):
+                    continue
+                if plan.output_scale < 1 and not output.clean:  # the clean video keeps the layers' pixels
+                    smaller = smaller or scaled(result, plan.output_scale)
+                    output.push(smaller)
+                else:
+                    output.push(result)
         if self.listened:
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
             # rtp_pts and decoded_at_ms let a viewer find the message of the frame on its screen and measure

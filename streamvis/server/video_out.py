@@ -13,6 +13,7 @@ the stream's stats and `/metrics`. Latency is measured from a frame's decode to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 import av
+import cv2
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -44,6 +46,14 @@ def video_pts(result: Result) -> int:
 def image_of(result: Result, clean: bool) -> Any:
     """The image an output sends: the annotated frame, or the frame as it came (layers drawn by the viewer)."""
     return result.frame.image if clean else result.annotated
+
+
+def scaled(result: Result, factor: float) -> Result:
+    """The result with its annotated image `factor` times as wide and high (even sizes, for H.264's 4:2:0)."""
+    assert result.annotated is not None
+    height, width = result.annotated.shape[:2]
+    size = (max(2, round(width * factor / 2) * 2), max(2, round(height * factor / 2) * 2))
+    return dataclasses.replace(result, annotated=cv2.resize(result.annotated, size, interpolation=cv2.INTER_AREA))
 
 
 def rtp_origin_of(track: Any, last_pts: int | None) -> int | None:

@@ -162,6 +162,11 @@ function onMessage(event) {
       $("dropped").textContent = String(msg.stats.dropped);
       const lat = (msg.stats.latency_ms || {}).server_latency;
       if (lat) $("latency").textContent = `${lat.p50.toFixed(0)} / ${lat.p95.toFixed(0)} ms`;
+      const budget = msg.stats.latency_budget;  // what the server gives up to hold its budget, and why
+      if (budget) {
+        $("budget").textContent = `${budget.budget_ms} ms: ${budget.plan}`;
+        $("budget").title = budget.reason;
+      }
     }
   } else if (msg.type === "hello" || msg.type === "clock") {
     sync.setOrigin(msg.rtp_origin);

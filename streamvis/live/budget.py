@@ -1,0 +1,191 @@
+"""A latency budget a live stream holds by itself (`latency.budget_ms`, `serve --latency-budget-ms`).
+
+What is held: the p95, over the last second, of a frame's time from its decode to its encoded packet
+(`server_latency`, while a viewer takes the video) or to its result (`frame_to_result`, while nobody does).
+Once a second (`LatencyBudget.step`) the controller compares it with the budget:
+
+- over the budget: one step down the ladder (less quality for less time), at once;
+- under `recover_fraction` of the budget for `recover_s`: one step back up;
+- changes at least `hold_s` apart and at most `max_changes_per_minute`; a step up that had to be taken back
+  within twice its wait doubles that wait (up to `MAX_RECOVER_S`), so a load near the edge does not make it
+  oscillate; every change is logged once, with the figure that caused it.
+
+The ladder, in the order the knobs move (`LADDER`; each step keeps the ones before it):
+1. frames stop waiting for the detector's result (up to `inline_wait_ms`): it is applied when it comes, to a
+   later frame, a frame or two behind;
+2. the detector runs on every 2nd, then 4th keyframe (the tracker or SAM 2 memory carries the objects between);
+3. a video segmenter propagates masks on every 2nd to 4th frame (the masks are carried between);
+4. model narration starts at most every 10 s;
+5. the video to viewers is encoded at 3/4, then 1/2 of its width and height (the viewer scales it back);
+6. last, viewers get every 2nd, then 3rd frame (recordings and the data channel keep every frame).
+The encoder is x264 `ultrafast` with `zerolatency` live already: its preset is not a knob.
+Without a budget nothing here runs, and a stream behaves as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from streamvis.live.stats import StreamStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPlan:
+    """What a stream gives up to stay in budget; the first plan gives up nothing."""
+
+    wait_for_detector: bool = True  # a frame waits (up to `inline_wait_ms`) for the detector run started on it
+    detector_every: int = 1  # the detector runs on one due keyframe in this many
+    propagate_every: int = 1  # a video segmenter propagates on one frame in this many
+    narration_gap_s: float = 0.0  # model descriptions start at least this far apart
+    output_scale: float = 1.0  # the viewers' video, width and height times this
+    output_every: int = 1  # viewers get one frame in this many
+
+    def describe(self) -> str:
+        parts = []
+        if not self.wait_for_detector:
+            parts.append("detections applied as they come")
+        if self.detector_every > 1:
+            parts.append(f"detector on 1 keyframe in {self.detector_every}")
+        if self.propagate_every > 1:
+            parts.append(f"masks propagated on 1 frame in {self.propagate_every}")
+        if self.narration_gap_s:
+            parts.append(f"narration at most every {self.narration_gap_s:g} s")
+        if self.output_scale < 1:
+            parts.append(f"video at {self.output_scale:g}x size")
+        if self.output_every > 1:
+            parts.append(f"viewers get 1 frame in {self.output_every}")
+        return ", ".join(parts) or "full quality"
+
+
+_NO_WAIT = BudgetPlan(wait_for_detector=False)
+LADDER: tuple[BudgetPlan, ...] = (
+    BudgetPlan(),
+    _NO_WAIT,
+    replace(_NO_WAIT, detector_every=2),
+    replace(_NO_WAIT, detector_every=4),
+    replace(_NO_WAIT, detector_every=4, propagate_every=2),
+    replace(_NO_WAIT, detector_every=4, propagate_every=4),
+    replace(_NO_WAIT, detector_every=4, propagate_every=4, narration_gap_s=10.0),
+    replace(_NO_WAIT, detector_every=4, propagate_every=4, narration_gap_s=10.0, output_scale=0.75),
+    replace(_NO_WAIT, detector_every=4, propagate_every=4, narration_gap_s=10.0, output_scale=0.5),
+    replace(_NO_WAIT, detector_every=4, propagate_every=4, narration_gap_s=10.0, output_scale=0.5, output_every=2),
+    replace(_NO_WAIT, detector_every=8, propagate_every=4, narration_gap_s=10.0, output_scale=0.5, output_every=3),
+)
+
+
+def ladder_for(propagates: bool, narrates: bool) -> tuple[BudgetPlan, ...]:
+    """`LADDER` without the steps whose knob this pipeline lacks (no video segmenter, no model narrator), so
+    every step changes something."""
+    steps: list[BudgetPlan] = []
+    for plan in LADDER:
+        plan = replace(plan, propagate_every=plan.propagate_every if propagates else 1,
+                       narration_gap_s=plan.narration_gap_s if narrates else 0.0)
+        if not steps or plan != steps[-1]:
+            steps.append(plan)
+    return tuple(steps)
+
+
+WINDOW_S = 1.0  # the controller looks once a second, at the samples since its last look
+MAX_RECOVER_S = 120.0  # the longest a step waits before quality comes back, after steps up were taken back
+MIN_SAMPLES = 5  # fewer samples in a window say nothing: the plan stays
+
+
+class LatencyBudget:
+    """The controller of one stream (see the module text). `step` runs in the pipeline thread once per frame and
+    returns the new plan when it changes; `plan`, `level`, `reason` and `changes` say where it stands."""
+
+    def __init__(self, budget_ms: float, stats: StreamStats, ladder: tuple[BudgetPlan, ...] = LADDER,
+                 recover_fraction: float = 0.6, recover_s: float = 5.0, hold_s: float = 2.0,
+                 max_changes_per_minute: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget_ms = budget_ms
+        self.ladder = ladder
+        self.stats = stats
+        self.recover_fraction = recover_fraction
+        self.recover_s = recover_s
+        self.hold_s = hold_s
+        self.max_changes_per_minute = max_changes_per_minute
+        self.clock = clock
+        self.level = 0
+        self.changes = 0
+        self.reason = f"holding: no figure yet against a {budget_ms:g} ms budget"
+        self.measured_p95_ms: float | None = None
+        self._seen: dict[str, int] = {}
+        self._last_look = clock()
+        self._last_change = -float("inf")
+        self._change_times: list[float] = []
+        self._calm_since: float | None = None  # since when the p95 has stayed under the recovery line
+        self._recover_s = [recover_s] * len(ladder)  # per level: calm seconds before stepping up from it
+        self._last_up: tuple[float, int] | None = None  # the last step up: when, and to which level
+
+    @property
+    def plan(self) -> BudgetPlan:
+        return self.ladder[self.level]
+
+    def _window_p95(self) -> tuple[str, float] | None:
+        """The p95 of the samples taken since the last look: the video's latency while it is encoded, else the
+        result's."""
+        for stage in ("server_latency", "frame_to_result"):
+            latency = self.stats.stages.get(stage)
+            if latency is None:
+                continue
+            fresh = latency.count - self._seen.get(stage, 0)
+            self._seen[stage] = latency.count
+            if fresh >= MIN_SAMPLES:
+                return stage, float(np.percentile(latency.recent(fresh), 95))
+        return None
+
+    def step(self) -> BudgetPlan | None:
+        """Look at the last second, if a second has passed; the new plan when it changed, else None."""
+        now = self.clock()
+        if now - self._last_look < WINDOW_S:
+            return None
+        self._last_look = now
+        measured = self._window_p95()
+        if measured is None:
+            return None
+        stage, p95 = measured
+        self.measured_p95_ms = p95
+        over = p95 > self.budget_ms
+        calm = p95 < self.recover_fraction * self.budget_ms
+        self._calm_since = (self._calm_since if self._calm_since is not None else now) if calm else None
+        self._change_times = [t for t in self._change_times if now - t < 60.0]
+        can_change = now - self._last_change >= self.hold_s and len(self._change_times) < self.max_changes_per_minute
+        if over and self.level < len(self.ladder) - 1 and can_change:
+            if self._last_up is not None and self._last_up[1] == self.level \
+                    and now - self._last_up[0] < 2 * self._recover_s[self.level + 1]:
+                # the step up did not hold: wait longer before trying it again
+                self._recover_s[self.level + 1] = min(MAX_RECOVER_S, 2 * self._recover_s[self.level + 1])
+            return self._move(+1, now, f"{stage} p95 {p95:.0f} ms over the {self.budget_ms:g} ms budget")
+        wait_s = self._recover_s[self.level]
+        if calm and self.level > 0 and can_change and self._calm_since is not None \
+                and now - self._calm_since >= wait_s:
+            self._calm_since = now
+            self._last_up = (now, self.level - 1)
+            return self._move(-1, now, f"{stage} p95 {p95:.0f} ms, under {self.recover_fraction:g} of the "
+                                       f"{self.budget_ms:g} ms budget for {wait_s:g} s")
+        if over:
+            self.reason = f"{stage} p95 {p95:.0f} ms over the {self.budget_ms:g} ms budget" + (
+                ": at the last step" if self.level == len(self.ladder) - 1 else ": waiting to change again")
+        return None
+
+    def _move(self, direction: int, now: float, why: str) -> BudgetPlan:
+        self.level += direction
+        self.changes += 1
+        self._last_change = now
+        self._change_times.append(now)
+        self.reason = why
+        log.info("stream %s: latency budget: %s (%s)", self.stats.stream, self.plan.describe(), why)
+        return self.plan
+
+    def snapshot(self) -> dict[str, object]:
+        """What `/streams` and the viewer's stats panel show."""
+        return {"budget_ms": self.budget_ms, "level": self.level, "plan": self.plan.describe(),
+                "reason": self.reason, "changes": self.changes,
+                "p95_ms": None if self.measured_p95_ms is None else round(self.measured_p95_ms, 1)}

@@ -1,0 +1,165 @@
+"""The latency budget (`streamvis.live.budget`): a stream over its budget gives up quality one step at a time in
+the documented order, takes it back when load falls, never changes faster than its hold time or its limit a
+minute, and stops probing a step up that does not hold. Then a live stream with a stand-in detector of known
+cost holds a budget by itself, and shows its state in its stats and `/metrics`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from streamvis.config import PipelineConfig
+from streamvis.live.budget import LADDER, BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.stats import StreamStats, prometheus_text
+from streamvis.pipeline.loading import Models
+from streamvis.sources import open_source
+from streamvis.testing.fakes import StandInDetector
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _second(budget: LatencyBudget, clock: Clock, ms: float, samples: int = 30) -> BudgetPlan | None:
+    """One second of frames at `ms` each, then the controller's look."""
+    for _ in range(samples):
+        budget.stats.stage("frame_to_result", ms)
+    clock.now += 1.0
+    return budget.step()
+
+
+def _budget(**kwargs: float) -> tuple[LatencyBudget, Clock]:
+    clock = Clock()
+    return LatencyBudget(50.0, StreamStats("s"), clock=clock, **kwargs), clock  # type: ignore[arg-type]
+
+
+def test_over_budget_it_steps_down_once_per_hold_and_stops_at_the_last_step() -> None:
+    budget, clock = _budget(hold_s=2.0)
+    levels = []
+    for _ in range(30):
+        _second(budget, clock, 80.0)
+        levels.append(budget.level)
+    assert levels[:5] == [1, 1, 2, 2, 3]  # at once, then no faster than the hold time
+    assert budget.level == len(LADDER) - 1 and "at the last step" in budget.reason
+    assert budget.changes == len(LADDER) - 1
+
+
+def test_the_ladder_moves_the_knobs_in_the_documented_order() -> None:
+    assert LADDER[0] == BudgetPlan() and LADDER[0].describe() == "full quality"
+    assert not LADDER[1].wait_for_detector and LADDER[1].detector_every == 1  # first: stop waiting
+    order = []
+    for before, after in itertools.pairwise(LADDER):
+        changed = [name for name in ("wait_for_detector", "detector_every", "propagate_every", "narration_gap_s",
+                                     "output_scale", "output_every") if getattr(before, name) != getattr(after, name)]
+        order.append(changed[0])
+    firsts = list(dict.fromkeys(order))
+    assert firsts == ["wait_for_detector", "detector_every", "propagate_every", "narration_gap_s", "output_scale",
+                      "output_every"]
+
+
+def test_a_pipeline_without_a_segmenter_or_model_narrator_skips_their_steps() -> None:
+    ladder = ladder_for(propagates=False, narrates=False)
+    assert all(plan.propagate_every == 1 and plan.narration_gap_s == 0 for plan in ladder)
+    assert len(set(ladder)) == len(ladder)  # every step changes something
+    assert len(ladder) < len(LADDER)
+
+
+def test_calm_for_recover_s_it_steps_back_up_and_between_the_lines_it_holds() -> None:
+    budget, clock = _budget(hold_s=1.0, recover_s=5.0)
+    for _ in range(3):
+        _second(budget, clock, 80.0)
+    level = budget.level
+    assert level >= 2
+    for _ in range(10):  # 40 ms: under the budget, over 0.6 of it: nothing to gain, nothing to fear
+        assert _second(budget, clock, 40.0) is None
+    assert budget.level == level
+    ups = [_second(budget, clock, 10.0) for _ in range(12)]
+    assert sum(plan is not None for plan in ups) == 2 and budget.level == level - 2  # one step per 5 calm s
+    assert "under 0.6" in budget.reason
+
+
+def test_a_step_up_that_does_not_hold_waits_twice_as_long_next_time() -> None:
+    budget, clock = _budget(hold_s=0.0, recover_s=5.0)
+    _second(budget, clock, 80.0)
+    assert budget.level == 1
+
+    def seconds_until_up() -> int:
+        for waited in range(1, 100):
+            if _second(budget, clock, 10.0) is not None:
+                return waited
+        raise AssertionError("never stepped up")
+
+    first = seconds_until_up()
+    _second(budget, clock, 80.0)  # the full quality does not hold: back down at once
+    second = seconds_until_up()
+    _second(budget, clock, 80.0)
+    third = seconds_until_up()
+    assert (first, second, third) == (6, 11, 21)  # 5 s, then 10 s, then 20 s of calm (plus the first look)
+
+
+def test_no_more_changes_a_minute_than_allowed_and_nothing_on_too_few_samples() -> None:
+    budget, clock = _budget(hold_s=0.0, max_changes_per_minute=3)
+    for _ in range(20):
+        _second(budget, clock, 80.0)
+    assert budget.changes == 3
+    quiet, quiet_clock = _budget()
+    assert _second(quiet, quiet_clock, 500.0, samples=3) is None and quiet.level == 0
+
+
+def test_the_video_latency_counts_while_it_is_encoded() -> None:
+    budget, clock = _budget()
+    for _ in range(30):
+        budget.stats.stage("frame_to_result", 5.0)
+        budget.stats.stage("server_latency", 90.0)
+    clock.now += 1.0
+    assert budget.step() is not None and budget.reason.startswith("server_latency p95 90 ms")
+
+
+def _frames_until(stream: LiveStream, condition: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_a_live_stream_holds_its_budget_when_the_detector_turns_slow_and_recovers() -> None:
+    """A 30 fps stream whose detector (a stand-in of known cost) takes 35 ms: each frame it runs on waits for it,
+    so frames take 35 ms, over a 20 ms budget. The stream stops waiting (and spaces runs) within a couple of
+    seconds, its frames then take a few ms; when the detector is fast again, quality comes back."""
+    config = PipelineConfig.model_validate({"latency": {"budget_ms": 20, "recover_s": 2, "hold_s": 0.5},
+                                            "motion": {"enabled": False}})
+    detector = StandInDetector(delay_s=0.035)
+    stream = LiveStream("budget", lambda: open_source("synthetic:?w=640&h=360&fps=30&frames=1800&realtime=1"), config,
+                        Models(detector), LiveSettings(inline_wait_ms=60))
+    stream.start()
+    try:
+        assert stream.budget is not None
+        assert _frames_until(stream, lambda: stream.budget is not None and stream.budget.level >= 1, 15)
+        assert not stream.plan.wait_for_detector
+        detector.delay_s = 0.0
+        assert _frames_until(stream, lambda: stream.budget is not None and stream.budget.level == 0, 30)
+        snapshot = stream.stats.snapshot()["latency_budget"]
+        assert isinstance(snapshot, dict) and snapshot["budget_ms"] == 20 and snapshot["level"] == 0
+        assert snapshot["changes"] >= 2 and snapshot["plan"] == "full quality"
+        assert 'streamvis_latency_budget_level{stream="budget"} 0' in prometheus_text([stream.stats])
+    finally:
+        stream.stop()
+
+
+def test_without_a_budget_nothing_changes() -> None:
+    stream = LiveStream("plain", lambda: open_source("synthetic:?w=64&h=64&frames=3"), PipelineConfig(),
+                        Models(StandInDetector()))
+    assert stream.budget is None and stream.plan == BudgetPlan()
+    assert "latency_budget" not in stream.stats.snapshot()
+    assert "latency_budget" not in prometheus_text([stream.stats])
+
