@@ -9,10 +9,11 @@ loads, and the one onnxruntime build an environment may have.
 | `sam` | torch, transformers, pycocotools | `segmenter.type` sam2, edgetam, sam3, sam (masks as COCO RLE) |
 | `florence` | torch, transformers | `detector.type florence2`, `narrator.type florence2` |
 | `vlm` | torch, transformers | `narrator.type vlm` |
+| `openai` | httpx | `narrator.type openai` (a VLM on an OpenAI-compatible server: Ollama, vLLM, llama.cpp, Gemini) |
 | `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
 | `ray` | ray[data] | `process --ray` |
 | `gpu` | onnxruntime-gpu | CUDA / TensorRT for the ONNX models (instead of onnxruntime: see below) |
-| `all` | sam, florence, vlm, export, ray | everything but `gpu` |
+| `all` | sam, florence, vlm, openai, export, ray | everything but `gpu` |
 
 onnxruntime and onnxruntime-gpu both install the `onnxruntime` module, so an environment must hold exactly one:
 `pip install 'streamvis[gpu]'` brings onnxruntime-gpu beside the CPU build the base depends on, and
@@ -37,6 +38,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "vlm": TORCH_MODULES,
     "export": (*TORCH_MODULES, "onnx", "onnxscript"),
     "ray": ("ray",),
+    "openai": ("httpx",),
 }
 
 
@@ -57,6 +59,8 @@ def needs(config: PipelineConfig) -> list[Need]:
         wanted.append(Need("narrator.type florence2", "florence"))
     elif config.narrator.type == "vlm":
         wanted.append(Need("narrator.type vlm", "vlm"))
+    elif config.narrator.type == "openai":
+        wanted.append(Need("narrator.type openai", "openai"))
     for role, section in (("detector", config.detector), ("segmenter", config.segmenter)):
         if isinstance(section, OnnxSettings) and section.backend == "onnx" and section.onnx_dir is None:
             wanted.append(Need(f"{role}.backend onnx (graphs exported on first use)", "export"))

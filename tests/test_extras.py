@@ -22,6 +22,7 @@ from streamvis.errors import ConfigError
     ("detect", ["segmenter.type=sam2"], [("segmenter.type sam2", "sam")]),
     ("detect", ["segmenter.type=sam3"], [("segmenter.type sam3", "sam")]),
     ("detect", ["narrator.type=vlm"], [("narrator.type vlm", "vlm")]),
+    ("detect", ["narrator.type=openai", "narrator.model=llava"], [("narrator.type openai", "openai")]),
     ("segment", [], [("detector.type florence2", "florence"), ("segmenter.type sam2", "sam")]),
     ("detect", ["segmenter.type=sam2", "segmenter.backend=onnx"],
      [("segmenter.type sam2", "sam"), ("segmenter.backend onnx (graphs exported on first use)", "export")]),
@@ -74,6 +75,6 @@ def test_doctor_reports_what_this_machine_holds(models_dir: Path) -> None:
     assert data["cpu"]["int8_class"] in ("vnni", "avx2") and data["cpu"]["cores"] >= 1
     assert data["ffmpeg"]["encoders"]["libx264"] and data["ffmpeg"]["decoders"]["h264"]
     assert "yolox-nano" in data["models_dir"]["models"]
-    assert set(data["extras"]) == {"sam", "florence", "vlm", "export", "ray"}
+    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "export", "ray"}
     text = run_cli("doctor", env={"STREAMVIS_MODELS_DIR": str(models_dir)}, timeout=120)
     assert text.returncode == 0 and "int8 class" in text.stdout and "CPUExecutionProvider usable" in text.stdout

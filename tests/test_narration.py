@@ -11,11 +11,12 @@ from support import TinyModels
 
 from streamvis.config import Florence2NarratorConfig, VlmNarratorConfig
 from streamvis.frame import Frame
-from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator, clean_text
+from streamvis.narration.backends import ChatVLMNarrator, FlorenceNarrator
 from streamvis.narration.narrator import Narrator
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
 from streamvis.narration.scene import locate, scene_distance, scene_signature, text_similarity
 from streamvis.narration.speech import rms, synthesize
+from streamvis.narration.wording import clean_text
 from streamvis.sinks.captions import spoken_seconds, vtt_time
 from streamvis.sources import open_source
 

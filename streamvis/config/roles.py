@@ -7,6 +7,7 @@ and `_ModelChoice`, whose one validator turns an explicit `model: null` into the
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -257,6 +258,46 @@ class VlmNarratorConfig(_NarratorModel):
                         "Mention obstacles and hazards first.", description="the instruction")
 
 
+class OpenAINarratorConfig(_NarrationSettings):
+    """A vision-language model served elsewhere, over the OpenAI chat-completions protocol: Ollama, vLLM,
+    llama.cpp's server, Gemini's OpenAI-compatible endpoint (`streamvis.narration.openai_server`)."""
+
+    type: Literal["openai"] = "openai"
+    enabled: ClassVar[bool] = True
+    base_url: str = Field("http://127.0.0.1:11434/v1", description="the server's OpenAI-compatible root: .../v1 "
+                          "for Ollama (this default), vLLM and llama.cpp; Gemini's ends in /v1beta/openai")
+    model: str = Field(min_length=1, description="the server's model name, e.g. llava, qwen2.5vl:7b, "
+                       "gemini-2.0-flash")
+    api_key_env: str | None = Field(None, description="the name of the environment variable that holds the API "
+                                    "key (never the key itself); none: no key sent")
+    timeout_s: float = Field(15.0, gt=0, le=300, description="a request's deadline; past it the narrator speaks "
+                             "the objects alone")
+    max_tokens: int = Field(60, ge=1, le=4096)
+    temperature: float = Field(0.2, ge=0, le=2)
+    image_max_px: int = Field(512, ge=64, le=4096, description="the frame sent is scaled so its longer side is "
+                              "at most this")
+    jpeg_quality: int = Field(80, ge=10, le=100)
+    retry_max_s: float = Field(60.0, gt=0, description="after failures, requests wait 1 s, then twice as long "
+                               "each time, up to this")
+    prompt: str = Field("Describe what is in front of the camera in one short sentence, for a blind person. "
+                        "Mention obstacles and hazards first.", description="the instruction")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL (the server's OpenAI-compatible root), got '{url}'")
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError("expected the name of an environment variable (e.g. OPENAI_API_KEY), not a key: keys "
+                             "stay out of pipeline files")
+        return name
+
+
 # -- one field per role: the `type` picks the class (left out: the role's default type) ------------------------
 def _type_of(default: str) -> Any:
     def tag(value: Any) -> Any:
@@ -277,9 +318,11 @@ SegmenterConfig = Annotated[
     _type_of("none")]
 NarratorConfig = Annotated[
     Annotated[NoNarratorConfig, Tag("none")] | Annotated[ObjectsNarratorConfig, Tag("objects")]
-    | Annotated[Florence2NarratorConfig, Tag("florence2")] | Annotated[VlmNarratorConfig, Tag("vlm")],
+    | Annotated[Florence2NarratorConfig, Tag("florence2")] | Annotated[VlmNarratorConfig, Tag("vlm")]
+    | Annotated[OpenAINarratorConfig, Tag("openai")],
     _type_of("none")]
-AnyNarratorConfig = NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
+AnyNarratorConfig = (NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
+                     | OpenAINarratorConfig)
 AnyDetectorConfig = YoloxConfig | Florence2Config
 AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | Sam3Config | SamConfig
 
@@ -289,6 +332,6 @@ ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
     "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam3": Sam3Config,
                   "sam": SamConfig},
     "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
-                 "vlm": VlmNarratorConfig},
+                 "vlm": VlmNarratorConfig, "openai": OpenAINarratorConfig},
 }
 DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none"}

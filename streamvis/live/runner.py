@@ -34,6 +34,7 @@ from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
 from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.stats import StreamStats
+from streamvis.narration.backends import ReportsHealth
 from streamvis.narration.narrator import LiveNarrator
 from streamvis.pipeline.keyframes import LiveKeyframes
 from streamvis.pipeline.loading import Models
@@ -126,6 +127,11 @@ class LiveStream:
         ladder = ladder_for(propagates, narrates=self.narrator is not None and config.narrator.type != "objects")
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
                              latency.hold_s, latency.max_changes_per_minute)
+
+    def narrator_health(self) -> dict[str, object] | None:
+        """The state of a narrator that can fail on its own (a model server elsewhere), for `/streams`."""
+        backend = self.pipeline.narrator.backend if self.pipeline.narrator is not None else None
+        return backend.health() if isinstance(backend, ReportsHealth) else None
 
     def _apply_plan(self, plan: BudgetPlan) -> None:
         """The latency budget changed its plan: the knobs it names move (in the pipeline thread)."""

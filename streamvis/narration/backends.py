@@ -1,5 +1,5 @@
-"""Narrator backends: Florence-2 captions / OCR, chat VLMs through `AutoModelForImageTextToText`, and none at all
-(`objects`: the scene model's words alone).
+"""Narrator backends: Florence-2 captions / OCR, chat VLMs through `AutoModelForImageTextToText`, a VLM on an
+OpenAI-compatible server (`openai_server`), and none at all (`objects`: the scene model's words alone).
 
 Each maps (frame, what is in view in words, optional question) to a caption or an answer. Chat VLMs get what is
 in view in the prompt, so their words match the boxes; Florence-2 cannot be prompted for captions. The narrator
@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig, ObjectsNarratorConfig, VlmNarratorConfig
+from streamvis.config import (
+    AnyNarratorConfig,
+    Florence2NarratorConfig,
+    ObjectsNarratorConfig,
+    OpenAINarratorConfig,
+    VlmNarratorConfig,
+)
+from streamvis.narration.wording import clean_text
 from streamvis.weights.hf import load_model, load_pretrained
 
 if TYPE_CHECKING:
@@ -32,6 +39,13 @@ class NarratorBackend(Protocol):
     def provider(self) -> str: ...
 
     def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str: ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """A backend that can fail on its own (a model server elsewhere): its state, for `/streams`."""
+
+    def health(self) -> dict[str, object]: ...
 
 
 def _pil(image_bgr: np.ndarray) -> Any:
@@ -146,15 +160,6 @@ class ObjectsNarrator:
         return objects or "I see no objects."
 
 
-def clean_text(text: str) -> str:
-    """One line of speakable text: special tokens, control characters and extra spaces removed."""
-    import re
-
-    text = re.sub(r"<[^<>\s]{1,40}>", " ", text)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(text.split()).strip()
-
-
 def load_narrator_backend(config: AnyNarratorConfig, florence: Florence2Model | None = None) -> NarratorBackend | None:
     """The configured narrator model, loaded (a Florence-2 narrator runs on `florence` when given: shared), or
     None when `type: none`."""
@@ -164,4 +169,8 @@ def load_narrator_backend(config: AnyNarratorConfig, florence: Florence2Model | 
         return ChatVLMNarrator(config)
     if isinstance(config, ObjectsNarratorConfig):
         return ObjectsNarrator()
+    if isinstance(config, OpenAINarratorConfig):
+        from streamvis.narration.openai_server import OpenAINarrator
+
+        return OpenAINarrator(config)
     return None

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import supervision as sv
 
-from streamvis.config import AnyNarratorConfig
+from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig
 from streamvis.frame import Frame, SceneDescription
 from streamvis.narration.backends import NarratorBackend
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
@@ -52,7 +52,8 @@ class Narrator:
             caption = f"I cannot tell. {in_view.text('normal')}" if not in_view.empty else \
                 "I cannot tell, and I see no objects."
         # text read aloud (Florence-2 <OCR>) comes before everything but hazards and near arrivals
-        text_first = getattr(self.config, "task", "") == "<OCR>" and not utterance.leading
+        text_first = isinstance(self.config, Florence2NarratorConfig) and self.config.task == "<OCR>" \
+            and not utterance.leading
 
         def joined(news_words: str) -> str:
             parts = (caption, news_words) if text_first else (news_words, caption)

@@ -10,6 +10,7 @@ facts, not word sets. Pure functions of the scene model's events and objects.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -187,3 +188,10 @@ def summary(in_view: list[TrackedObject]) -> Utterance:
                       "normal": _sentence("In view: " + "; ".join(normal)),
                       "detailed": _sentence("In view: " + "; ".join(detailed))},
                      facts=frozenset(facts), tracks=tuple(o.key for o in in_view), kinds=("summary",))
+
+
+def clean_text(text: str) -> str:
+    """One line of speakable text: special tokens, control characters and extra spaces removed."""
+    text = re.sub(r"<[^<>\s]{1,40}>", " ", text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split()).strip()

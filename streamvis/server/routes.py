@@ -110,7 +110,8 @@ async def list_streams(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     return web.json_response({"streams": [
         {"id": name, "status": s.status, "resolution_wh": s.resolution_wh, "pipeline": s.pipeline.config.name,
-         "stats": s.stats.snapshot()} for name, s in hub.streams.items()],
+         "stats": s.stats.snapshot(), **({"narrator": health} if (health := s.narrator_health()) else {})}
+        for name, s in hub.streams.items()],
         "ice_servers": [{"urls": i.urls, **({"username": i.username, "credential": i.credential}
                                             if i.username else {})} for i in hub.rtc_config.iceServers or []]})
 
