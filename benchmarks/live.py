@@ -12,7 +12,9 @@ frames with fresh detections, its plan at the end); the rows with the detector's
 frames (onnxruntime's default, streamvis's before) are the older baseline. With
 `--chromium` (the default), the viewer page in headless Chromium watches too and reports glass-to-glass latency:
 from a frame's arrival at the server to its display in the page (on the server's clock, estimated by the page
-over the data channel), beside the server-side figures. Chromium decodes on the same 2 cores.
+over the data channel), beside the server-side figures, and where it went (the viewer's per-frame timeline: in
+the pipeline, waiting for the encoder, encoding, network and jitter buffer, decode and display; p50 of each).
+Chromium decodes on the same 2 cores.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def measure_in_chromium(url: str, viewers: int, seconds: float, pid: int) -> dic
             page.wait_for_function("(window.streamvisFramesDecoded || 0) >= 10", timeout=60_000)
         start = [page.evaluate("window.streamvisFramesDecoded") for page in pages]
         time.sleep(seconds)
-        done = [page.evaluate("({frames: window.streamvisFramesDecoded, g2g: window.streamvisGlassToGlass})")
-                for page in pages]
+        done = [page.evaluate("({frames: window.streamvisFramesDecoded, g2g: window.streamvisGlassToGlass, "
+                              "timeline: window.streamvisTimeline})") for page in pages]
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
     stats = get_json(url + "/streams")["streams"][0]["stats"]
     fps = [(d["frames"] - s) / seconds for d, s in zip(done, start, strict=True)]
@@ -93,7 +95,15 @@ def measure_in_chromium(url: str, viewers: int, seconds: float, pid: int) -> dic
         "pipeline_p95": latency["pipeline"]["p95"], "dropped": stats["dropped"] - stats0["dropped"],
         "cpu": cpu * 100, "g2g_p50": statistics.median(g["p50"] for g in g2g) if g2g else float("nan"),
         "g2g_p95": max(g["p95"] for g in g2g) if g2g else float("nan"), **_quality(stats, stats0, wall0),
+        "breakdown": _breakdown([d["timeline"] for d in done if d.get("timeline")]),
     }
+
+
+def _breakdown(timelines: list[dict[str, Any]]) -> str:
+    """Where glass-to-glass went (the viewer's frame timeline, p50 per part, the median over the pages)."""
+    parts = ("pipeline", "to_encoder", "encode", "network", "display")
+    values = {part: [t["p50"][part] for t in timelines if t["p50"].get(part) is not None] for part in parts}
+    return " / ".join(f"{statistics.median(v):.0f}" if v else "-" for v in values.values())
 
 
 CONFIGS = {
@@ -154,7 +164,8 @@ def main() -> None:
     for column in ("setting", "viewers", "client fps (min)", "client fps (mean)", "server fps",
                    "server latency p50 ms", "p95 ms", "pipeline p95 ms", "glass to glass p50 / p95 ms",
                    "dropped at ingest", "server CPU %", "detector runs/s", "frames with fresh detections",
-                   "budget's plan at the end", f"30 fps, p95<=50, CPU<={TARGET_CPU_PERCENT}%"):
+                   "budget's plan at the end", "glass to glass p50 by part: pipeline / to encoder / encode / "
+                   "network / display ms", f"30 fps, p95<=50, CPU<={TARGET_CPU_PERCENT}%"):
         table.add_column(column, justify="left" if column in ("setting", "budget's plan at the end") else "right")
     for name, rows in measured.items():
         for n, m in rows:
@@ -163,7 +174,7 @@ def main() -> None:
                           f"{m['server_fps']:.1f}", f"{m['p50']:.1f}", f"{m['p95']:.1f}", f"{m['pipeline_p95']:.1f}",
                           f"{m['g2g_p50']:.0f} / {m['g2g_p95']:.0f}" if "g2g_p50" in m else "-",
                           str(m["dropped"]), f"{m['cpu']:.0f}", f"{m['det_per_s']:.1f}", f"{m['fresh']:.0%}",
-                          m["plan"], "yes" if ok else "no")
+                          m["plan"], m.get("breakdown", "-"), "yes" if ok else "no")
     Console(width=200).print(table)
     save_table("live", table)
 

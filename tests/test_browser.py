@@ -59,6 +59,8 @@ def _watch_page(url: str, keyboard: bool = True) -> dict:
             messages: window.streamvisMessages, objects: document.querySelectorAll('#objects li').length,
             state: document.getElementById('state').textContent,
             budget: document.getElementById('budget').textContent,
+            timeline: window.streamvisTimeline || null,
+            timeline_rows: document.querySelectorAll('#timeline tbody tr').length,
             live: document.getElementById('narration').getAttribute('aria-live')})""")
 
 
@@ -77,6 +79,14 @@ def test_viewer_in_chromium() -> None:
     assert seen["frames"] >= 60 and seen["messages"] >= 60 and seen["objects"] >= 1
     assert seen["live"] == "polite" and "connected" in seen["state"]
     assert seen["budget"] == "2000 ms: full quality"
+    # every displayed frame's time, split where it went: each part measured, none negative past clock jitter, and
+    # the parts add up to the whole (each a median, so loosely)
+    timeline = seen["timeline"]
+    assert timeline and timeline["samples"] >= 10 and seen["timeline_rows"] >= 1, timeline
+    parts = timeline["p50"]
+    assert set(parts) == {"pipeline", "to_encoder", "encode", "network", "display"}
+    assert all(v is not None and v > -15 for v in parts.values()), parts
+    assert abs(sum(parts.values()) - timeline["total_p50"]) <= max(30, 0.5 * timeline["total_p50"]), timeline
 
 
 def test_viewer_in_chromium_over_https_with_token(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,9 +113,14 @@ class ViewerFanout:
             stats = self.stream.stats.snapshot() if result.frame.index % STATS_EVERY_FRAMES == 0 else None
             # rtp_pts and decoded_at_ms let a viewer find the message of the frame on its screen and measure
             # from the frame's arrival here to its display there
+            # result_at_ms, stages_ms and encoded give the viewer each frame's timeline on the server's clock
+            encoded = [entry for output in self.outputs for entry in output.take_encoded()]
             message = json.dumps({"type": "frame", "stream": self.stream.stream_id, **result_to_json(result),
                                   "rtp_pts": video_pts(result) & RTP_MASK,
-                                  "decoded_at_ms": round(result.frame.decoded_at * 1e3, 3), "stats": stats})
+                                  "decoded_at_ms": round(result.frame.decoded_at * 1e3, 3),
+                                  "result_at_ms": round(time.monotonic() * 1e3, 3),
+                                  "stages_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+                                  "encoded": encoded, "stats": stats})
             self.hub.post(self.hub.send_to_viewers, self.stream, message)
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -67,6 +68,7 @@ def rtp_origin_of(track: Any, last_pts: int | None) -> int | None:
     return (sent - last_pts) & RTP_MASK
 PLI_MIN_INTERVAL_S = 0.5  # receivers' keyframe requests honoured at most this often
 PACKET_QUEUE = 30  # per H.264 viewer; a viewer this far behind skips to the next keyframe
+ENCODED_KEPT = 64  # encode times kept for the next frame message (2 s at 30 fps)
 
 
 class VideoOutput(Protocol):
@@ -84,6 +86,10 @@ class VideoOutput(Protocol):
 
     def push(self, result: Result) -> None:
         """From the pipeline thread: the newest annotated frame."""
+
+    def take_encoded(self) -> list[list[float]]:
+        """From the pipeline thread: `[rtp_pts, encode start ms, encode done ms]` (server clock) of the frames
+        encoded since the last call, for viewers' per-frame timelines; [] where each viewer encodes its own."""
 
     def close(self) -> None: ...
 
@@ -126,6 +132,9 @@ class SharedH264Output:
         self._last_receiver_request = -PLI_MIN_INTERVAL_S
         self._codec: Any = None
         self.frames_encoded = 0
+        # frames encoded lately, for the per-frame timeline (appended here, drained by the pipeline thread: a
+        # deque's append and popleft are atomic); bounded, the oldest dropped when nobody drains it
+        self._encoded: deque[list[float]] = deque(maxlen=ENCODED_KEPT)
         self._thread = threading.Thread(target=self._run, name=f"encode-{stats.stream}", daemon=True)
         self._thread.start()
 
@@ -135,6 +144,12 @@ class SharedH264Output:
 
     def push(self, result: Result) -> None:
         self.slot.put(result)
+
+    def take_encoded(self) -> list[list[float]]:
+        taken = []
+        while self._encoded:
+            taken.append(self._encoded.popleft())
+        return taken
 
     def new_track(self) -> PacketTrack:
         track = PacketTrack(self)
@@ -203,6 +218,7 @@ class SharedH264Output:
         self.stats.stage("encode", (done - started) * 1e3)
         self.stats.stage("to_encoder", (started - result.frame.decoded_at) * 1e3)
         self.stats.stage("server_latency", (done - result.frame.decoded_at) * 1e3)
+        self._encoded.append([video_pts(result) & RTP_MASK, round(started * 1e3, 3), round(done * 1e3, 3)])
         self.frames_encoded += 1
         for packet in packets:
             self.loop.call_soon_threadsafe(self._fan_out, packet)
@@ -294,6 +310,9 @@ class PerViewerOutput:
             tracks = list(self._tracks)
         for track in tracks:
             track.slot.put(result)
+
+    def take_encoded(self) -> list[list[float]]:
+        return []  # each viewer's track encodes for itself: no one time to report
 
     def close(self) -> None:
         with self._lock:

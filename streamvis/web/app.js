@@ -6,6 +6,7 @@ import { Percentiles, ServerClock } from "./clock.js";
 import { Overlay } from "./overlay.js";
 import { Pointer } from "./prompts.js";
 import { FrameSync } from "./sync.js";
+import { Timeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -22,6 +23,7 @@ let pickedObject = null;
 let promptCount = 0;
 const clock = new ServerClock();
 const glassToGlass = new Percentiles();
+const timeline = new Timeline($("timeline"));
 const overlay = new Overlay($("layers"), {
   boxes: $("layer-boxes"), masks: $("layer-masks"), labels: $("layer-labels"), opacity: $("mask-opacity"),
   classes: $("class-layers"),
@@ -39,6 +41,7 @@ const sync = new FrameSync($("video"), (message, metadata, synced) => {
   if (synced && arrived !== null && metadata && typeof metadata.expectedDisplayTime === "number") {
     glassToGlass.add(metadata.expectedDisplayTime - arrived);
   }
+  if (synced) timeline.displayed(message, metadata);
 });
 
 function setState(text) { $("state").textContent = text; }
@@ -155,6 +158,7 @@ function onMessage(event) {
   if (msg.type === "frame") {
     window.streamvisLastFrame = msg;
     sync.add(msg);
+    timeline.addEncoded(msg.encoded);
     showObjects(msg.detections || []);
     if (msg.description) addNarration(msg.description.text, msg.description.urgent);
     if (msg.stats) {
@@ -239,6 +243,7 @@ async function updateStats() {
   const g2g = glassToGlass.summary();
   window.streamvisGlassToGlass = g2g;
   $("glass").textContent = g2g ? `${g2g.p50.toFixed(0)} / ${g2g.p95.toFixed(0)} ms` : "-";
+  timeline.update(clock);
 }
 
 async function disconnect() {
