@@ -11,7 +11,7 @@ import time
 import pytest
 
 from streamvis.config import PipelineConfig
-from streamvis.live.budget import LADDER, BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.budget import LADDER, BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.live.stats import StreamStats, prometheus_text
 from streamvis.pipeline.loading import Models
@@ -120,6 +120,44 @@ def test_the_video_latency_counts_while_it_is_encoded() -> None:
         budget.stats.stage("server_latency", 90.0)
     clock.now += 1.0
     assert budget.step() is not None and budget.reason.startswith("server_latency p95 90 ms")
+
+
+def test_a_watched_stream_over_budget_takes_steps_from_unwatched_ones_first() -> None:
+    """One plan over the process: the watched stream keeps its quality while an unwatched one gives steps; only
+    when that one has none left does the watched one step down. Pressure gone, the steps come back."""
+    clock = Clock()
+    board = BudgetBoard()
+    watched = LatencyBudget(50.0, StreamStats("watched"), clock=clock, board=board, watched=lambda: True,
+                            hold_s=0.0, recover_s=3.0)
+    unwatched = LatencyBudget(50.0, StreamStats("idle"), clock=clock, board=board, watched=lambda: False,
+                              hold_s=0.0, recover_s=3.0)
+    applied: list[tuple[str, int]] = []
+
+    def second(watched_ms: float) -> None:
+        for budget, ms in ((watched, watched_ms), (unwatched, 10.0)):
+            for _ in range(30):
+                budget.stats.stage("frame_to_result", ms)
+        clock.now += 1.0
+        for budget in (watched, unwatched):
+            if budget.step() is not None:  # each stream applies its own plan, in its own thread
+                applied.append((budget.stats.stream, budget.level))
+
+    second(80.0)
+    assert (watched.level, unwatched.level, unwatched.given) == (0, 1, 1)
+    assert "stream idle, unwatched, gave a step" in watched.reason and ("idle", 1) in applied
+    for _ in range(len(LADDER)):
+        second(80.0)
+    assert unwatched.level == len(LADDER) - 1 and watched.level >= 1  # none left to give: it stepped down itself
+    top = watched.level
+    for _ in range(2):
+        second(10.0)  # calm, but the pressure was just now: the given steps stay given
+    assert unwatched.level == len(LADDER) - 1
+    for _ in range(80):  # (the idle stream made its 10 changes a minute: it waits for that minute to pass)
+        second(10.0)
+    assert watched.level == 0 and unwatched.level == 0 and unwatched.given == 0
+    assert top >= 1 and ("watched", 0) in applied and ("idle", 0) in applied
+    watched.close()
+    unwatched.close()
 
 
 def _frames_until(stream: LiveStream, condition: object, timeout_s: float) -> bool:

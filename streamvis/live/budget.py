@@ -19,12 +19,18 @@ The ladder, in the order the knobs move (`LADDER`; each step keeps the ones befo
 5. the video to viewers is encoded at 3/4, then 1/2 of its width and height (the viewer scales it back);
 6. last, viewers get every 2nd, then 3rd frame (recordings and the data channel keep every frame).
 The encoder is x264 `ultrafast` with `zerolatency` live already: its preset is not a knob.
+
+One plan over the process (`BudgetBoard`): the streams of one server share its cores, so a watched stream over
+its budget first takes a step from a stream nobody watches (the one that has given least), and steps down itself
+only when none has a step left to give. A stream that gave steps takes them back only once no watched stream has
+been over its budget for its recover time. None is starved: the last step still detects and publishes.
 Without a budget nothing here runs, and a stream behaves as before.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -97,14 +103,51 @@ MAX_RECOVER_S = 120.0  # the longest a step waits before quality comes back, aft
 MIN_SAMPLES = 5  # fewer samples in a window say nothing: the plan stays
 
 
+class BudgetBoard:
+    """The streams of one process and their budgets: who gives a step when a watched stream runs over (see the
+    module text). Thread-safe: every stream's pipeline thread asks it."""
+
+    def __init__(self) -> None:
+        self._members: list[tuple[LatencyBudget, Callable[[], bool]]] = []
+        self._lock = threading.Lock()
+        self.last_pressure = -float("inf")  # when a watched stream was last over its budget
+
+    def join(self, budget: LatencyBudget, watched: Callable[[], bool]) -> None:
+        with self._lock:
+            self._members.append((budget, watched))
+
+    def leave(self, budget: LatencyBudget) -> None:
+        with self._lock:
+            self._members = [(b, w) for b, w in self._members if b is not budget]
+
+    def take_step_for(self, asking: LatencyBudget, now: float) -> LatencyBudget | None:
+        """A watched stream is over its budget: one step from an unwatched stream that can give one (the one that
+        has given least), or None when none can."""
+        with self._lock:
+            self.last_pressure = now
+            donors = [b for b, watched in self._members if b is not asking and not watched() and b.can_give(now)]
+        if not donors:
+            return None
+        donor = min(donors, key=lambda b: b.level)
+        donor.give(now, f"a step given to stream {asking.stats.stream}, watched and over its budget")
+        return donor
+
+
 class LatencyBudget:
     """The controller of one stream (see the module text). `step` runs in the pipeline thread once per frame and
-    returns the new plan when it changes; `plan`, `level`, `reason` and `changes` say where it stands."""
+    returns the new plan when it changes (also when the board moved it); `plan`, `level`, `reason` and `changes`
+    say where it stands."""
 
     def __init__(self, budget_ms: float, stats: StreamStats, ladder: tuple[BudgetPlan, ...] = LADDER,
                  recover_fraction: float = 0.6, recover_s: float = 5.0, hold_s: float = 2.0,
-                 max_changes_per_minute: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_changes_per_minute: int = 10, clock: Callable[[], float] = time.monotonic,
+                 board: BudgetBoard | None = None, watched: Callable[[], bool] = lambda: True) -> None:
         self.budget_ms = budget_ms
+        self.board = board
+        self.watched = watched
+        self.given = 0  # steps down taken for other streams (the board's), given back first
+        self._lock = threading.Lock()  # the board moves this budget from other streams' threads
+        self._applied = 0  # the level whose plan `step` last returned
         self.ladder = ladder
         self.stats = stats
         self.recover_fraction = recover_fraction
@@ -123,10 +166,27 @@ class LatencyBudget:
         self._calm_since: float | None = None  # since when the p95 has stayed under the recovery line
         self._recover_s = [recover_s] * len(ladder)  # per level: calm seconds before stepping up from it
         self._last_up: tuple[float, int] | None = None  # the last step up: when, and to which level
+        if board is not None:
+            board.join(self, watched)
 
     @property
     def plan(self) -> BudgetPlan:
         return self.ladder[self.level]
+
+    def _can_change(self, now: float) -> bool:
+        self._change_times = [t for t in self._change_times if now - t < 60.0]
+        return now - self._last_change >= self.hold_s and len(self._change_times) < self.max_changes_per_minute
+
+    def can_give(self, now: float) -> bool:
+        """Whether this stream can step down for another one now."""
+        with self._lock:
+            return self.level < len(self.ladder) - 1 and self._can_change(now)
+
+    def give(self, now: float, why: str) -> None:
+        """Step down for another stream (from that stream's thread); `step` applies it in this one's."""
+        with self._lock:
+            self.given += 1
+            self._move(+1, now, why)
 
     def _window_p95(self) -> tuple[str, float] | None:
         """The p95 of the samples taken since the last look: the video's latency while it is encoded, else the
@@ -142,38 +202,64 @@ class LatencyBudget:
         return None
 
     def step(self) -> BudgetPlan | None:
-        """Look at the last second, if a second has passed; the new plan when it changed, else None."""
+        """Look at the last second, if a second has passed; the new plan when it changed (by this look, or by the
+        board since the last call), else None."""
+        with self._lock:
+            self._look()
+            if self.level == self._applied:
+                return None
+            self._applied = self.level
+            return self.plan
+
+    def _look(self) -> None:
         now = self.clock()
         if now - self._last_look < WINDOW_S:
-            return None
+            return
         self._last_look = now
         measured = self._window_p95()
         if measured is None:
-            return None
+            return
         stage, p95 = measured
         self.measured_p95_ms = p95
         over = p95 > self.budget_ms
         calm = p95 < self.recover_fraction * self.budget_ms
         self._calm_since = (self._calm_since if self._calm_since is not None else now) if calm else None
-        self._change_times = [t for t in self._change_times if now - t < 60.0]
-        can_change = now - self._last_change >= self.hold_s and len(self._change_times) < self.max_changes_per_minute
+        can_change = self._can_change(now)
+        figure = f"{stage} p95 {p95:.0f} ms over the {self.budget_ms:g} ms budget"
+        if over and self.board is not None and self.watched():
+            self._lock.release()  # the donor takes its own lock; never hold two
+            try:
+                donor = self.board.take_step_for(self, now)
+            finally:
+                self._lock.acquire()
+            if donor is not None:
+                self.reason = f"{figure}: stream {donor.stats.stream}, unwatched, gave a step"
+                return
         if over and self.level < len(self.ladder) - 1 and can_change:
             if self._last_up is not None and self._last_up[1] == self.level \
                     and now - self._last_up[0] < 2 * self._recover_s[self.level + 1]:
                 # the step up did not hold: wait longer before trying it again
                 self._recover_s[self.level + 1] = min(MAX_RECOVER_S, 2 * self._recover_s[self.level + 1])
-            return self._move(+1, now, f"{stage} p95 {p95:.0f} ms over the {self.budget_ms:g} ms budget")
+            self._move(+1, now, figure)
+            return
         wait_s = self._recover_s[self.level]
-        if calm and self.level > 0 and can_change and self._calm_since is not None \
+        # steps given to other streams come back only when no watched stream has been over budget for a while
+        pressed = self.given > 0 and self.board is not None and now - self.board.last_pressure < wait_s
+        if calm and self.level > 0 and can_change and not pressed and self._calm_since is not None \
                 and now - self._calm_since >= wait_s:
             self._calm_since = now
             self._last_up = (now, self.level - 1)
-            return self._move(-1, now, f"{stage} p95 {p95:.0f} ms, under {self.recover_fraction:g} of the "
-                                       f"{self.budget_ms:g} ms budget for {wait_s:g} s")
+            self.given = max(0, self.given - 1)
+            self._move(-1, now, f"{stage} p95 {p95:.0f} ms, under {self.recover_fraction:g} of the "
+                                f"{self.budget_ms:g} ms budget for {wait_s:g} s")
+            return
         if over:
-            self.reason = f"{stage} p95 {p95:.0f} ms over the {self.budget_ms:g} ms budget" + (
-                ": at the last step" if self.level == len(self.ladder) - 1 else ": waiting to change again")
-        return None
+            self.reason = figure + (": at the last step" if self.level == len(self.ladder) - 1
+                                    else ": waiting to change again")
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.leave(self)
 
     def _move(self, direction: int, now: float, why: str) -> BudgetPlan:
         self.level += direction
@@ -187,5 +273,5 @@ class LatencyBudget:
     def snapshot(self) -> dict[str, object]:
         """What `/streams` and the viewer's stats panel show."""
         return {"budget_ms": self.budget_ms, "level": self.level, "plan": self.plan.describe(),
-                "reason": self.reason, "changes": self.changes,
+                "reason": self.reason, "changes": self.changes, "given": self.given,
                 "p95_ms": None if self.measured_p95_ms is None else round(self.measured_p95_ms, 1)}

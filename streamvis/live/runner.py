@@ -32,7 +32,7 @@ import supervision as sv
 from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
-from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.budget import BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.stats import StreamStats
 from streamvis.narration.backends import ReportsHealth
 from streamvis.narration.narrator import LiveNarrator
@@ -57,6 +57,8 @@ class LiveSettings:
     staleness_s: float = 1.0  # a keyframe result older than this (in stream time) is discarded
     pace_files: bool = True  # play files at their frame rate, like a camera
     loop_files: bool = False  # start a file again when it ends
+    # the streams of one server share one plan over the cores when they hold latency budgets (`BudgetBoard`)
+    budget_board: BudgetBoard | None = None
 
 
 class KeyframeRun(NamedTuple):
@@ -126,7 +128,8 @@ class LiveStream:
         propagates = self.pipeline.segmenter is not None and self.pipeline.segmenter.propagates
         ladder = ladder_for(propagates, narrates=self.narrator is not None and config.narrator.type != "objects")
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
-                             latency.hold_s, latency.max_changes_per_minute)
+                             latency.hold_s, latency.max_changes_per_minute, board=self.settings.budget_board,
+                             watched=lambda: self.stats.viewers > 0)
 
     def narrator_health(self) -> dict[str, object] | None:
         """The state of a narrator that can fail on its own (a model server elsewhere), for `/streams`."""
@@ -283,6 +286,8 @@ class LiveStream:
         self._detector.shutdown(wait=False, cancel_futures=True)
         if self.narrator is not None:
             self.narrator.close()
+        if self.budget is not None:
+            self.budget.close()
         with self._lock:
             sinks, self._sinks, self._wants_annotated = self._sinks, [], []
         for sink in sinks:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from streamvis.config import PipelineConfig
 from streamvis.errors import ConfigError
+from streamvis.live.budget import BudgetBoard
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.pipeline.loading import load_models
 from streamvis.runtime.threads import apply_torch_budget
@@ -73,6 +74,8 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     """
     models = load_models(config, models_dir, cross_stream=True)
     apply_torch_budget(max(1, len(sources)), models.providers().values())
+    if config.latency.budget_ms is not None and settings.budget_board is None:
+        settings.budget_board = BudgetBoard()  # one plan over the cores for every stream of this server
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
