@@ -85,15 +85,21 @@ class FlakyCamera:
 async def viewers(url: str, streams: list[str], until: float, counts: dict[str, int]) -> None:
     rng = random.Random(0)
     tasks: set[asyncio.Task[object]] = set()
+
+    def left(task: asyncio.Task[object]) -> None:
+        tasks.discard(task)
+        report = None if task.cancelled() or task.exception() is not None else task.result()
+        counts["frames"] += getattr(report, "frames", 0)
+        counts["failed"] += report is None
+
     while time.monotonic() < until - VIEWER_WATCH_S:
         stream = rng.choice(streams)
         task = asyncio.create_task(watch(url, stream, frames=10**9, timeout_s=VIEWER_WATCH_S, keep_messages=False))
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(left)
         counts["joined"] += 1
         await asyncio.sleep(VIEWER_EVERY_S)
-    for report in await asyncio.gather(*tasks, return_exceptions=True):
-        counts["frames"] += getattr(report, "frames", 0)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main() -> None:
@@ -120,7 +126,7 @@ def main() -> None:
                                    "--record-segment-s", "120"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         samples: list[dict[str, float | str]] = []
-        counts = {"joined": 0, "frames": 0}
+        counts = {"joined": 0, "frames": 0, "failed": 0}
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -178,8 +184,9 @@ def main() -> None:
              f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}), "
              f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
              f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
-             f"camera restarts {sum(c.restarts for c in flaky)}; viewers joined {counts['joined']}, "
-             f"{counts['frames']} frames received. Drops are counted totals since the start.")
+             f"camera restarts {sum(c.restarts for c in flaky)}; viewers joined {counts['joined']} "
+             f"({counts['failed']} failed), {counts['frames']} frames received. Drops are counted totals since "
+             "the start.")
     console.print(notes)
     save_table("soak", table, notes=notes)
 
