@@ -8,7 +8,9 @@ request in it (nobody else is coming: one stream alone never waits), or when its
 
 Fairness: each stream (a *lane*, by default the calling thread, since every stream calls from its own threads)
 has its own queue, and a batch takes one request from each lane in turn, starting after the lane served first
-last time, so a stream that submits often cannot crowd out the others. Order: a lane's requests run and
+last time, so a stream that submits often cannot crowd out the others. Priorities (`set_priority`: a stream
+someone watches, say) go first when a batch cannot take everyone (on a CPU a batch is one request); a lane passed
+over `STARVE_AFTER` batches in a row goes first next, so none is starved. Order: a lane's requests run and
 complete in the order they were submitted. Overflow policy: a lane holds at most `max_pending` requests; a
 newer one replaces the oldest, whose future is cancelled and counted in `dropped` (the newest frame wins, as
 everywhere in live mode).
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+STARVE_AFTER = 3  # batches a waiting lane may be passed over before it goes first
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -72,6 +75,8 @@ class Batcher(Generic[In, Out]):
         self._lanes: dict[Hashable, deque[_Request[In, Out]]] = {}
         self._order: list[Hashable] = []  # lanes in the order they first appeared: the round-robin ring
         self._next = 0  # where the next batch starts in the ring
+        self._priority: dict[Hashable, int] = {}  # lane -> its priority (higher first; 0 when unset)
+        self._passed_over: dict[Hashable, int] = {}  # lane -> batches it waited through in a row
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._work, name=f"batch-{name}", daemon=True)
@@ -98,6 +103,11 @@ class Batcher(Generic[In, Out]):
             self._cond.notify()
         return future
 
+    def set_priority(self, priority: int, lane: Hashable | None = None) -> None:
+        """`lane`'s requests (default: the calling thread's) go before lower priorities' when a batch is full."""
+        with self._cond:
+            self._priority[threading.get_ident() if lane is None else lane] = priority
+
     def __call__(self, item: In, lane: Hashable | None = None) -> Out:
         """`submit` and wait for the output (what a stream's thread does)."""
         return self.submit(item, lane).result()
@@ -123,24 +133,38 @@ class Batcher(Generic[In, Out]):
         now = time.monotonic()
         for lane in [lane for lane, seen in self._seen.items() if now - seen > self.lane_idle_s]:
             del self._seen[lane]
+            self._priority.pop(lane, None)  # set again with its next request (a stream sets it with each)
         return all(self._lanes.get(lane) for lane in self._seen)
 
     def _oldest(self) -> float:
         return min(queue[0].submitted for queue in self._lanes.values() if queue)
 
-    def _take_batch(self) -> list[_Request[In, Out]]:
-        """Round-robin over lanes, one request each per turn, until the batch is full or the lanes are empty."""
-        batch: list[_Request[In, Out]] = []
+    def _turns(self) -> list[Hashable]:
+        """The lanes in the order this batch serves them: passed over too long first, then by priority, then
+        round-robin from after the lane served first last time."""
         ring = self._order
         start = self._next % len(ring)
+        rotated = [ring[(start + offset) % len(ring)] for offset in range(len(ring))]
+        return sorted(rotated, key=lambda lane: (self._passed_over.get(lane, 0) < STARVE_AFTER,
+                                                 -self._priority.get(lane, 0)))
+
+    def _take_batch(self) -> list[_Request[In, Out]]:
+        """One request per lane per turn (`_turns`), until the batch is full or the lanes are empty."""
+        batch: list[_Request[In, Out]] = []
+        turns = self._turns()
+        served: set[Hashable] = set()
         while len(batch) < self.max_batch and self._pending():
-            for offset in range(len(ring)):
-                queue = self._lanes[ring[(start + offset) % len(ring)]]
+            for lane in turns:
+                queue = self._lanes[lane]
                 if queue and len(batch) < self.max_batch:
                     batch.append(queue.popleft())
-        self._next = start + 1
+                    served.add(lane)
+        for lane, queue in self._lanes.items():
+            self._passed_over[lane] = 0 if lane in served or not queue else self._passed_over.get(lane, 0) + 1
+        self._next = self._next % len(self._order) + 1
         for lane in [lane for lane, queue in self._lanes.items() if not queue]:  # forget idle lanes
             del self._lanes[lane]
+            self._passed_over.pop(lane, None)
             index = self._order.index(lane)
             self._order.remove(lane)
             if index < self._next:

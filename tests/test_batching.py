@@ -90,6 +90,27 @@ def test_a_busy_lane_cannot_crowd_out_another(make) -> None:
     assert all(lane == "busy" for batch in model.batches[2:] for lane, _ in batch)
 
 
+def test_a_watched_lane_goes_first_and_no_lane_is_starved(make) -> None:
+    """A queue of one request at a time (a CPU): the lane with priority (a stream someone watches) is served
+    first while it has requests, and a lane passed over STARVE_AFTER batches in a row goes next."""
+    from streamvis.batching import STARVE_AFTER
+
+    model = StandIn()
+    batcher = make(model, max_batch=1, batch_wait_ms=1, max_pending=16)
+    batcher.set_priority(1, lane="watched")
+    _hold(model, batcher)
+    futures = [batcher.submit((lane, i), lane=lane) for i in range(8) for lane in ("idle-a", "watched", "idle-b")]
+    model.release.set()
+    for future in futures:
+        future.result(5)
+    order = [batch[0][0] for batch in model.batches[1:]]
+    assert order[0] == "watched"
+    first_idle = [order.index(lane) for lane in ("idle-a", "idle-b")]
+    assert max(first_idle) <= STARVE_AFTER + 1  # each idle lane served within a few batches, not after all 8
+    watched_turns = [i for i, lane in enumerate(order) if lane == "watched"]
+    assert watched_turns[-1] < len(order) - 4  # the watched lane's requests done well before the others'
+
+
 def test_a_lone_stream_never_waits_for_company(make) -> None:
     model = StandIn()
     batcher = make(model, max_batch=8, batch_wait_ms=10_000)

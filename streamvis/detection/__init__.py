@@ -41,6 +41,15 @@ class BatchDetector(Detector, Protocol):
     def detect_batch(self, images_bgr: list[np.ndarray]) -> list[sv.Detections]: ...
 
 
+@runtime_checkable
+class Prioritized(Detector, Protocol):
+    """A detector shared by streams through a queue (`BatchedDetector`): a stream can say how much its next
+    requests matter (a watched stream before an unwatched one when the queue is full)."""
+
+    def prioritize(self, priority: int) -> None:
+        """The calling stream's requests from now on: higher goes first (none is starved)."""
+
+
 class NoDetector:
     """The detector of a pipeline whose segmenter finds objects itself (SAM 3): it finds nothing and loads
     nothing."""

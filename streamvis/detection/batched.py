@@ -35,6 +35,9 @@ class BatchedDetector:
     def class_names(self) -> list[str]:
         return self.inner.class_names
 
+    def prioritize(self, priority: int) -> None:
+        self.batcher.set_priority(priority)
+
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         detections = self.batcher(image_bgr)
         self.last_timings_ms = dict(self.inner.last_timings_ms)

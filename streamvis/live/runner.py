@@ -30,6 +30,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import PipelineConfig
+from streamvis.detection import Prioritized
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription
 from streamvis.live.budget import BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
@@ -354,6 +355,9 @@ class LiveStream:
         return None
 
     def _detect(self, frame: Frame, region_xyxy: np.ndarray | None) -> KeyframeRun:
+        detector = self.pipeline.detector
+        if isinstance(detector, Prioritized):  # one queue for every stream: a watched stream's keyframes first
+            detector.prioritize(1 if self.stats.viewers > 0 else 0)
         start = time.perf_counter()
         detections = self.pipeline.detect(frame.image, region_xyxy)
         self.detector_calls += 1
