@@ -224,3 +224,56 @@ def test_text_read_aloud_goes_after_hazards_and_near_arrivals_only(event: Event,
     description = narrator.describe(Frame(IMAGE, 10, 1.0, "test"), frame_at(1.0, []), trigger)
     assert description is not None and description.text == said
     assert description.texts is not None and description.texts["normal"] == said
+
+
+class _SlowCaptions:
+    """A stand-in caption backend that takes `seconds` per caption (a slow model server): a scheduler test."""
+
+    captions = True
+    name = "slow"
+    provider = "test"
+    last_ms = 0.0
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def describe(self, image_bgr: np.ndarray, objects: str, question: str | None = None) -> str:
+        import time
+
+        time.sleep(self.seconds)
+        return "A caption that took its time."
+
+
+def test_a_hazard_is_said_at_once_while_a_slow_caption_is_on_its_way() -> None:
+    """Live, one description runs at a time; a hazard that comes while a slow one runs is said at once, in the
+    scene model's words, and the caption still comes after."""
+    import time
+
+    from streamvis.config import ObjectsNarratorConfig
+    from streamvis.frame import Frame
+    from streamvis.narration.narrator import LiveNarrator, Narrator
+
+    config = ObjectsNarratorConfig(hazard_classes=["dog"])
+    live = LiveNarrator(Narrator(config, _SlowCaptions(seconds=3.0)))  # type: ignore[arg-type]
+    person = Track(1, "person", still(0.2, 0.3, start=0.0))
+    dog = Track(2, "dog", still(0.6, 0.6, start=1.2))
+    slow = urgent = None
+    said_at = None
+    start = time.monotonic()
+    try:
+        for i in range(40):
+            t = i / FPS
+            pending = live.step(Frame(IMAGE, i, t, "s"), frame_at(t, [person, dog]))
+            if pending is not None and slow is None:
+                slow = pending  # the person's arrival, with a caption that takes 3 s
+            elif pending is not None and urgent is None:
+                urgent, said_at = pending, time.monotonic() - start
+        assert slow is not None and urgent is not None and urgent.done()
+        description = urgent.result()
+        assert description is not None and description.urgent
+        assert description.text.startswith("Careful: dog close, ahead.")  # then any other news it brings
+        assert said_at is not None and said_at < 1.0 and not slow.done()  # it did not wait for the caption
+        first = slow.result(timeout=10)
+        assert first is not None and "A caption that took its time." in first.text
+    finally:
+        live.close()

@@ -38,8 +38,9 @@ class Narrator:
         self.lock = threading.Lock()  # the policy is read by the pipeline thread and written by workers
 
     def describe(self, frame: Frame, detections: sv.Detections, trigger: Trigger,
-                 question: str | None = None) -> SceneDescription | None:
-        """Run the backend; None when there is nothing new to say (questions always answer)."""
+                 question: str | None = None, with_caption: bool = True) -> SceneDescription | None:
+        """Run the backend; None when there is nothing new to say (questions always answer). `with_caption`
+        False: the scene model's words alone, no model call (a hazard that cannot wait for one)."""
         start = time.perf_counter()
         level = self.config.verbosity
         with self.lock:
@@ -47,7 +48,7 @@ class Narrator:
         utterance = trigger.utterance or in_view
         with_words = self.config.objects_in_text or not self.backend.captions
         words = utterance.text(level) if with_words else ""
-        caption = self.backend.describe(frame.image, in_view.text("detailed"), question)
+        caption = self.backend.describe(frame.image, in_view.text("detailed"), question) if with_caption else ""
         if question is not None and not caption:
             caption = f"I cannot tell. {in_view.text('normal')}" if not in_view.empty else \
                 "I cannot tell, and I see no objects."
@@ -95,7 +96,14 @@ class LiveNarrator:
 
     def step(self, frame: Frame, detections: sv.Detections) -> Future[SceneDescription | None] | None:
         if self._pending is not None and not self._pending.done():
-            return None  # one description at a time; the policy waits until the narrator is free
+            # one description at a time; a hazard is said at once, in the scene model's words, without waiting
+            with self.narrator.lock:
+                urgent = self.narrator.policy.observe_hazards(frame.pts, detections, frame.image)
+            if urgent is None:
+                return None
+            done: Future[SceneDescription | None] = Future()
+            done.set_result(self.narrator.describe(frame, detections, urgent, with_caption=False))
+            return done
         if frame.pts - self._last_started_pts < self.min_gap_s:
             return None  # the policy waits too: what it would say is still news at the next chance
         with self.narrator.lock:

@@ -108,6 +108,18 @@ class NarrationPolicy:
             self.last_triggered_s = t
         return trigger
 
+    def observe_hazards(self, t: float, detections: sv.Detections, image_bgr: np.ndarray) -> Trigger | None:
+        """While a model's description is on its way (a slow server, a caption on a CPU): keep the scene model
+        current and say a hazard now, without waiting for it; other news waits for the next `observe`."""
+        self.scene.update(t, detections, (image_bgr.shape[1], image_bgr.shape[0]))
+        since = None if self.last_triggered_s is None else t - self.last_triggered_s
+        if not self.scene.has_hazard_news or (since is not None and since < self.settings.hazard_gap_s):
+            return None
+        trigger = self._news_trigger()
+        if trigger is not None:
+            self.last_triggered_s = t
+        return trigger
+
     def accept(self, t: float, trigger: Trigger, caption: str = "") -> bool:
         """Speak what `trigger` brought (with `caption`, a model's words, if any)? Yes for a question; else only
         when it states a fact not stated before or a caption unlike the last."""
