@@ -330,6 +330,64 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
+EVAL_COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "CLR_FP", "CLR_FN", "DetA", "AssA")
+
+
+@app.command("eval")
+def eval_(
+    clip: Annotated[Path, typer.Argument(help="a MOTChallenge sequence folder (seqinfo.ini, img1/, gt/gt.txt) or a "
+                                              "video (with --gt)")],
+    gt: Annotated[Path | None, typer.Option("--gt", help="MOTChallenge gt.txt in the clip's own pixels")] = None,
+    pipeline: PipelineOpt = None,
+    set_: SetOpt = None,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", help="another setting side by side: NAME=key=value[,key=value...] (repeatable), e.g. "
+                          "sort=tracker.type=sort")] = None,
+    class_name: Annotated[str, typer.Option("--class", help="the class scored against the labels")] = "person",
+    iou: Annotated[float, typer.Option(help="IoU that counts as a match (CLEAR, identity)")] = 0.5,
+    out: Annotated[Path | None, typer.Option("--out", help="keep each run's tracks (MOTChallenge lines) here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the metrics as JSON")] = False,
+    models_dir: ModelsDirOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Track a labelled clip and score it (HOTA, MOTA, IDF1, ID switches, by trackers.eval), for one or several
+    settings side by side, so the tracker and thresholds can be chosen for these cameras."""
+    import json
+    import tempfile
+
+    from streamvis.evaluation import Scored, Variant, find_labelled, parse_variant, run_variant, score
+
+    setup_logging(debug, False)
+    try:
+        if not 0 < iou <= 1:
+            raise ConfigError(f"--iou must be in (0, 1], got {iou:g}")
+        variants = [Variant("default"), *(parse_variant(v) for v in variant or [])]
+        labelled = find_labelled(clip, gt)
+        folder = out or Path(tempfile.mkdtemp(prefix="streamvis-eval-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        rows: list[Scored] = []
+        for v in variants:
+            log.info("eval %s: running '%s' %s", labelled.name, v.name, " ".join(v.overrides))
+            tracks, frames = run_variant(labelled, v, pipeline, set_ or [], folder, class_name, models_dir)
+            rows.append(Scored(labelled.name, v.name, score(labelled.gt, tracks, iou), frames, tracks))
+    except SETUP_ERRORS as exc:
+        _fail(exc, debug, EXIT_USAGE)
+    except (StreamvisError, OSError, ValueError) as exc:
+        _fail(StreamvisError(str(exc)), debug, EXIT_FAILED)
+    if as_json:
+        print(json.dumps([{"sequence": r.sequence, "variant": r.variant, "frames": r.frames,
+                           "tracks_file": str(r.tracks_file), "metrics": r.metrics} for r in rows], indent=2))
+        return
+    table = Table(title=f"streamvis eval: {labelled.name} ({rows[0].frames} frames, class {class_name}, IoU {iou:g})")
+    for column in ("variant", *EVAL_COLUMNS):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    counts = ("IDSW", "CLR_FP", "CLR_FN")
+    for row in rows:
+        m = row.metrics
+        table.add_row(row.variant, *(str(int(m[c])) if c in counts else f"{m[c]:.3f}" for c in EVAL_COLUMNS))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
 @app.command()
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,

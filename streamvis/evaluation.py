@@ -1,0 +1,157 @@
+"""`streamvis eval`: a labelled clip in, tracking metrics out, for one or several pipeline settings side by side.
+
+The clip is a MOTChallenge sequence folder (`seqinfo.ini`, `img1/`, `gt/gt.txt`) or any video with a
+MOTChallenge `gt.txt` in its own pixels. Each setting (`Variant`: a name and `--set` overrides) runs the offline
+pipeline over every frame, as `process` would; the tracks of the scored class are written in the MOTChallenge
+format and scored against the ground truth by `trackers.eval` (TrackEval's matching: the pedestrian class scored,
+distractor classes and ignored rows left out; IoU `iou` for CLEAR and identity, HOTA over its thresholds).
+Hand-written metrics would drift from the field's: the library made for it does the scoring.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamvis.config import load_pipeline
+from streamvis.errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A clip and its ground truth: `source` is what `open_source` reads (a video, or an image folder's glob)."""
+
+    name: str
+    source: str
+    gt: Path
+    fps: float | None  # a sequence folder's frame rate (seqinfo.ini); None: the video's own
+    size_wh: tuple[int, int] | None  # the frames' size the labels are in, when the folder says
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Scored:
+    sequence: str
+    variant: str
+    metrics: dict[str, float]
+    frames: int
+    tracks_file: Path
+
+
+def parse_variant(text: str) -> Variant:
+    """`NAME=key=value,key=value` (or `NAME` alone: the base settings under that name)."""
+    name, _, rest = text.partition("=")
+    if not name or "," in name:
+        raise ConfigError(f"--variant: expected NAME=key=value[,key=value...], got '{text}'")
+    overrides = [part for part in rest.split(",") if part] if rest else []
+    if any("=" not in part for part in overrides):
+        raise ConfigError(f"--variant {name}: each override is key=value, got '{rest}'")
+    return Variant(name, overrides)
+
+
+def find_labelled(path: Path, gt: Path | None) -> Labelled:
+    """A MOTChallenge sequence folder, or a video with `gt`; raises `ConfigError` naming what is missing."""
+    if path.is_dir():
+        info = configparser.ConfigParser()
+        if not info.read(path / "seqinfo.ini"):
+            raise ConfigError(f"{path}: a sequence folder needs seqinfo.ini (MOTChallenge layout: seqinfo.ini, "
+                              "img1/, gt/gt.txt)")
+        seq = info["Sequence"]
+        images = path / seq.get("imDir", "img1")
+        suffix = seq.get("imExt", ".jpg")
+        if not any(images.glob(f"*{suffix}")):
+            raise ConfigError(f"{path}: no {suffix} frames in {images}")
+        labels = gt or path / "gt" / "gt.txt"
+        if not labels.is_file():
+            raise ConfigError(f"{path}: no ground truth at {labels} (give --gt)")
+        size = (int(seq["imWidth"]), int(seq["imHeight"])) if "imWidth" in seq and "imHeight" in seq else None
+        return Labelled(seq.get("name", path.name), str(images / f"*{suffix}"), labels,
+                        float(seq.get("frameRate", "30")), size)
+    if gt is None:
+        raise ConfigError(f"{path}: a video needs --gt gt.txt (MOTChallenge lines in the video's own pixels)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such video or sequence folder")
+    if not gt.is_file():
+        raise ConfigError(f"--gt {gt}: no such file")
+    return Labelled(path.stem, str(path), gt, None, None)
+
+
+def check_labels_fit(gt: Path, size_wh: tuple[int, int]) -> None:
+    """The labels are in the frames' pixels: a box reaching far past the frame means a rescaled copy."""
+    rows = np.loadtxt(gt, delimiter=",", ndmin=2)
+    if not len(rows):
+        raise ConfigError(f"{gt}: no ground-truth rows")
+    right = float((rows[:, 2] + rows[:, 4]).max())
+    bottom = float((rows[:, 3] + rows[:, 5]).max())
+    width, height = size_wh
+    if right > 1.5 * width or bottom > 1.5 * height:
+        raise ConfigError(f"{gt}: boxes reach x={right:.0f}, y={bottom:.0f} but the frames are {width}x{height}: "
+                          "the labels must be in the clip's own pixels (a rescaled copy needs its boxes rescaled)")
+
+
+def run_variant(clip: Labelled, variant: Variant, pipeline: str | None, base: list[str], out_dir: Path,
+                class_name: str, models_dir: str | Path | None) -> tuple[Path, int]:
+    """The offline pipeline over every frame; the scored class's tracks as MOTChallenge lines (1-based frames
+    and ids, boxes x, y, w, h)."""
+    from streamvis.pipeline.loading import load_models
+    from streamvis.pipeline.step import Pipeline
+    from streamvis.sources import open_source
+
+    overrides = [*base, *variant.overrides]
+    if clip.fps is not None:
+        overrides.append(f"source.image_fps={clip.fps:g}")
+    config = load_pipeline(pipeline, overrides)
+    source = open_source(clip.source, config.source)
+    try:
+        runner = Pipeline(config, load_models(config, models_dir), source.fps, annotate=False)
+        lines: list[str] = []
+        frames = 0
+        for frame in source:
+            if frames == 0:
+                check_labels_fit(clip.gt, clip.size_wh or frame.resolution_wh)
+            frames += 1
+            detections = runner.process(frame).detections
+            if detections.tracker_id is None or not len(detections):
+                continue
+            names = detections.data.get("class_name")
+            scores = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+            for i, (x1, y1, x2, y2) in enumerate(detections.xyxy.tolist()):
+                track = int(detections.tracker_id[i])
+                if track < 0 or (names is not None and str(names[i]) != class_name):
+                    continue
+                lines.append(f"{frame.index + 1},{track + 1},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                             f"{float(scores[i]):.4f},-1,-1,-1")
+    finally:
+        source.close()
+    if not frames:
+        raise SourceError(f"{clip.source}: no frames")
+    tracks = out_dir / f"{clip.name}.{variant.name}.txt"
+    tracks.write_text("\n".join(lines) + ("\n" if lines else ""))
+    return tracks, frames
+
+
+def score(gt: Path, tracks: Path, iou: float) -> dict[str, float]:
+    """HOTA, CLEAR (MOTA, MOTP, ...) and identity (IDF1, ...) of `tracks` against `gt`, by `trackers.eval`."""
+    from trackers.eval import evaluate_mot_sequence
+
+    if not tracks.read_text().strip():  # nothing tracked: every ground-truth box is missed
+        tracks.write_text("1,1,-10,-10,1,1,0.0,-1,-1,-1\n")  # one box off the frame, so the file parses
+    result = evaluate_mot_sequence(gt, tracks, metrics=["CLEAR", "HOTA", "Identity"], threshold=iou)
+    metrics: dict[str, float] = {}
+    for family in (result.HOTA, result.CLEAR, result.Identity):
+        if family is not None:
+            metrics.update({k: float(v) for k, v in family.to_dict().items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return metrics
