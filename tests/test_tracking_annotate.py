@@ -13,7 +13,7 @@ from streamvis.sources import open_source
 from streamvis.sources.synthetic import SyntheticSource
 
 
-@pytest.mark.parametrize("kind", ["bytetrack", "sort", "ocsort"])
+@pytest.mark.parametrize("kind", ["bytetrack", "sort", "ocsort", "botsort", "mcbyte"])
 def test_track_ids_are_stable_on_known_motion(kind: str) -> None:
     """Ground-truth boxes of moving shapes: each object keeps one track id; a late entrant gets a new one."""
     source = open_source("synthetic:?objects=3&frames=90&enter=30&seed=2")
@@ -23,7 +23,7 @@ def test_track_ids_are_stable_on_known_motion(kind: str) -> None:
     for index in range(90):
         truth = source.boxes_at(index)
         truth.confidence = np.full(len(truth), 0.9, np.float32)
-        tracked = tracker.update(truth, index / 30)
+        tracked = tracker.update(truth, index / 30, source.render(index))
         for oid, tid in zip(tracked.data["object_id"], tracked.tracker_id, strict=True):
             if tid >= 0:
                 seen.setdefault(int(oid), set()).add(int(tid))

@@ -43,7 +43,9 @@ class TrackerConfig(Strict):
     """Multi-object tracking (the `trackers` library)."""
 
     enabled: bool = True
-    type: Literal["bytetrack", "sort", "ocsort"] = "bytetrack"
+    type: Literal["bytetrack", "sort", "ocsort", "botsort", "mcbyte"] = Field(
+        "bytetrack", description="the `trackers` tracker; botsort and mcbyte also compensate camera motion (they "
+                                 "look at the frame: a little more CPU)")
     lost_track_buffer: int = Field(30, ge=0, description="frames (at 30 fps) a lost track is kept")
     track_activation_threshold: float = Field(0.4, ge=0, le=1)
     minimum_consecutive_frames: int = Field(2, ge=1)

@@ -204,7 +204,7 @@ class Pipeline:
             out = detections
             if self.tracker is not None:
                 t0 = time.perf_counter()
-                out = self.tracker.update(out, frame.pts - self._held_s)
+                out = self.tracker.update(out, frame.pts - self._held_s, frame.image)
                 timings["track"] = (time.perf_counter() - t0) * 1e3
             if self.segmenter is not None:
                 t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Multi-object tracking with the `trackers` library: stable ids across frames."""
+"""Multi-object tracking with the `trackers` library: stable ids across frames (ByteTrack, SORT, OC-SORT, BoT-SORT
+and McByte with camera-motion compensation; `streamvis eval` compares them on a labelled clip)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import supervision as sv
 
 from streamvis.config import TrackerConfig
 
+FRAME_TRACKERS = frozenset({"botsort", "mcbyte"})  # they compensate camera motion on the frames
+
 
 def _build(config: TrackerConfig, fps: float) -> Any:
     import trackers
 
-    cls = {"bytetrack": trackers.ByteTrackTracker, "sort": trackers.SORTTracker,
-           "ocsort": trackers.OCSORTTracker}[config.type]
+    cls = {"bytetrack": trackers.ByteTrackTracker, "sort": trackers.SORTTracker, "ocsort": trackers.OCSORTTracker,
+           "botsort": trackers.BoTSORTTracker, "mcbyte": trackers.McByteTracker}[config.type]
     wanted = {
         "lost_track_buffer": config.lost_track_buffer,
         "frame_rate": fps,
@@ -84,9 +87,12 @@ class Tracker:
         self._tracker = _build(config, fps)
         self._votes = ClassVotes(forget_after=4 * max(config.lost_track_buffer, 30)) if config.stable_class else None
 
-    def update(self, detections: sv.Detections, pts: float | None = None) -> sv.Detections:
-        """Associate `detections` with tracks; `pts` (seconds) lets gaps between updates count as time."""
-        tracked = self._tracker.update(detections, timestamp=pts)
+    def update(self, detections: sv.Detections, pts: float | None = None,
+               image_bgr: np.ndarray | None = None) -> sv.Detections:
+        """Associate `detections` with tracks; `pts` (seconds) lets gaps between updates count as time; the frame
+        lets BoT-SORT and McByte compensate the camera's own motion (the others ignore it)."""
+        frame = image_bgr if self.config.type in FRAME_TRACKERS else None  # the others warn when given one
+        tracked = self._tracker.update(detections, frame=frame, timestamp=pts)
         return self._votes.apply(tracked) if self._votes is not None else tracked
 
     def reset(self) -> None:
