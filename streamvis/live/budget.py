@@ -21,7 +21,7 @@ The ladder, in the order the knobs move (`LADDER`; each step keeps the ones befo
 The encoder is x264 `ultrafast` with `zerolatency` live already: its preset is not a knob.
 
 One plan over the process (`BudgetBoard`): the streams of one server share its cores, so a watched stream over
-its budget first takes a step from a stream nobody watches (the one that has given least), and steps down itself
+its budget first takes a step from a stream nobody watches (the one still at the highest quality), and steps down itself
 only when none has a step left to give. A stream that gave steps takes them back only once no watched stream has
 been over its budget for its recover time. None is starved: the last step still detects and publishes.
 Without a budget nothing here runs, and a stream behaves as before.
@@ -121,8 +121,8 @@ class BudgetBoard:
             self._members = [(b, w) for b, w in self._members if b is not budget]
 
     def take_step_for(self, asking: LatencyBudget, now: float) -> LatencyBudget | None:
-        """A watched stream is over its budget: one step from an unwatched stream that can give one (the one that
-        has given least), or None when none can."""
+        """A watched stream is over its budget: one step from an unwatched stream that can give one (the one
+        still at the highest quality), or None when none can."""
         with self._lock:
             self.last_pressure = now
             donors = [b for b, watched in self._members if b is not asking and not watched() and b.can_give(now)]
