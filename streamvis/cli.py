@@ -16,6 +16,7 @@ from streamvis.errors import ConfigError, ModelError, StreamvisError
 from streamvis.logs import setup_logging
 
 if TYPE_CHECKING:
+    from streamvis.evaluation import Variant
     from streamvis.runtime.precision import Int8Range
 
 log = logging.getLogger("streamvis")
@@ -335,8 +336,8 @@ EVAL_COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "CLR_FP", "CLR_FN", "DetA", "Ass
 
 @app.command("eval")
 def eval_(
-    clip: Annotated[Path, typer.Argument(help="a MOTChallenge sequence folder (seqinfo.ini, img1/, gt/gt.txt) or a "
-                                              "video (with --gt)")],
+    clip: Annotated[Path, typer.Argument(help="a MOTChallenge sequence folder (seqinfo.ini, img1/, gt/gt.txt), a "
+                                              "video (with --gt), or a YOLO-format image folder (images/, labels/)")],
     gt: Annotated[Path | None, typer.Option("--gt", help="MOTChallenge gt.txt in the clip's own pixels")] = None,
     pipeline: PipelineOpt = None,
     set_: SetOpt = None,
@@ -350,18 +351,31 @@ def eval_(
     models_dir: ModelsDirOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Track a labelled clip and score it (HOTA, MOTA, IDF1, ID switches, by trackers.eval), for one or several
-    settings side by side, so the tracker and thresholds can be chosen for these cameras."""
+    """Track a labelled clip and score it (HOTA, MOTA, IDF1, ID switches, by trackers.eval), or detect on labelled
+    images (a YOLO-format folder: COCO box mAP, by pycocotools), for one or several settings side by side, so the
+    detector, tracker and thresholds can be chosen for these cameras."""
     import json
     import tempfile
 
-    from streamvis.evaluation import Scored, Variant, find_labelled, parse_variant, run_variant, score
+    from streamvis.evaluation import (
+        Scored,
+        Variant,
+        find_image_dataset,
+        find_labelled,
+        parse_variant,
+        run_variant,
+        score,
+    )
 
     setup_logging(debug, False)
     try:
         if not 0 < iou <= 1:
             raise ConfigError(f"--iou must be in (0, 1], got {iou:g}")
         variants = [Variant("default"), *(parse_variant(v) for v in variant or [])]
+        dataset = find_image_dataset(clip) if clip.is_dir() and gt is None else None
+        if dataset is not None:
+            _eval_images(clip, dataset, variants, pipeline, set_ or [], models_dir, as_json)
+            return
         labelled = find_labelled(clip, gt)
         folder = out or Path(tempfile.mkdtemp(prefix="streamvis-eval-"))
         folder.mkdir(parents=True, exist_ok=True)
@@ -385,6 +399,34 @@ def eval_(
     for row in rows:
         m = row.metrics
         table.add_row(row.variant, *(str(int(m[c])) if c in counts else f"{m[c]:.3f}" for c in EVAL_COLUMNS))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _eval_images(name: Path, dataset: tuple[Path, Path], variants: list[Variant], pipeline: str | None, base: list[str],
+                 models_dir: Path | None, as_json: bool) -> None:
+    """`streamvis eval` on a YOLO-format image folder: the configured detector's COCO box mAP, per setting."""
+    import json
+
+    from streamvis.config import load_pipeline
+    from streamvis.evaluation import COCO_STATS, detection_map
+    from streamvis.extras import require
+    from streamvis.pipeline.loading import load_models
+
+    require("streamvis eval on labelled images", "eval")
+    rows = []
+    for v in variants:
+        config = load_pipeline(pipeline, [*base, *v.overrides])
+        log.info("eval %s: detecting with '%s' %s", name, v.name, " ".join(v.overrides))
+        rows.append((v.name, detection_map(*dataset, load_models(config, models_dir).detector)))
+    if as_json:
+        print(json.dumps([{"dataset": str(name), "variant": n, "metrics": m} for n, m in rows], indent=2))
+        return
+    table = Table(title=f"streamvis eval: {name} (COCO box AP of the detector, {len(list(dataset[0].glob('*.jpg')))} "
+                        "images)")
+    for column in ("variant", *COCO_STATS):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for n, m in rows:
+        table.add_row(n, *(f"{m[c]:.3f}" for c in COCO_STATS))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 

@@ -1,16 +1,20 @@
-"""`streamvis eval`: a labelled clip in, tracking metrics out, for one or several pipeline settings side by side.
+"""`streamvis eval`: labelled media in, metrics out, for one or several pipeline settings side by side.
 
-The clip is a MOTChallenge sequence folder (`seqinfo.ini`, `img1/`, `gt/gt.txt`) or any video with a
+Tracking: the clip is a MOTChallenge sequence folder (`seqinfo.ini`, `img1/`, `gt/gt.txt`) or any video with a
 MOTChallenge `gt.txt` in its own pixels. Each setting (`Variant`: a name and `--set` overrides) runs the offline
 pipeline over every frame, as `process` would; the tracks of the scored class are written in the MOTChallenge
 format and scored against the ground truth by `trackers.eval` (TrackEval's matching: the pedestrian class scored,
 distractor classes and ignored rows left out; IoU `iou` for CLEAR and identity, HOTA over its thresholds).
-Hand-written metrics would drift from the field's: the library made for it does the scoring.
+Detection: a folder of images with YOLO labels (`images/[split/]*.jpg`, `labels/[split/]*.txt`: class cx cy w h,
+relative; coco128's layout) is scored by pycocotools' COCO box mAP, the detector's class ids against the labels'.
+Hand-written metrics would drift from the field's: the libraries made for them do the scoring.
 """
 
 from __future__ import annotations
 
 import configparser
+import contextlib
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from streamvis.config import load_pipeline
+from streamvis.detection import Detector
 from streamvis.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
@@ -155,3 +160,69 @@ def score(gt: Path, tracks: Path, iou: float) -> dict[str, float]:
             metrics.update({k: float(v) for k, v in family.to_dict().items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return metrics
+
+
+COCO_STATS = ("mAP", "mAP50", "mAP75", "AP_small", "AP_medium", "AP_large")
+
+
+def find_image_dataset(path: Path, split: str | None = None) -> tuple[Path, Path] | None:
+    """(images folder, labels folder) of a YOLO-format dataset at `path`, or None when it is not one."""
+    images, labels = path / "images", path / "labels"
+    if not images.is_dir() or not labels.is_dir():
+        return None
+    if split is not None:
+        images, labels = images / split, labels / split
+    elif not any(images.glob("*.jpg")):
+        splits = sorted(d.name for d in images.iterdir() if d.is_dir())
+        if not splits:
+            raise ConfigError(f"{path}: no .jpg images under images/")
+        images, labels = images / splits[0], labels / splits[0]
+    if not any(images.glob("*.jpg")):
+        raise ConfigError(f"{images}: no .jpg images")
+    return images, labels
+
+
+def detection_map(images_dir: Path, labels_dir: Path, detector: Detector) -> dict[str, float]:
+    """COCO box AP (pycocotools) of `detector` on `images_dir/*.jpg` against the YOLO labels in `labels_dir`
+    (class cx cy w h, relative; an image without a label file holds no object): mAP@0.5:0.95, @0.5, @0.75 and by
+    size."""
+    import cv2
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    results: list[dict[str, object]] = []
+    for image_id, path in enumerate(sorted(images_dir.glob("*.jpg"))):
+        image = cv2.imread(str(path))
+        if image is None:
+            raise SourceError(f"{path}: not an image OpenCV can read")
+        height, width = image.shape[:2]
+        images.append({"id": image_id, "width": width, "height": height})
+        label = labels_dir / f"{path.stem}.txt"
+        for line in label.read_text().splitlines() if label.exists() else []:
+            if not line.strip():
+                continue
+            cls, cx, cy, w, h = (float(v) for v in line.split()[:5])
+            box_w, box_h = w * width, h * height
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls),
+                                "bbox": [cx * width - box_w / 2, cy * height - box_h / 2, box_w, box_h],
+                                "area": box_w * box_h, "iscrowd": 0})
+        found = detector.detect(image)
+        scores = found.confidence if found.confidence is not None else np.ones(len(found))
+        class_ids = found.class_id if found.class_id is not None else np.zeros(len(found), int)
+        for (x1, y1, x2, y2), score, cls in zip(found.xyxy, scores, class_ids, strict=True):
+            results.append({"image_id": image_id, "category_id": int(cls),
+                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
+    if not results:
+        return dict.fromkeys(COCO_STATS, 0.0)
+    ground_truth = COCO()
+    ground_truth.dataset = {"images": images, "annotations": annotations,
+                            "categories": [{"id": i} for i in range(len(detector.class_names))]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
+        ground_truth.createIndex()
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: float(value) for name, value in zip(COCO_STATS, evaluation.stats[:6], strict=True)}

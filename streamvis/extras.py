@@ -10,10 +10,11 @@ loads, and the one onnxruntime build an environment may have.
 | `florence` | torch, transformers | `detector.type florence2`, `narrator.type florence2` |
 | `vlm` | torch, transformers | `narrator.type vlm` |
 | `openai` | httpx | `narrator.type openai` (a VLM on an OpenAI-compatible server: Ollama, vLLM, llama.cpp, Gemini) |
+| `eval` | pycocotools | `streamvis eval` on labelled images (COCO box mAP) |
 | `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
 | `ray` | ray[data] | `process --ray` |
 | `gpu` | onnxruntime-gpu | CUDA / TensorRT for the ONNX models (instead of onnxruntime: see below) |
-| `all` | sam, florence, vlm, openai, export, ray | everything but `gpu` |
+| `all` | sam, florence, vlm, openai, eval, export, ray | everything but `gpu` |
 
 onnxruntime and onnxruntime-gpu both install the `onnxruntime` module, so an environment must hold exactly one:
 `pip install 'streamvis[gpu]'` brings onnxruntime-gpu beside the CPU build the base depends on, and
@@ -39,6 +40,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "export": (*TORCH_MODULES, "onnx", "onnxscript"),
     "ray": ("ray",),
     "openai": ("httpx",),
+    "eval": ("pycocotools",),
 }
 
 

@@ -75,6 +75,6 @@ def test_doctor_reports_what_this_machine_holds(models_dir: Path) -> None:
     assert data["cpu"]["int8_class"] in ("vnni", "avx2") and data["cpu"]["cores"] >= 1
     assert data["ffmpeg"]["encoders"]["libx264"] and data["ffmpeg"]["decoders"]["h264"]
     assert "yolox-nano" in data["models_dir"]["models"]
-    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "export", "ray"}
+    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "eval", "export", "ray"}
     text = run_cli("doctor", env={"STREAMVIS_MODELS_DIR": str(models_dir)}, timeout=120)
     assert text.returncode == 0 and "int8 class" in text.stdout and "CPUExecutionProvider usable" in text.stdout
