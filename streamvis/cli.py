@@ -16,7 +16,6 @@ from streamvis.errors import ConfigError, ModelError, StreamvisError
 from streamvis.logs import setup_logging
 
 if TYPE_CHECKING:
-    from streamvis.evaluation import Variant
     from streamvis.runtime.precision import Int8Range
 
 log = logging.getLogger("streamvis")
@@ -331,9 +330,6 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
-EVAL_COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "CLR_FP", "CLR_FN", "DetA", "AssA")
-
-
 @app.command("eval")
 def eval_(
     clip: Annotated[Path, typer.Argument(help="a MOTChallenge sequence folder (seqinfo.ini, img1/, gt/gt.txt), a "
@@ -357,77 +353,33 @@ def eval_(
     import json
     import tempfile
 
-    from streamvis.evaluation import (
-        Scored,
-        Variant,
-        find_image_dataset,
-        find_labelled,
-        parse_variant,
-        run_variant,
-        score,
-    )
+    from streamvis import evaluation as ev
 
     setup_logging(debug, False)
     try:
         if not 0 < iou <= 1:
             raise ConfigError(f"--iou must be in (0, 1], got {iou:g}")
-        variants = [Variant("default"), *(parse_variant(v) for v in variant or [])]
-        dataset = find_image_dataset(clip) if clip.is_dir() and gt is None else None
+        variants = [ev.Variant("default"), *(ev.parse_variant(v) for v in variant or [])]
+        dataset = ev.find_image_dataset(clip) if clip.is_dir() and gt is None else None
+        columns: tuple[str, ...]
         if dataset is not None:
-            _eval_images(clip, dataset, variants, pipeline, set_ or [], models_dir, as_json)
-            return
-        labelled = find_labelled(clip, gt)
-        folder = out or Path(tempfile.mkdtemp(prefix="streamvis-eval-"))
-        folder.mkdir(parents=True, exist_ok=True)
-        rows: list[Scored] = []
-        for v in variants:
-            log.info("eval %s: running '%s' %s", labelled.name, v.name, " ".join(v.overrides))
-            tracks, frames = run_variant(labelled, v, pipeline, set_ or [], folder, class_name, models_dir)
-            rows.append(Scored(labelled.name, v.name, score(labelled.gt, tracks, iou), frames, tracks))
+            rows = ev.evaluate_images(str(clip), dataset, variants, pipeline, set_ or [], models_dir)
+            columns = ev.COCO_STATS
+            title = f"streamvis eval: {clip} (COCO box AP of the detector, {rows[0].frames} images)"
+        else:
+            labelled = ev.find_labelled(clip, gt)
+            folder = out or Path(tempfile.mkdtemp(prefix="streamvis-eval-"))
+            rows = ev.evaluate_clip(labelled, variants, pipeline, set_ or [], folder, class_name, iou, models_dir)
+            columns = ev.TRACK_COLUMNS
+            title = f"streamvis eval: {labelled.name} ({rows[0].frames} frames, class {class_name}, IoU {iou:g})"
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
     except (StreamvisError, OSError, ValueError) as exc:
         _fail(StreamvisError(str(exc)), debug, EXIT_FAILED)
     if as_json:
-        print(json.dumps([{"sequence": r.sequence, "variant": r.variant, "frames": r.frames,
-                           "tracks_file": str(r.tracks_file), "metrics": r.metrics} for r in rows], indent=2))
-        return
-    table = Table(title=f"streamvis eval: {labelled.name} ({rows[0].frames} frames, class {class_name}, IoU {iou:g})")
-    for column in ("variant", *EVAL_COLUMNS):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    counts = ("IDSW", "CLR_FP", "CLR_FN")
-    for row in rows:
-        m = row.metrics
-        table.add_row(row.variant, *(str(int(m[c])) if c in counts else f"{m[c]:.3f}" for c in EVAL_COLUMNS))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
-def _eval_images(name: Path, dataset: tuple[Path, Path], variants: list[Variant], pipeline: str | None, base: list[str],
-                 models_dir: Path | None, as_json: bool) -> None:
-    """`streamvis eval` on a YOLO-format image folder: the configured detector's COCO box mAP, per setting."""
-    import json
-
-    from streamvis.config import load_pipeline
-    from streamvis.evaluation import COCO_STATS, detection_map
-    from streamvis.extras import require
-    from streamvis.pipeline.loading import load_models
-
-    require("streamvis eval on labelled images", "eval")
-    rows = []
-    for v in variants:
-        config = load_pipeline(pipeline, [*base, *v.overrides])
-        log.info("eval %s: detecting with '%s' %s", name, v.name, " ".join(v.overrides))
-        rows.append((v.name, detection_map(*dataset, load_models(config, models_dir).detector)))
-    if as_json:
-        print(json.dumps([{"dataset": str(name), "variant": n, "metrics": m} for n, m in rows], indent=2))
-        return
-    table = Table(title=f"streamvis eval: {name} (COCO box AP of the detector, {len(list(dataset[0].glob('*.jpg')))} "
-                        "images)")
-    for column in ("variant", *COCO_STATS):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for n, m in rows:
-        table.add_row(n, *(f"{m[c]:.3f}" for c in COCO_STATS))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+    else:
+        Console(width=None if sys.stdout.isatty() else 200).print(ev.results_table(title, columns, rows))
 
 
 @app.command()

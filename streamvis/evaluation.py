@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from streamvis.config import load_pipeline
 from streamvis.detection import Detector
@@ -48,11 +49,19 @@ class Variant:
 
 @dataclass(slots=True)
 class Scored:
-    sequence: str
+    sequence: str  # the clip's or the image folder's name
     variant: str
     metrics: dict[str, float]
-    frames: int
-    tracks_file: Path
+    frames: int  # frames (or images) run
+    tracks_file: Path | None = None  # the tracks scored (MOTChallenge lines), for a clip
+
+    def to_json(self) -> dict[str, object]:
+        return {"sequence": self.sequence, "variant": self.variant, "frames": self.frames,
+                "tracks_file": None if self.tracks_file is None else str(self.tracks_file), "metrics": self.metrics}
+
+
+TRACK_COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "CLR_FP", "CLR_FN", "DetA", "AssA")
+COUNT_COLUMNS = frozenset({"IDSW", "CLR_FP", "CLR_FN"})  # shown as whole numbers
 
 
 def parse_variant(text: str) -> Variant:
@@ -226,3 +235,42 @@ def detection_map(images_dir: Path, labels_dir: Path, detector: Detector) -> dic
         evaluation.accumulate()
         evaluation.summarize()
     return {name: float(value) for name, value in zip(COCO_STATS, evaluation.stats[:6], strict=True)}
+
+
+def evaluate_clip(clip: Labelled, variants: list[Variant], pipeline: str | None, base: list[str], out_dir: Path,
+                  class_name: str, iou: float, models_dir: str | Path | None) -> list[Scored]:
+    """Every setting tracked over the clip and scored against its labels."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for variant in variants:
+        log.info("eval %s: running '%s' %s", clip.name, variant.name, " ".join(variant.overrides))
+        tracks, frames = run_variant(clip, variant, pipeline, base, out_dir, class_name, models_dir)
+        rows.append(Scored(clip.name, variant.name, score(clip.gt, tracks, iou), frames, tracks))
+    return rows
+
+
+def evaluate_images(name: str, dataset: tuple[Path, Path], variants: list[Variant], pipeline: str | None,
+                    base: list[str], models_dir: str | Path | None) -> list[Scored]:
+    """Every setting's detector scored on the labelled images (COCO box AP)."""
+    from streamvis.extras import require
+    from streamvis.pipeline.loading import load_models
+
+    require("streamvis eval on labelled images", "eval")
+    images = len(list(dataset[0].glob("*.jpg")))
+    rows = []
+    for variant in variants:
+        log.info("eval %s: detecting with '%s' %s", name, variant.name, " ".join(variant.overrides))
+        detector = load_models(load_pipeline(pipeline, [*base, *variant.overrides]), models_dir).detector
+        rows.append(Scored(name, variant.name, detection_map(*dataset, detector), images))
+    return rows
+
+
+def results_table(title: str, columns: tuple[str, ...], rows: list[Scored]) -> Table:
+    """The settings side by side, one row each."""
+    table = Table(title=title)
+    for column in ("variant", *columns):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in rows:
+        table.add_row(row.variant, *(str(int(row.metrics[c])) if c in COUNT_COLUMNS else f"{row.metrics[c]:.3f}"
+                                     for c in columns))
+    return table
