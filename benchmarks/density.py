@@ -39,7 +39,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
-from serving import cpu_seconds, free_port, get_json, rss_mb  # noqa: E402
+from serving import cpu_seconds, free_port, get_json, rss_mb, stop  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -143,11 +143,7 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
         memory = rss_mb(server.pid)
         after = get_json(url + "/streams")["streams"]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         cameras.kill()
         cameras.wait()
     runs = [(a["stats"]["keyframes"] - b["stats"]["keyframes"]) / wall for a, b in zip(after, before, strict=True)]

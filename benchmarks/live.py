@@ -35,7 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
-from serving import cpu_seconds, free_port, get_json  # noqa: E402
+from serving import cpu_seconds, free_port, get_json, stop  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -136,8 +136,7 @@ def serve_and_measure(args: argparse.Namespace, extra: list[str],
             return [(n, measure_in_chromium(url, n, args.seconds, server.pid)) for n in args.viewers]
         return [(n, asyncio.run(measure(url, n, args.seconds, server.pid))) for n in args.viewers]
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        stop(server, timeout_s=15)
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
-"""What the benchmarks that start `streamvis serve` share: a free port, the server's CPU time and RSS, its JSON."""
+"""What the benchmarks that start `streamvis serve` share: a free port, the server's CPU time and RSS, its JSON, and
+stopping it."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -31,3 +33,13 @@ def rss_mb(pid: int) -> float:
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
+
+
+def stop(server: subprocess.Popen[str] | subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the server has not ended within `timeout_s`."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -33,7 +33,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
-from serving import cpu_seconds, free_port, get_json, rss_mb  # noqa: E402
+from serving import cpu_seconds, free_port, get_json, rss_mb, stop  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -160,11 +160,7 @@ def main() -> None:
             loop_thread.join(timeout=VIEWER_WATCH_S + 30)
             alive = server.poll() is None
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server, timeout_s=30)
             steady_server.kill()
             for camera in flaky:
                 camera.kill()

@@ -168,6 +168,7 @@ class LatencyBudget:
         self._last_up: tuple[float, int] | None = None  # the last step up: when, and to which level
         if board is not None:
             board.join(self, watched)
+        stats.latency_budget = self.snapshot()
 
     @property
     def plan(self) -> BudgetPlan:
@@ -205,17 +206,20 @@ class LatencyBudget:
         """Look at the last second, if a second has passed; the new plan when it changed (by this look, or by the
         board since the last call), else None."""
         with self._lock:
-            self._look()
-            if self.level == self._applied:
+            now = self.clock()
+            looked = now - self._last_look >= WINDOW_S
+            if looked:
+                self._last_look = now
+                self._look(now)
+            changed = self.level != self._applied
+            if looked or changed:  # what /streams shows, refreshed once a second, not on every frame
+                self.stats.latency_budget = self.snapshot()
+            if not changed:
                 return None
             self._applied = self.level
             return self.plan
 
-    def _look(self) -> None:
-        now = self.clock()
-        if now - self._last_look < WINDOW_S:
-            return
-        self._last_look = now
+    def _look(self, now: float) -> None:
         measured = self._window_p95()
         if measured is None:
             return
