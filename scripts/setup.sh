@@ -31,5 +31,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! .venv/bin/python -c
         .venv/bin/python -m pip uninstall --quiet --yes onnxruntime onnxruntime-gpu
         "${PIP[@]}" --no-deps "onnxruntime-gpu==$version"
     fi
+    # rapidocr (extra ocr) brings opencv-python-headless beside opencv-python; both own cv2: keep opencv-python
+    if installed opencv-python-headless && installed opencv-python; then
+        version=$(.venv/bin/python -m pip show opencv-python | sed -n 's/^Version: //p')
+        .venv/bin/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless
+        "${PIP[@]}" --no-deps "opencv-python==$version"
+    fi
     touch "$stamp"
 fi

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streamvis import __version__, env
-from streamvis.extras import EXTRA_MODULES, missing_module, onnxruntime_conflict
+from streamvis.extras import EXTRA_MODULES, missing_module, onnxruntime_conflict, opencv_conflict
 
 #: y = Identity(x), float[1], opset 13: a graph any provider can run, to see which providers really start
 PROBE_GRAPH = base64.b64decode("CAg6OwoQCgF4EgF5IghJZGVudGl0eRIFcHJvYmVaDwoBeBIKCggIARIECgIIAWIPCgF5EgoKCAgB"
                                "EgQKAggBQgQKABAN")
-PACKAGES = ("numpy", "av", "opencv-python", "supervision", "trackers", "pydantic", "aiortc", "aioice", "aiohttp",
-            "onnxruntime", "onnxruntime-gpu", "torch", "transformers", "onnx", "pycocotools", "ray")
+PACKAGES = ("numpy", "av", "opencv-python", "opencv-python-headless", "supervision", "trackers", "pydantic", "aiortc",
+            "aioice", "aiohttp", "onnxruntime", "onnxruntime-gpu", "torch", "transformers", "onnx", "pycocotools",
+            "rapidocr", "ray")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c", "fma")
 #: what `process`/`serve` encode and decode with (encoders: H.264 out, VP8 for WebRTC viewers; decoders: inputs)
 CODECS = {"encoders": ("libx264", "libvpx", "libvpx-vp9", "libsvtav1", "aac", "libopus"),
@@ -106,6 +107,7 @@ def report() -> dict[str, Any]:
     return {
         "streamvis": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
         "packages": {p: _version(p) for p in PACKAGES},
+        "opencv_conflict": opencv_conflict(),
         "extras": {extra: missing_module(extra) is None for extra in EXTRA_MODULES},
         "cpu": cpu(), "onnxruntime": onnxruntime_providers(), "torch": torch_report(), "ffmpeg": codecs(),
         "programs": {name: shutil.which(name) is not None or (name == "chromium" and shutil.which(
@@ -126,6 +128,8 @@ def lines(data: dict[str, Any]) -> list[str]:
            f"int8 class {cpu_['int8_class']}",
            "packages: " + ", ".join(f"{p} {v}" for p, v in data["packages"].items() if v),
            "extras: " + ", ".join(f"{e} {'yes' if ok else 'no'}" for e, ok in data["extras"].items())]
+    if data.get("opencv_conflict"):
+        out.append(f"opencv: {data['opencv_conflict']}")
     if "error" in ort:
         out.append(f"onnxruntime: {ort['error']}")
     else:

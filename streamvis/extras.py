@@ -11,14 +11,17 @@ loads, and the one onnxruntime build an environment may have.
 | `vlm` | torch, transformers | `narrator.type vlm` |
 | `openai` | httpx | `narrator.type openai` (a VLM on an OpenAI-compatible server: Ollama, vLLM, llama.cpp, Gemini) |
 | `eval` | pycocotools | `streamvis eval` on labelled images (COCO box mAP) |
+| `ocr` | rapidocr (PP-OCR models inside its wheel) | `reader.type rapidocr`: text read aloud (the `narrate` pipeline) |
 | `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
 | `ray` | ray[data] | `process --ray` |
 | `gpu` | onnxruntime-gpu | CUDA / TensorRT for the ONNX models (instead of onnxruntime: see below) |
-| `all` | sam, florence, vlm, openai, eval, export, ray | everything but `gpu` |
+| `all` | sam, florence, vlm, openai, eval, ocr, export, ray | everything but `gpu` |
 
 onnxruntime and onnxruntime-gpu both install the `onnxruntime` module, so an environment must hold exactly one:
 `pip install 'streamvis[gpu]'` brings onnxruntime-gpu beside the CPU build the base depends on, and
 `onnxruntime_conflict()` then says how to keep one (`scripts/setup.sh` with `STREAMVIS_GPU=1` does it).
+OpenCV is the same story: rapidocr depends on opencv-python-headless, trackers on opencv-python, and both own the
+`cv2` module; `opencv_conflict()` says how to keep one (`scripts/setup.sh` keeps opencv-python).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "openai": ("httpx",),
     "eval": ("pycocotools",),
+    "ocr": ("rapidocr",),
 }
 
 
@@ -63,6 +67,8 @@ def needs(config: PipelineConfig) -> list[Need]:
         wanted.append(Need("narrator.type vlm", "vlm"))
     elif config.narrator.type == "openai":
         wanted.append(Need("narrator.type openai", "openai"))
+    if config.reader.type == "rapidocr":
+        wanted.append(Need("reader.type rapidocr", "ocr"))
     for role, section in (("detector", config.detector), ("segmenter", config.segmenter)):
         if isinstance(section, OnnxSettings) and section.backend == "onnx" and section.onnx_dir is None:
             wanted.append(Need(f"{role}.backend onnx (graphs exported on first use)", "export"))
@@ -104,4 +110,13 @@ def onnxruntime_conflict() -> str | None:
                 "CPU: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime)")
     if not cpu and not gpu:
         return "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu for CUDA/TensorRT)"
+    return None
+
+
+def opencv_conflict() -> str | None:
+    """Why this environment's cv2 cannot be trusted: opencv-python and opencv-python-headless both installed (the
+    `ocr` extra's rapidocr brings the headless one) own the same module, and removing either breaks it."""
+    if installed("opencv-python") and installed("opencv-python-headless"):
+        return ("opencv-python and opencv-python-headless are both installed and own the same module (cv2): keep "
+                "one: pip uninstall -y opencv-python opencv-python-headless && pip install opencv-python")
     return None

@@ -1,4 +1,5 @@
-"""Central types: `Frame` (what a source yields) and `Result` (what the pipeline yields)."""
+"""Central types: `Frame` (what a source yields), `Result` (what the pipeline yields), and what a result carries
+besides detections: a narrator's `SceneDescription` and the text read in view (`TextReading`)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,33 @@ class SceneDescription:
     tracks: tuple[int, ...] = ()  # the tracker ids of the objects it mentions
 
 
+@dataclass(frozen=True, slots=True)
+class TextReading:
+    """A piece of text in view (a sign, a label, a bus number), as `streamvis.reading` keeps it: read once, tracked
+    by position (`text_id`), re-read when it changes. `polygon_xy`: its four corners in the frame's pixels.
+    `side` (left / ahead / right) and `distance` (near / mid / far) place it for a listener; `object` and
+    `object_track` name the detected object it is on (a bus, a stop sign), when it is on one. `new`: first read
+    (or changed) at the look this result carries, and worth saying."""
+
+    text: str
+    score: float
+    polygon_xy: tuple[tuple[float, float], ...]
+    text_id: int
+    side: str
+    distance: str
+    first_pts: float
+    read_pts: float
+    object: str | None = None
+    object_track: int | None = None
+    new: bool = False
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        xs = [p[0] for p in self.polygon_xy]
+        ys = [p[1] for p in self.polygon_xy]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
 @dataclass(slots=True)
 class Result:
     """The pipeline's output for one frame."""
@@ -62,3 +90,4 @@ class Result:
     annotated: np.ndarray | None = None
     description: SceneDescription | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    texts: tuple[TextReading, ...] = ()  # the text in view (a reader's), newest readings flagged `new`

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from streamvis.frame import Result
+from streamvis.frame import Result, TextReading
 
 
 def masks_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
@@ -67,9 +67,18 @@ def detections_from_json(items: list[dict[str, Any]]) -> sv.Detections:
         data={"class_name": np.array([item.get("class_name") or "" for item in items], dtype=str)})
 
 
+def texts_to_json(texts: tuple[TextReading, ...]) -> list[dict[str, Any]]:
+    """The text in view: each reading's words, score, corners (the frame's pixels), id, place and the object it
+    is on; `new` marks the readings first made (or changed) at this frame."""
+    return [{"text": r.text, "score": r.score, "polygon_xy": [list(p) for p in r.polygon_xy], "text_id": r.text_id,
+             "side": r.side, "distance": r.distance, "object": r.object, "object_track": r.object_track,
+             "new": r.new, "first_pts": round(r.first_pts, 6)} for r in texts]
+
+
 def result_to_json(result: Result) -> dict[str, Any]:
     """The per-frame record: frame index, pts (seconds), source id, the frame's size (detections are in its
-    pixels, even where the video letterboxes it), keyframe flag, detections."""
+    pixels, even where the video letterboxes it), keyframe flag, detections; the text in view (`texts`) and the
+    narration (`description`) when there are any."""
     record: dict[str, Any] = {
         "frame_index": result.frame.index,
         "pts": round(result.frame.pts, 6),
@@ -78,6 +87,8 @@ def result_to_json(result: Result) -> dict[str, Any]:
         "keyframe": result.keyframe,
         "detections": detections_to_json(result.detections),
     }
+    if result.texts:
+        record["texts"] = texts_to_json(result.texts)
     if result.description is not None:
         d = result.description
         record["description"] = {"text": d.text, "frame_index": d.frame_index, "reason": d.reason,

@@ -24,6 +24,8 @@ from streamvis.errors import ConfigError
     ("detect", ["narrator.type=vlm"], [("narrator.type vlm", "vlm")]),
     ("detect", ["narrator.type=openai", "narrator.model=llava"], [("narrator.type openai", "openai")]),
     ("segment", [], [("detector.type florence2", "florence"), ("segmenter.type sam2", "sam")]),
+    ("narrate", [], [("reader.type rapidocr", "ocr")]),  # text read aloud: PP-OCR from the rapidocr wheel
+    ("narrate", ["reader.type=none"], []),
     ("detect", ["segmenter.type=sam2", "segmenter.backend=onnx"],
      [("segmenter.type sam2", "sam"), ("segmenter.backend onnx (graphs exported on first use)", "export")]),
 ])
@@ -48,6 +50,15 @@ def test_one_onnxruntime_build(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (found is None) if problem is None else (found is not None and problem in found)
     monkeypatch.undo()
     assert extras.onnxruntime_conflict() is None  # this environment holds exactly one
+
+
+def test_one_opencv_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rapidocr asks for opencv-python-headless, trackers for opencv-python: both own cv2."""
+    for present, problem in [({"opencv-python"}, False), ({"opencv-python-headless"}, False),
+                             ({"opencv-python", "opencv-python-headless"}, True)]:
+        monkeypatch.setattr(extras, "installed", lambda name, present=present: name in present)
+        found = extras.opencv_conflict()
+        assert (found is not None and "both installed" in found) if problem else found is None
 
 
 def test_the_cpu_path_imports_no_torch_or_transformers(tmp_path: Path, models_dir: Path) -> None:
@@ -75,6 +86,7 @@ def test_doctor_reports_what_this_machine_holds(models_dir: Path) -> None:
     assert data["cpu"]["int8_class"] in ("vnni", "avx2") and data["cpu"]["cores"] >= 1
     assert data["ffmpeg"]["encoders"]["libx264"] and data["ffmpeg"]["decoders"]["h264"]
     assert "yolox-nano" in data["models_dir"]["models"]
-    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "eval", "export", "ray"}
+    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "eval", "ocr", "export", "ray"}
+    assert data["opencv_conflict"] is None  # scripts/setup.sh keeps one OpenCV wheel though rapidocr asks for another
     text = run_cli("doctor", env={"STREAMVIS_MODELS_DIR": str(models_dir)}, timeout=120)
     assert text.returncode == 0 and "int8 class" in text.stdout and "CPUExecutionProvider usable" in text.stdout

@@ -10,9 +10,11 @@ from streamvis.config.roles import (
     DetectorConfig,
     NarratorConfig,
     NoNarratorConfig,
+    NoReaderConfig,
     NoSegmenterConfig,
     ObjectsNarratorConfig,
     OnnxSettings,
+    ReaderConfig,
     SegmenterConfig,
     Strict,
     YoloxConfig,
@@ -156,6 +158,7 @@ class PipelineConfig(Strict):
     detector: DetectorConfig = Field(default_factory=YoloxConfig)
     segmenter: SegmenterConfig = Field(default_factory=NoSegmenterConfig)
     narrator: NarratorConfig = Field(default_factory=NoNarratorConfig)
+    reader: ReaderConfig = Field(default_factory=NoReaderConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)

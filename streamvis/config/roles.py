@@ -19,6 +19,7 @@ FlorenceTask = Literal["<OD>", "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRAS
                        "<DENSE_REGION_CAPTION>", "<OCR_WITH_REGION>"]
 PROMPTED_TASKS = ("<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>")
 DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+READER_PROVIDERS: tuple[Provider, ...] = ("cuda", "cpu")
 HAZARDS = ["car", "bus", "truck", "motorbike", "motorcycle", "bicycle", "train", "dog"]
 
 
@@ -298,6 +299,42 @@ class OpenAINarratorConfig(_NarrationSettings):
         return name
 
 
+# -- text readers --------------------------------------------------------------------------------------------
+TEXT_CLASSES = ["stop sign", "bus", "train", "truck", "car", "book", "laptop", "tv", "tvmonitor", "cell phone",
+                "clock", "parking meter", "traffic light", "bottle", "cup", "remote", "keyboard", "suitcase"]
+
+
+class NoReaderConfig(Strict):
+    type: Literal["none"] = "none"
+    enabled: ClassVar[bool] = False
+
+
+class RapidOcrReaderConfig(Strict):
+    """Text read with PP-OCR's detection and recognition models (the ones the `rapidocr` wheel carries, on
+    onnxruntime): signs, labels, bus numbers, read once and tracked by position (`streamvis.reading`)."""
+
+    type: Literal["rapidocr"] = "rapidocr"
+    role: ClassVar[str] = "reader"
+    enabled: ClassVar[bool] = True
+    every_s: float = Field(1.0, gt=0, description="a look at most this often, in stream time (live: also only when "
+                           "the last look is done)")
+    full_frame_every_s: float = Field(10.0, gt=0, description="between whole-frame looks, only what changed and "
+                                      "objects likely to carry text (text_classes) are read")
+    text_classes: list[str] = Field(default_factory=lambda: list(TEXT_CLASSES), description="detected objects "
+                                    "worth a look when they appear (signs, buses, books, screens)")
+    min_score: float = Field(0.75, ge=0, le=1, description="readings below this recognition score are dropped")
+    min_chars: int = Field(2, ge=1, description="readings with fewer letters or digits are dropped")
+    repeat_after_s: float = Field(60.0, ge=0, description="the same text is said again only after this long away")
+    max_side_px: int = Field(960, ge=160, le=4096, description="the text detector sees an image at most this "
+                             "long on its longer side (PP-OCR's limit_side_len; larger reads smaller text, slower)")
+    orientation: bool = Field(False, description="also run the 180-degree orientation classifier (upside-down text)")
+    threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads (0: onnxruntime's default)")
+    providers: list[Provider] = Field(default_factory=lambda: list(READER_PROVIDERS), min_length=1,
+                                      description="tried in order (tensorrt is not used for the reader)")
+    speak: bool = Field(True, description="the narrator says new text (after hazards and near arrivals)")
+    burn_in: bool = Field(False, description="draw the text read, and its box, into the output video")
+
+
 # -- one field per role: the `type` picks the class (left out: the role's default type) ------------------------
 def _type_of(default: str) -> Any:
     def tag(value: Any) -> Any:
@@ -321,6 +358,10 @@ NarratorConfig = Annotated[
     | Annotated[Florence2NarratorConfig, Tag("florence2")] | Annotated[VlmNarratorConfig, Tag("vlm")]
     | Annotated[OpenAINarratorConfig, Tag("openai")],
     _type_of("none")]
+ReaderConfig = Annotated[
+    Annotated[NoReaderConfig, Tag("none")] | Annotated[RapidOcrReaderConfig, Tag("rapidocr")],
+    _type_of("none")]
+AnyReaderConfig = NoReaderConfig | RapidOcrReaderConfig
 AnyNarratorConfig = (NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
                      | OpenAINarratorConfig)
 AnyDetectorConfig = YoloxConfig | Florence2Config
@@ -333,5 +374,6 @@ ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
                   "sam": SamConfig},
     "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
                  "vlm": VlmNarratorConfig, "openai": OpenAINarratorConfig},
+    "reader": {"none": NoReaderConfig, "rapidocr": RapidOcrReaderConfig},
 }
-DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none"}
+DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none", "reader": "none"}

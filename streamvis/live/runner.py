@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -31,7 +32,7 @@ import supervision as sv
 from streamvis.config import PipelineConfig
 from streamvis.detection import Prioritized
 from streamvis.errors import StreamvisError
-from streamvis.frame import Frame, Result, SceneDescription
+from streamvis.frame import Frame, Result, SceneDescription, TextReading
 from streamvis.live.budget import BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.prompting import LivePrompts
 from streamvis.live.stats import StreamStats
@@ -42,6 +43,7 @@ from streamvis.pipeline.loading import Models
 from streamvis.pipeline.motion import MotionGate
 from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptResult
+from streamvis.reading.reader import LiveReader
 from streamvis.sinks import Sink
 from streamvis.slot import NewestSlot
 from streamvis.sources import Source
@@ -116,6 +118,8 @@ class LiveStream:
         self._threads: list[threading.Thread] = []
         self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
+        # text is read in the reader's worker (`LiveReader`), one look at a time, never in this stream's loop
+        self.reader = LiveReader(pipeline.reader) if pipeline.reader is not None else None
         self.plan = BudgetPlan()  # what the latency budget gives up now (`streamvis.live.budget`)
         self.budget = self._budget(config)
         # prompts wait there for the pipeline thread, which applies them between two frames
@@ -170,6 +174,19 @@ class LiveStream:
     def on_status(self, callback: Callable[[str], None]) -> None:
         self._status_listeners.append(callback)
 
+    def _read_texts(self, pts: float, future: Future[list[TextReading]]) -> None:
+        """A look is done (in the reader's worker): its news goes to the narrator; the next result carries it."""
+        try:
+            news = future.result()
+        except CancelledError:
+            return
+        except Exception:
+            log.exception("stream %s: reading text failed", self.stream_id)
+            return
+        if self.pipeline.reader is not None:
+            self.stats.stage("read", self.pipeline.reader.last_ms)
+        self.pipeline.hear(pts, news)
+
     def on_narration(self, callback: Callable[[SceneDescription], None]) -> None:
         self._narration_listeners.append(callback)
 
@@ -220,6 +237,8 @@ class LiveStream:
         self._detector.shutdown(wait=False, cancel_futures=True)
         if self.narrator is not None:
             self.narrator.close()
+        if self.reader is not None:
+            self.reader.close()
         if self.budget is not None:
             self.budget.close()
         with self._lock:
@@ -348,6 +367,10 @@ class LiveStream:
                                              annotate=self._annotate_next(), region_xyxy=region)
                 if keyframe is not None and self._gate is not None:
                     self._gate.saw(result.detections)
+                if self.reader is not None:
+                    pending_look = self.reader.step(frame, result.detections)
+                    if pending_look is not None:
+                        pending_look.add_done_callback(partial(self._read_texts, frame.pts))
                 if self.narrator is not None:
                     pending_description = self.narrator.step(frame, result.detections)
                     if pending_description is not None:

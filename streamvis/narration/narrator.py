@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import supervision as sv
 
 from streamvis.config import AnyNarratorConfig, Florence2NarratorConfig
-from streamvis.frame import Frame, SceneDescription
+from streamvis.frame import Frame, SceneDescription, TextReading
 from streamvis.narration.backends import NarratorBackend
 from streamvis.narration.policy import NarrationPolicy, PolicySettings, Trigger
 from streamvis.narration.scene_model import SceneSettings
-from streamvis.narration.wording import LEVELS, summary
+from streamvis.narration.wording import LEVELS, spoken, summary
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,28 @@ def policy_settings(config: AnyNarratorConfig, captions: bool) -> PolicySettings
                           scene=SceneSettings(classes=classes, hazard_classes=frozenset(config.hazard_classes)))
 
 
+_ABOUT_TEXT = re.compile(r"\b(read|reads|say|says|said|text|written|write|writing|sign|signs|label|number|"
+                         r"words?|letters?)\b", re.IGNORECASE)
+
+
+def asks_about_text(question: str) -> bool:
+    """Whether a question asks what is written ("what does the sign say?", "read it to me")."""
+    return bool(_ABOUT_TEXT.search(question))
+
+
+def text_answer(texts: Sequence[TextReading]) -> str:
+    """The text in view as an answer: "The stop sign ahead says STOP. On the left: EXIT." (reading order)."""
+    if not texts:
+        return "I see no text I can read."
+    parts = []
+    for reading in texts:
+        where = "ahead" if reading.side == "ahead" else f"on the {reading.side}"
+        said = reading.text.strip().rstrip(".")
+        parts.append(f"The {spoken(reading.object)} {where} says {said}." if reading.object
+                     else f"{where[0].upper()}{where[1:]}: {said}.")
+    return " ".join(parts)
+
+
 class Narrator:
     """Decides when to speak (the policy, on the scene model) and what to say: the scene model's words, and the
     backend's caption or answer when it has a model."""
@@ -36,6 +60,14 @@ class Narrator:
         self.backend = backend  # the loaded model, shared by every stream; the policy is this stream's own
         self.policy = NarrationPolicy(policy_settings(config, captions=backend.captions))
         self.lock = threading.Lock()  # the policy is read by the pipeline thread and written by workers
+        self.texts_in_view: Callable[[], Sequence[TextReading]] | None = None  # a reader's, to answer from
+
+    def hear_texts(self, t: float, news: Sequence[TextReading]) -> None:
+        """Text a reader found (new, changed or back): news for the policy, said after hazards and near arrivals."""
+        with self.lock:
+            for reading in news:
+                self.policy.scene.hear_text(t, reading.text_id, reading.text, reading.object, reading.side,
+                                            reading.distance)
 
     def describe(self, frame: Frame, detections: sv.Detections, trigger: Trigger,
                  question: str | None = None, with_caption: bool = True) -> SceneDescription | None:
@@ -48,7 +80,15 @@ class Narrator:
         utterance = trigger.utterance or in_view
         with_words = self.config.objects_in_text or not self.backend.captions
         words = utterance.text(level) if with_words else ""
-        caption = self.backend.describe(frame.image, in_view.text("detailed"), question) if with_caption else ""
+        reads = question is not None and self.texts_in_view is not None and asks_about_text(question)
+        if reads and not self.backend.captions:  # no model to ask: the reader's text answers
+            assert self.texts_in_view is not None
+            caption = text_answer(self.texts_in_view())
+        else:
+            caption = self.backend.describe(frame.image, in_view.text("detailed"), question) if with_caption else ""
+            if reads and not caption:  # the model had nothing to say
+                assert self.texts_in_view is not None
+                caption = text_answer(self.texts_in_view())
         if question is not None and not caption:
             caption = f"I cannot tell. {in_view.text('normal')}" if not in_view.empty else \
                 "I cannot tell, and I see no objects."

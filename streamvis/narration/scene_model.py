@@ -58,7 +58,8 @@ class TrackedObject:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """News about one object: `enter`, `exit`, `approach` (started approaching), `hazard` (became one)."""
+    """News about one object: `enter`, `exit`, `approach` (started approaching), `hazard` (became one), or
+    `text` (text read: `said`, on the object `name`, or on no object: "sign")."""
 
     kind: str
     key: Key
@@ -67,15 +68,16 @@ class Event:
     distance: str
     motion: str
     t: float
+    said: str = ""
 
     @property
     def priority(self) -> int:
-        """Lower speaks first: hazards, then near arrivals, then (text, from a caption model) the rest."""
+        """Lower speaks first: hazards, then near arrivals, then text read, then the rest."""
         if self.kind == "hazard":
             return 0
         if self.kind == "enter" and self.distance == "near":
             return 1
-        return {"approach": 3, "enter": 4, "exit": 5}.get(self.kind, 6)
+        return {"text": 2, "approach": 3, "enter": 4, "exit": 5}.get(self.kind, 6)
 
 
 def _motion(boxes: deque[tuple[float, np.ndarray]], t: float, settings: SceneSettings,
@@ -184,6 +186,10 @@ class SceneModel:
             if gap <= self.settings.same_object_share:
                 return old
         return None
+
+    def hear_text(self, t: float, text_id: int, text: str, on: str | None, side: str, distance: str) -> None:
+        """Text read in view (`streamvis.reading`): news, said after hazards and near arrivals."""
+        self._news.append(Event("text", f"text#{text_id}", on or "sign", side, distance, "still", t, said=text))
 
     def take_news(self) -> list[Event]:
         """The events since the last call, most important first (then in time order)."""

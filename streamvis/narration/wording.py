@@ -2,9 +2,9 @@
 position) at three verbosity levels, each with the facts it states, so that "did we say this already?" compares
 facts, not word sets. Pure functions of the scene model's events and objects.
 
-    brief     "Careful: car approaching, right."  "Person ahead."          "3 people, 1 car."
+    brief     "Careful: car approaching, right."  "Person ahead."          "3 people, 1 car."  "Sign ahead: STOP."
     normal    "Careful: car approaching on the right."  "Person on the left: 3 people in view."
-              "In view: three people ahead, one close; a car on the right."
+              "In view: three people ahead, one close; a car on the right."  "Bus on the left: 65745."
     detailed  the same, with distances and motion for everything ("far away", "moving away", "crossing").
 """
 
@@ -104,9 +104,10 @@ def _without_swaps(events: list[Event]) -> list[Event]:
 
 def _group(events: list[Event]) -> list[tuple[Event, int]]:
     """Events of one kind, class, side and motion counted together, in the order of their first."""
-    groups: dict[tuple[str, str, str, str, str], list[Event]] = {}
+    groups: dict[tuple[str, str, str, str, str, str], list[Event]] = {}
     for e in events:
-        groups.setdefault((e.kind, e.name, e.side, e.distance if e.kind == "hazard" else "", e.motion), []).append(e)
+        groups.setdefault((e.kind, e.name, e.side, e.distance if e.kind == "hazard" else "", e.motion, e.said),
+                          []).append(e)
     return [(members[0], len(members)) for members in groups.values()]
 
 
@@ -129,7 +130,13 @@ def news(events: list[Event], in_view: list[TrackedObject]) -> Utterance:
                 texts[level].append(_hazard(e, n, level))
             continue
         what = counted(n, e.name) if n > 1 else spoken(e.name)
-        if e.kind == "enter":
+        if e.kind == "text":
+            said = e.said.strip().rstrip(".")
+            texts["brief"].append(f"{what} {_where(e.side, True)}: {said}")
+            texts["normal"].append(f"{what} {_where(e.side)}: {said}")
+            distance = {"near": ", close", "far": ", far away"}.get(e.distance, "")
+            texts["detailed"].append(f"{what} {_where(e.side)}{distance}: {said}")
+        elif e.kind == "enter":
             close = ", close" if e.distance == "near" else ""
             far = ", far away" if e.distance == "far" else ""
             motion = f", {_MOTION[e.motion]}" if _MOTION[e.motion] else ""

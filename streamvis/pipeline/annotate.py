@@ -9,6 +9,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import AnnotatorConfig
+from streamvis.frame import TextReading
 
 
 def label_texts(detections: sv.Detections, show_track_id: bool = True, show_score: bool = True) -> list[str]:
@@ -46,6 +47,23 @@ def draw_caption(image: np.ndarray, text: str, max_lines: int = 3) -> np.ndarray
     return image
 
 
+def draw_texts(image: np.ndarray, texts: tuple[TextReading, ...]) -> np.ndarray:
+    """Each text read: its outline, and the words read above it on a dark label."""
+    height = image.shape[0]
+    scale = max(0.4, height / 1100)
+    thickness = max(1, round(scale * 2))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for reading in texts:
+        corners = np.array(reading.polygon_xy, np.int32).reshape(-1, 1, 2)
+        cv2.polylines(image, [corners], True, (0, 215, 255), thickness, cv2.LINE_AA)
+        (w, h), base = cv2.getTextSize(reading.text, font, scale, thickness)
+        x = int(min(p[0] for p in reading.polygon_xy))
+        y = max(h + base, int(min(p[1] for p in reading.polygon_xy)) - 3)
+        cv2.rectangle(image, (x, y - h - base), (x + w, y + base // 2), (0, 0, 0), -1)
+        cv2.putText(image, reading.text, (x, y - base // 2), font, scale, (0, 215, 255), thickness, cv2.LINE_AA)
+    return image
+
+
 class Annotator:
     """supervision annotators, rebuilt when the resolution changes."""
 
@@ -66,8 +84,9 @@ class Annotator:
                        for lookup in (sv.ColorLookup.TRACK, sv.ColorLookup.CLASS)}
         self._resolution_wh = resolution_wh
 
-    def annotate(self, image: np.ndarray, detections: sv.Detections, caption: str | None = None) -> np.ndarray:
-        """A copy of `image` (BGR) with the detections (and caption) drawn on it."""
+    def annotate(self, image: np.ndarray, detections: sv.Detections, caption: str | None = None,
+                 texts: tuple[TextReading, ...] = ()) -> np.ndarray:
+        """A copy of `image` (BGR) with the detections (the text read, and the caption) drawn on it."""
         resolution_wh = (image.shape[1], image.shape[0])
         if resolution_wh != self._resolution_wh:
             self._setup(resolution_wh)
@@ -82,6 +101,8 @@ class Annotator:
             if self.config.labels:
                 labels = label_texts(detections, self.config.show_track_id, self.config.show_score)
                 scene = self._labels[lookup].annotate(scene, detections, labels=labels)
+        if texts:
+            scene = draw_texts(scene, texts)
         if caption and self.config.caption:
             scene = draw_caption(scene, caption)
         return scene

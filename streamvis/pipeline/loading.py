@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
-from streamvis.config import BatchingConfig, Florence2Config, Florence2NarratorConfig, PipelineConfig
+from streamvis.config import (
+    BatchingConfig,
+    Florence2Config,
+    Florence2NarratorConfig,
+    PipelineConfig,
+    RapidOcrReaderConfig,
+)
 from streamvis.detection import Detector, NoDetector, load_detector
 from streamvis.extras import check_installed
 from streamvis.narration.backends import FlorenceNarrator, NarratorBackend, load_narrator_backend
+from streamvis.reading.model import TextModel, load_text_model
 from streamvis.segmentation import Batchable, SegmenterModel, load_segmenter
 from streamvis.weights.hf import check_reachable
 
@@ -40,13 +47,14 @@ T = TypeVar("T", bound=Loaded)
 
 @dataclass(frozen=True, slots=True)
 class Models:
-    """What a pipeline runs: a detector, and optionally a segmenter model and a narrator model. `florence`: the
-    Florence-2 the detector or the narrator runs, when one does (it grounds viewers' words into boxes)."""
+    """What a pipeline runs: a detector, and optionally a segmenter model, a narrator model and a text reader.
+    `florence`: the Florence-2 the detector or the narrator runs, when one does (it grounds viewers' words)."""
 
     detector: Detector
     segmenter: SegmenterModel | None = None
     narrator: NarratorBackend | None = None
     florence: Florence2Model | None = None
+    reader: TextModel | None = None
 
     def providers(self) -> dict[str, str]:
         """Role -> the runtime really in use (`onnxruntime:cuda fp16`, `torch:cpu:float32`), for stats and logs."""
@@ -55,6 +63,8 @@ class Models:
             out["segmenter"] = self.segmenter.provider
         if self.narrator is not None:
             out["narrator"] = self.narrator.provider
+        if self.reader is not None:
+            out["reader"] = self.reader.provider
         return out
 
 
@@ -152,4 +162,7 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
         log.info("segmenter: image encoding batched across streams")
     if florence is None and isinstance(narrator, FlorenceNarrator):
         florence = narrator.runner
-    return Models(detector, segmenter, narrator, florence)
+    reader_config = config.reader
+    reader = _timed("reader", lambda: load_text_model(reader_config)) \
+        if isinstance(reader_config, RapidOcrReaderConfig) else None
+    return Models(detector, segmenter, narrator, florence, reader)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import supervision as sv
 
-from streamvis.config import Florence2Config, PipelineConfig
+from streamvis.config import Florence2Config, PipelineConfig, RapidOcrReaderConfig
 from streamvis.detection import NoDetector
 from streamvis.errors import ConfigError
-from streamvis.frame import Frame, Result
+from streamvis.frame import Frame, Result, TextReading
 from streamvis.narration.narrator import Narrator
 from streamvis.pipeline.annotate import Annotator
 from streamvis.pipeline.keyframes import OfflineKeyframes, offline_every_n
@@ -23,6 +23,7 @@ from streamvis.pipeline.loading import Models
 from streamvis.pipeline.motion import MotionGate
 from streamvis.pipeline.tracking import Tracker
 from streamvis.prompts import Prompt, PromptError, PromptResult
+from streamvis.reading.reader import StreamReader
 from streamvis.segmentation import ConceptSegmenter, Promptable
 from streamvis.serialize import empty_detections
 
@@ -97,6 +98,14 @@ class Pipeline:
         self.detector = NoDetector() if config.segmenter.finds_objects else models.detector
         self.narration = narration
         self.narrator = Narrator(config.narrator, models.narrator) if models.narrator is not None else None
+        # the text in view, read on its own schedule: inline offline, in a worker live (`LiveReader`), like narration
+        self.reader = StreamReader(config.reader, models.reader) \
+            if models.reader is not None and isinstance(config.reader, RapidOcrReaderConfig) else None
+        reader = config.reader if isinstance(config.reader, RapidOcrReaderConfig) else None
+        self._speak_texts = reader is not None and reader.speak
+        self._burn_texts = reader is not None and reader.burn_in
+        if self.narrator is not None and self.reader is not None:
+            self.narrator.texts_in_view = self.reader.in_sight
         self._caption: tuple[str, float] | None = None  # latest description and the pts it shows until
         self.segmenter = models.segmenter.new_stream() if models.segmenter is not None else None
         # A video segmenter gives object ids itself (SAM 2 memory); otherwise a tracker does.
@@ -213,6 +222,11 @@ class Pipeline:
             self._carried = out
         else:
             out = self._carried
+        if self.reader is not None and self.narration == "inline" and self.reader.due(frame.pts):
+            t0 = time.perf_counter()
+            self.hear(frame.pts, self.reader.look(frame, out))
+            timings["read"] = (time.perf_counter() - t0) * 1e3
+        texts = self.reader.in_view() if self.reader is not None else ()
         description = None
         if self.narrator is not None and self.narration == "inline":
             t0 = time.perf_counter()
@@ -225,11 +239,17 @@ class Pipeline:
         annotated = None
         if self.annotator is not None and annotate:
             t0 = time.perf_counter()
-            annotated = self.annotator.annotate(frame.image, out, caption)
+            annotated = self.annotator.annotate(frame.image, out, caption,
+                                                texts if self._burn_texts else ())
             timings["annotate"] = (time.perf_counter() - t0) * 1e3
         self.stats.frames += 1
         self.stats.add(timings)
-        return Result(frame, out, keyframe, annotated, description, timings_ms=timings)
+        return Result(frame, out, keyframe, annotated, description, timings_ms=timings, texts=texts)
+
+    def hear(self, pts: float, news: list[TextReading]) -> None:
+        """Text the reader found is news for the narrator (when `reader.speak`); thread-safe."""
+        if self.narrator is not None and news and self._speak_texts:
+            self.narrator.hear_texts(pts, news)
 
     # -- prompts from viewers (`streamvis.prompts`) ------------------------------------------------------------
     @property
