@@ -333,7 +333,8 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
 @app.command("eval")
 def eval_(
     clip: Annotated[Path, typer.Argument(help="a MOTChallenge sequence folder (seqinfo.ini, img1/, gt/gt.txt), a "
-                                              "video (with --gt), or a YOLO-format image folder (images/, labels/)")],
+                                              "video (with --gt), a YOLO-format image folder (images/, labels/), "
+                                              "or images with ICDAR-style text labels (img_1.jpg + img_1.txt)")],
     gt: Annotated[Path | None, typer.Option("--gt", help="MOTChallenge gt.txt in the clip's own pixels")] = None,
     pipeline: PipelineOpt = None,
     set_: SetOpt = None,
@@ -348,8 +349,9 @@ def eval_(
     debug: DebugOpt = False,
 ) -> None:
     """Track a labelled clip and score it (HOTA, MOTA, IDF1, ID switches, by trackers.eval), or detect on labelled
-    images (a YOLO-format folder: COCO box mAP, by pycocotools), for one or several settings side by side, so the
-    detector, tracker and thresholds can be chosen for these cameras."""
+    images (a YOLO-format folder: COCO box mAP, by pycocotools), or read labelled text (word recall and precision,
+    character error rate, by text height), for one or several settings side by side, so the detector, tracker,
+    reader and thresholds can be chosen for these cameras."""
     import json
     import tempfile
 
@@ -361,8 +363,13 @@ def eval_(
             raise ConfigError(f"--iou must be in (0, 1], got {iou:g}")
         variants = [ev.Variant("default"), *(ev.parse_variant(v) for v in variant or [])]
         dataset = ev.find_image_dataset(clip) if clip.is_dir() and gt is None else None
+        texts = ev.find_text_dataset(clip) if clip.is_dir() and gt is None and dataset is None else None
         columns: tuple[str, ...]
-        if dataset is not None:
+        if texts is not None:
+            rows = ev.evaluate_texts(str(clip), texts, variants, pipeline or "narrate", set_ or [])
+            columns = ev.TEXT_COLUMNS
+            title = f"streamvis eval: {clip} (text read, {rows[0].frames} labelled images)"
+        elif dataset is not None:
             rows = ev.evaluate_images(str(clip), dataset, variants, pipeline, set_ or [], models_dir)
             columns = ev.COCO_STATS
             title = f"streamvis eval: {clip} (COCO box AP of the detector, {rows[0].frames} images)"

@@ -7,7 +7,11 @@ format and scored against the ground truth by `trackers.eval` (TrackEval's match
 distractor classes and ignored rows left out; IoU `iou` for CLEAR and identity, HOTA over its thresholds).
 Detection: a folder of images with YOLO labels (`images/[split/]*.jpg`, `labels/[split/]*.txt`: class cx cy w h,
 relative; coco128's layout) is scored by pycocotools' COCO box mAP, the detector's class ids against the labels'.
-Hand-written metrics would drift from the field's: the libraries made for them do the scoring.
+Text reading: a folder of images with ICDAR-style text labels beside them (`img_1.jpg`, `img_1.txt` or
+`gt_img_1.txt`) is read by the configured reader and scored by `reading.scoring` (word recall and precision,
+character error rate, recall by text height).
+Hand-written metrics would drift from the field's: the libraries made for them do the scoring (the text scores,
+for which none is kept on PyPI, count words and take rapidfuzz's edit distance).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class Scored:
 
 
 TRACK_COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "CLR_FP", "CLR_FN", "DetA", "AssA")
-COUNT_COLUMNS = frozenset({"IDSW", "CLR_FP", "CLR_FN"})  # shown as whole numbers
+COUNT_COLUMNS = frozenset({"IDSW", "CLR_FP", "CLR_FN", "words"})  # shown as whole numbers
 
 
 def parse_variant(text: str) -> Variant:
@@ -237,6 +241,58 @@ def detection_map(images_dir: Path, labels_dir: Path, detector: Detector) -> dic
     return {name: float(value) for name, value in zip(COCO_STATS, evaluation.stats[:6], strict=True)}
 
 
+TEXT_COLUMNS = ("words", "word_recall", "word_precision", "CER", "recall_<16px", "recall_16-32px", "recall_32-64px",
+                "recall_>=64px", "ms_per_image")
+
+
+def find_text_dataset(path: Path) -> list[tuple[Path, Path]] | None:
+    """(image, label file) pairs of an ICDAR-style text folder, or None when `path` holds no labelled image."""
+    from streamvis.reading.scoring import label_file
+
+    pairs = []
+    for image in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        labels = label_file(image)
+        if labels is not None:
+            pairs.append((image, labels))
+    return pairs or None
+
+
+def evaluate_texts(name: str, pairs: list[tuple[Path, Path]], variants: list[Variant], pipeline: str | None,
+                   base: list[str]) -> list[Scored]:
+    """Every setting's text reader on the labelled images, whole images, scored against their labels."""
+    import time
+
+    import cv2
+
+    from streamvis.config import RapidOcrReaderConfig
+    from streamvis.extras import require
+    from streamvis.reading.model import load_text_model
+    from streamvis.reading.scoring import TextScore, read_labels, score_image
+
+    require("streamvis eval on labelled text", "eval")
+    rows = []
+    for variant in variants:
+        config = load_pipeline(pipeline, [*base, *variant.overrides]).reader
+        if not isinstance(config, RapidOcrReaderConfig):
+            raise ConfigError(f"variant {variant.name}: no text reader in this pipeline (use -p narrate, or --set "
+                              "reader.type=rapidocr)")
+        log.info("eval %s: reading with '%s' %s", name, variant.name, " ".join(variant.overrides))
+        model = load_text_model(config)
+        total, elapsed = TextScore(), 0.0
+        for image_path, labels_path in pairs:
+            image = cv2.imread(str(image_path))
+            if image is None:
+                raise SourceError(f"{image_path}: not an image OpenCV can read")
+            start = time.perf_counter()
+            readings = [r for r in model.read(image) if r.score >= config.min_score]
+            elapsed += time.perf_counter() - start
+            total.add(score_image(read_labels(labels_path), readings))
+        metrics = total.metrics()
+        metrics["ms_per_image"] = elapsed * 1e3 / len(pairs)
+        rows.append(Scored(name, variant.name, metrics, len(pairs)))
+    return rows
+
+
 def evaluate_clip(clip: Labelled, variants: list[Variant], pipeline: str | None, base: list[str], out_dir: Path,
                   class_name: str, iou: float, models_dir: str | Path | None) -> list[Scored]:
     """Every setting tracked over the clip and scored against its labels."""
@@ -271,6 +327,6 @@ def results_table(title: str, columns: tuple[str, ...], rows: list[Scored]) -> T
     for column in ("variant", *columns):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for row in rows:
-        table.add_row(row.variant, *(str(int(row.metrics[c])) if c in COUNT_COLUMNS else f"{row.metrics[c]:.3f}"
-                                     for c in columns))
+        table.add_row(row.variant, *("-" if np.isnan(row.metrics[c]) else str(int(row.metrics[c]))
+                                     if c in COUNT_COLUMNS else f"{row.metrics[c]:.3f}" for c in columns))
     return table

@@ -10,7 +10,7 @@ loads, and the one onnxruntime build an environment may have.
 | `florence` | torch, transformers | `detector.type florence2`, `narrator.type florence2` |
 | `vlm` | torch, transformers | `narrator.type vlm` |
 | `openai` | httpx | `narrator.type openai` (a VLM on an OpenAI-compatible server: Ollama, vLLM, llama.cpp, Gemini) |
-| `eval` | pycocotools | `streamvis eval` on labelled images (COCO box mAP) |
+| `eval` | pycocotools, rapidfuzz | `streamvis eval` on labelled images (COCO box mAP; text read: character errors) |
 | `ocr` | rapidocr (PP-OCR models inside its wheel) | `reader.type rapidocr`: text read aloud (the `narrate` pipeline) |
 | `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
 | `ray` | ray[data] | `process --ray` |
@@ -43,7 +43,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "export": (*TORCH_MODULES, "onnx", "onnxscript"),
     "ray": ("ray",),
     "openai": ("httpx",),
-    "eval": ("pycocotools",),
+    "eval": ("pycocotools", "rapidfuzz"),
     "ocr": ("rapidocr",),
 }
 

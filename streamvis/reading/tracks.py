@@ -1,8 +1,9 @@
 """Text as objects: a sign seen on many frames is read once, tracked by position, and said again only when it
 changes or comes back after a while. Pure logic on stream time, fed with what each look read.
 
-A look reads some regions of the frame (`looked_xyxy`). A reading that overlaps a kept text (box IoU) is that text
-seen again: the better-scored reading is kept, and a different text there is a change (news). A kept text inside
+A look reads some regions of the frame (`looked_xyxy`). A reading that overlaps a kept text (box IoU, or most of it
+inside the kept one's box) is that text seen again: the better-scored reading is kept, a part of it (the rest
+hidden behind someone) changes nothing, and different words there are a change (news). A kept text inside
 a looked region that was not read there twice running is gone. What is news is said once: the same words are
 news again only `repeat_after_s` later.
 """
@@ -105,26 +106,26 @@ class TextTracks:
         matched: set[int] = set()
         for reading in sorted((f for f in found if self.legible(f)), key=lambda f: -f.score):
             box = _xyxy(reading.polygon_xy)
-            candidates = [k for k in self.tracks if k not in matched]
-            track: TextTrack | None = None
-            if candidates:
-                ious = sv.box_iou_batch(box[None], np.stack([self.tracks[k].xyxy for k in candidates]))[0]
-                best = int(np.argmax(ious))
-                if ious[best] >= self.same_iou:
-                    track = self.tracks[candidates[best]]
+            track = self._same_place(box, [k for k in self.tracks if k not in matched])
+            part, whole = normalized(reading.text), normalized(track.text) if track is not None else ""
             if track is None:
                 track = TextTrack(self._next_id, reading.text, reading.score, reading.polygon_xy, t, t, t)
                 self.tracks[track.text_id] = track
                 self._next_id += 1
                 fresh = True
-            elif similarity(track.text, reading.text) >= self.same_text:
+            elif part in whole:  # a part of it (someone walks in front of a sign): what was read stands
+                fresh = False
+                if len(part) == len(whole) and reading.score > track.score:
+                    track.text, track.score, track.polygon_xy = reading.text, reading.score, reading.polygon_xy
+            elif similarity(track.text, reading.text) >= self.same_text:  # read again, a letter apart
                 fresh = False
                 if reading.score > track.score:
-                    track.text, track.score = reading.text, reading.score
-            else:  # the same place, other words: a changed sign
+                    track.text, track.score, track.polygon_xy = reading.text, reading.score, reading.polygon_xy
+            else:  # the same place, other words: a changed sign (or more of it than before)
                 track.text, track.score, track.read_pts = reading.text, reading.score, t
+                track.polygon_xy = reading.polygon_xy
                 fresh = True
-            track.polygon_xy, track.seen_pts, track.misses = reading.polygon_xy, t, 0
+            track.seen_pts, track.misses = t, 0
             matched.add(track.text_id)
             self._attach(track, detections)
             if fresh and self._news(track.text, t):
@@ -138,6 +139,22 @@ class TextTracks:
             if track.misses >= self.gone_after or t - track.seen_pts > self.forget_s:
                 del self.tracks[key]
         return news
+
+    def _same_place(self, box: np.ndarray, keys: list[int]) -> TextTrack | None:
+        """The kept text at `box`: the best box overlap (IoU at least `same_iou`), or the one holding most of
+        `box` (a part of a line, read while the rest was hidden)."""
+        if not keys:
+            return None
+        boxes = np.stack([self.tracks[k].xyxy for k in keys])
+        ious = sv.box_iou_batch(box[None], boxes)[0]
+        best = int(np.argmax(ious))
+        if ious[best] >= self.same_iou:
+            return self.tracks[keys[best]]
+        width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+        height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+        held = width * height / max(1e-6, float((box[2] - box[0]) * (box[3] - box[1])))
+        best = int(np.argmax(held))
+        return self.tracks[keys[best]] if held[best] >= 0.6 else None
 
     def _attach(self, track: TextTrack, detections: sv.Detections | None) -> None:
         """The detected object the text is on (the smallest box holding its centre): a bus, a stop sign."""
