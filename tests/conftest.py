@@ -39,7 +39,7 @@ MODEL_FIXTURES = frozenset({"tiny_models", "sam2_onnx", "sam2_onnx_cache"})
 SLOW_MODULES = frozenset({
     "test_accessibility", "test_aiortc_compat", "test_browser", "test_cli_process", "test_cli_segment",
     "test_examples", "test_fast_path", "test_gpu", "test_interactive", "test_narration_e2e", "test_narration_real",
-    "test_network_media",
+    "test_network_media", "test_reading_real",
     "test_onnx_parts", "test_onnx_runtime", "test_packaging", "test_prompt_server", "test_ray", "test_readme",
     "test_record", "test_rtsp", "test_serve", "test_sfu", "test_webrtc_interop", "test_yolox_accuracy",
     "test_yolox_int8",

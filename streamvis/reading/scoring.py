@@ -178,18 +178,18 @@ def score_image(labels: list[LabelledText], readings: list[RawText]) -> TextScor
         score.by_height[bucket][1] += found
         best = max(matched, key=lambda i: _iou(box, read_boxes[i]), default=None)
         if best is not None and _iou(box, read_boxes[best]) >= 0.5:  # the same line, read: its character errors
-            truth, read = "".join(wanted), "".join(words(readings[best].text))  # spaces aside: sets differ there
-            score.label_chars += len(truth)
-            score.char_errors += min(len(truth), Levenshtein.distance(truth, read))
+            letters, read = "".join(wanted), "".join(words(readings[best].text))  # spaces aside: sets differ
+            score.label_chars += len(letters)
+            score.char_errors += min(len(letters), Levenshtein.distance(letters, read))
     for i, reading in enumerate(readings):
         on = over_label[i]
         if on and all(labels[k].ignored for k in on):
             continue  # read over text nobody could label: neither right nor wrong
         said = words(reading.text)
-        truth = {w for k in on if not labels[k].ignored for w in words(labels[k].text)}
+        labelled = {w for k in on if not labels[k].ignored for w in words(labels[k].text)}
         right = [False] * len(said)
         for start, end, joined in _runs(said):
-            if joined in truth:
+            if joined in labelled:
                 right[start:end] = [True] * (end - start)
         score.read_words += len(said)
         score.right_words += sum(right)

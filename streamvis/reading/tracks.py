@@ -79,7 +79,7 @@ class TextTracks:
     """The text in view of one stream, and what of it is news."""
 
     def __init__(self, min_score: float = 0.75, min_chars: int = 2, repeat_after_s: float = 60.0,
-                 forget_s: float = 30.0, same_iou: float = 0.3, same_text: float = 0.8, gone_after: int = 2) -> None:
+                 forget_s: float = 30.0, same_iou: float = 0.3, same_text: float = 0.7, gone_after: int = 2) -> None:
         self.min_score, self.min_chars, self.repeat_after_s = min_score, min_chars, repeat_after_s
         self.forget_s, self.same_iou, self.same_text, self.gone_after = forget_s, same_iou, same_text, gone_after
         self.tracks: dict[int, TextTrack] = {}
