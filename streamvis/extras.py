@@ -52,6 +52,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
 class Need:
     field: str  # what asked for it, as the user wrote it: "segmenter.type sam2"
     extra: str
+    instead: str = ""  # how to run without it, where that is a choice: "--set reader.type=none"
 
 
 def needs(config: PipelineConfig) -> list[Need]:
@@ -68,7 +69,7 @@ def needs(config: PipelineConfig) -> list[Need]:
     elif config.narrator.type == "openai":
         wanted.append(Need("narrator.type openai", "openai"))
     if config.reader.type == "rapidocr":
-        wanted.append(Need("reader.type rapidocr", "ocr"))
+        wanted.append(Need("reader.type rapidocr", "ocr", "--set reader.type=none to run without reading text"))
     for role, section in (("detector", config.detector), ("segmenter", config.segmenter)):
         if isinstance(section, OnnxSettings) and section.backend == "onnx" and section.onnx_dir is None:
             wanted.append(Need(f"{role}.backend onnx (graphs exported on first use)", "export"))
@@ -80,17 +81,19 @@ def missing_module(extra: str) -> str | None:
     return next((m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None), None)
 
 
-def require(field: str, extra: str) -> None:
-    """Raise `ConfigError` (exit 2) naming the field, the missing module and the extra to install."""
+def require(field: str, extra: str, instead: str = "") -> None:
+    """Raise `ConfigError` (exit 2) naming the field, the missing module and the extra to install (and how to do
+    without, where that is a choice)."""
     module = missing_module(extra)
     if module is not None:
-        raise ConfigError(f"{field} needs {module}: pip install 'streamvis[{extra}]'")
+        raise ConfigError(f"{field} needs {module}: pip install 'streamvis[{extra}]'" + (f" (or {instead})"
+                                                                                          if instead else ""))
 
 
 def check_installed(config: PipelineConfig) -> None:
     """Before anything loads: every extra the pipeline needs is installed (else one line naming it)."""
     for need in needs(config):
-        require(need.field, need.extra)
+        require(need.field, need.extra, need.instead)
 
 
 def installed(name: str) -> bool:

@@ -40,6 +40,11 @@ def test_a_missing_extra_is_one_line_naming_field_and_extra(monkeypatch: pytest.
         extras.check_installed(load_pipeline("detect", ["segmenter.type=sam2"]))
     assert str(error.value) == "segmenter.type sam2 needs torch: pip install 'streamvis[sam]'"
     extras.check_installed(load_pipeline("detect"))  # the CPU path needs no extra
+    monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None if name == "rapidocr" else real(name))
+    with pytest.raises(ConfigError) as error:
+        extras.check_installed(load_pipeline("narrate"))
+    assert str(error.value) == ("reader.type rapidocr needs rapidocr: pip install 'streamvis[ocr]' (or --set "
+                                "reader.type=none to run without reading text)")
 
 
 def test_one_onnxruntime_build(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,7 +130,10 @@ class LiveStream:
         if latency.budget_ms is None:
             return None
         propagates = self.pipeline.segmenter is not None and self.pipeline.segmenter.propagates
-        ladder = ladder_for(propagates, narrates=self.narrator is not None and config.narrator.type != "objects")
+        # the narration step spaces out what runs a model for the listener: a caption model, the text reader
+        models_for_narration = (self.narrator is not None and config.narrator.type != "objects") \
+            or self.reader is not None
+        ladder = ladder_for(propagates, narrates=models_for_narration)
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
                              latency.hold_s, latency.max_changes_per_minute, board=self.settings.budget_board,
                              watched=lambda: self.stats.viewers > 0)
@@ -148,6 +151,8 @@ class LiveStream:
         self.pipeline.propagate_every = plan.propagate_every
         if self.narrator is not None:
             self.narrator.min_gap_s = plan.narration_gap_s
+        if self.reader is not None:
+            self.reader.min_gap_s = plan.narration_gap_s
         self.plan = plan
 
     # -- sinks and listeners -----------------------------------------------------------------------------------

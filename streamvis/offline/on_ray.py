@@ -13,9 +13,9 @@ Two Ray Data stages:
    ids), then the video is decoded once more as a local run decodes it, annotated and written as one MP4 (with
    its audio) and one JSONL, by the same writers.
 
-Segmenters and narrators carry state across a whole video (SAM 2's memory, what has been said), so the Ray
-runner takes detect pipelines (a detector and the tracker); the others run locally. The Ray cluster is a local
-one unless an address is given; `ray` is an optional dependency (`streamvis[ray]`).
+Segmenters, narrators and text readers carry state across a whole video (SAM 2's memory, what has been said and
+read), so the Ray runner takes detect pipelines (a detector and the tracker); the others run locally. The Ray
+cluster is a local one unless an address is given; `ray` is an optional dependency (`streamvis[ray]`).
 """
 
 from __future__ import annotations
@@ -294,9 +294,9 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
     """Every input through the pipeline on Ray; one report per input, in input order (a failure stops no other)."""
     from streamvis.progress import FrameProgress
 
-    if config.segmenter.enabled or config.narrator.enabled:
-        raise ConfigError("--ray runs detect pipelines (a detector and the tracker): segmenters and narrators keep "
-                          "state across a whole video; run them without --ray")
+    if config.segmenter.enabled or config.narrator.enabled or config.reader.enabled:
+        raise ConfigError("--ray runs detect pipelines (a detector and the tracker): segmenters, narrators and text "
+                          "readers keep state across a whole video; run them without --ray")
     started = time.perf_counter()
     plans = plan_outputs(expand_inputs(inputs), output, events)
     reports = [InputReport(uri) for uri, _, _ in plans]

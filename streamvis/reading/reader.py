@@ -176,12 +176,15 @@ class LiveReader:
         self.reader = reader
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="read")
         self._pending: Future[list[TextReading]] | None = None
+        self.min_gap_s = 0.0  # looks start at least this far apart in stream time (a latency budget's knob)
+        self._last_started_pts = -float("inf")
 
     def step(self, frame: Frame, detections: sv.Detections) -> Future[list[TextReading]] | None:
         if self._pending is not None and not self._pending.done():
             return None
-        if not self.reader.due(frame.pts):
+        if not self.reader.due(frame.pts) or frame.pts - self._last_started_pts < self.min_gap_s:
             return None
+        self._last_started_pts = frame.pts
         self._pending = self._worker.submit(self.reader.look, frame, detections)
         return self._pending
 
