@@ -145,7 +145,7 @@ def test_truncated_file_leaves_the_frames_before_the_cut(person_video: Path, mod
      (["TEXT"], 1, "not a media file FFmpeg can read"),
      (["rtsp://127.0.0.1:9/cam"], 1, "connection refused"),
      (["synthetic:", "--set", "detector.modle=x"], 2, "detector.modle: unknown field"),
-     (["synthetic:", "--set", "tracker.lost_track_buffer=-1"], 2, "tracker.lost_track_buffer"),
+     (["synthetic:", "--set", "tracker.lost_track_s=-1"], 2, "tracker.lost_track_s"),
      (["synthetic:", "--pipeline", "nothere"], 2, "unknown pipeline 'nothere'"),
      (["synthetic:", "--set", "detector.model=/no/model.onnx"], 2, "model file not found: /no/model.onnx"),
      (["synthetic:", "-o", "OUT/x.avi"], 2, "streamvis writes .mp4, .mov, .mkv, .webm files, not .avi"),

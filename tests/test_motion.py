@@ -102,7 +102,7 @@ def test_a_moving_track_keeps_the_detector_running_when_the_picture_shows_no_mot
 
 
 def test_a_still_scene_does_not_age_its_tracks_out() -> None:
-    config = PipelineConfig.model_validate({"tracker": {"lost_track_buffer": 10, "minimum_consecutive_frames": 1}})
+    config = PipelineConfig.model_validate({"tracker": {"lost_track_s": 0.33, "minimum_consecutive_frames": 1}})
     boxes = sv.Detections(xyxy=np.array([[100, 100, 160, 200]], np.float32), confidence=np.array([0.9], np.float32),
                           class_id=np.zeros(1, int), data={"class_name": np.array(["person"])})
 

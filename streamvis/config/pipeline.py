@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from streamvis.config.roles import (
     DetectorConfig,
@@ -44,13 +44,25 @@ class SourceConfig(Strict):
 class TrackerConfig(Strict):
     """Multi-object tracking (the `trackers` library)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lost_track_buffer" in data:
+            raise ValueError("tracker.lost_track_buffer is now tracker.lost_track_s, in seconds (30 frames at 30 "
+                             "fps: 1.0)")
+        return data
+
     enabled: bool = True
     type: Literal["bytetrack", "sort", "ocsort", "botsort", "mcbyte"] = Field(
         "bytetrack", description="the `trackers` tracker; botsort and mcbyte also compensate camera motion (they "
                                  "look at the frame: a little more CPU)")
-    lost_track_buffer: int = Field(30, ge=0, description="frames (at 30 fps) a lost track is kept")
-    track_activation_threshold: float = Field(0.4, ge=0, le=1)
-    minimum_consecutive_frames: int = Field(2, ge=1)
+    lost_track_s: float = Field(1.0, ge=0, le=60, description="seconds a lost track is kept, whatever the frame "
+                                "rate (`trackers` times tracks by the frames' timestamps)")
+    track_activation_threshold: float = Field(0.7, ge=0, le=1, description="a detection this sure starts a track "
+                                              "(`trackers`' own default; 0.4 let unsure boxes start tracks that then "
+                                              "switched ids: benchmarks/tracking.py)")
+    minimum_consecutive_frames: int = Field(2, ge=1, description="detector runs in a row a new track must be seen "
+                                            "in before it gets an id")
     minimum_iou_threshold: float = Field(0.1, ge=0, le=1)
     stable_class: bool = Field(True, description="label each track with its most detected class (score-summed "
                                                  "over its life), not the latest frame's")

@@ -21,7 +21,7 @@ def _build(config: TrackerConfig, fps: float) -> Any:
     cls = {"bytetrack": trackers.ByteTrackTracker, "sort": trackers.SORTTracker, "ocsort": trackers.OCSORTTracker,
            "botsort": trackers.BoTSORTTracker, "mcbyte": trackers.McByteTracker}[config.type]
     wanted = {
-        "lost_track_buffer": config.lost_track_buffer,
+        "lost_track_buffer": round(config.lost_track_s * 30),  # `trackers` counts it in frames at 30 fps
         "frame_rate": fps,
         "track_activation_threshold": config.track_activation_threshold,
         "minimum_consecutive_frames": config.minimum_consecutive_frames,
@@ -85,7 +85,8 @@ class Tracker:
     def __init__(self, config: TrackerConfig, fps: float) -> None:
         self.config = config
         self._tracker = _build(config, fps)
-        self._votes = ClassVotes(forget_after=4 * max(config.lost_track_buffer, 30)) if config.stable_class else None
+        self._votes = ClassVotes(forget_after=4 * max(round(config.lost_track_s * fps), 30)) \
+            if config.stable_class else None
 
     def update(self, detections: sv.Detections, pts: float | None = None,
                image_bgr: np.ndarray | None = None) -> sv.Detections:
