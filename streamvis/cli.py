@@ -75,6 +75,9 @@ def process(
     in_flight: Annotated[int | None, typer.Option(
         "--in-flight", min=1, help="frames in the detector at once (default: CPU cores + 1); the output is the "
                                    "same whatever it is")] = None,
+    index: Annotated[Path | None, typer.Option(
+        "--index", help="add each track and scene keyframe to this index file (DuckDB), to find moments by words "
+                        "with `streamvis search`; needs an embedder (--set embedder.type=clip)")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="run on a Ray cluster through Ray Data (streamvis[ray]); a "
                                                     "local one unless --ray-address is given")] = False,
     ray_address: Annotated[str | None, typer.Option(
@@ -105,8 +108,9 @@ def process(
         if ray or ray_address:
             from streamvis.offline.on_ray import RaySettings, process_on_ray
 
-            if captions is not None or audio_description:
-                raise ConfigError("--ray writes video and JSONL; --captions and --audio-description run locally")
+            if captions is not None or audio_description or index is not None:
+                raise ConfigError("--ray writes video and JSONL; --captions, --audio-description and --index run "
+                                  "locally")
             settings = RaySettings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, chunk_s,
                                    chunk_overlap_s)
             reports = process_on_ray(inputs, output, events, config, settings, models_dir, show_progress=not quiet)
@@ -115,7 +119,8 @@ def process(
                     log.error("%s", report.message)
         else:
             reports = process_all(inputs, output, events, config, models_dir, show_progress=not quiet,
-                                  captions=captions, audio_description=audio_description, in_flight=in_flight)
+                                  captions=captions, audio_description=audio_description, in_flight=in_flight,
+                                  index=index)
     except KeyboardInterrupt:
         log.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -387,6 +392,55 @@ def eval_(
         print(json.dumps([row.to_json() for row in rows], indent=2))
     else:
         Console(width=None if sys.stdout.isatty() else 200).print(ev.results_table(title, columns, rows))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to find, in words: \"a red car\", \"a dog in the garden\"")],
+    index: Annotated[Path, typer.Argument(help="an index file made by process --index")],
+    top: Annotated[int, typer.Option("--top", min=1, max=1000, help="moments to list")] = 10,
+    stream: Annotated[str | None, typer.Option("--stream", help="only this stream (an input's name)")] = None,
+    class_name: Annotated[str | None, typer.Option("--class", help="only tracks of this class")] = None,
+    since: Annotated[float | None, typer.Option("--since", help="seconds into the stream")] = None,
+    until: Annotated[float | None, typer.Option("--until", help="seconds into the stream")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the moments as JSON")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Moments that match a sentence, best first: tracks (their first and last second, class, a thumbnail) and
+    scene keyframes, ranked by the similarity of the index's image-text embeddings to the sentence's."""
+    import json
+
+    from rich.table import Table
+
+    from streamvis.config import ClipEmbedderConfig
+    from streamvis.search.embedder import ImageTextEmbedder
+    from streamvis.search.index import MomentIndex
+
+    setup_logging(debug, True)
+    try:
+        if not query.strip():
+            raise ConfigError("search: the query is empty")
+        moments = MomentIndex(index, read_only=True)
+        try:
+            embedder = ImageTextEmbedder(ClipEmbedderConfig(model=moments.model))
+            found = moments.search(embedder.texts([query])[0], top, stream, class_name, since, until)
+        finally:
+            moments.close()
+    except SETUP_ERRORS as exc:
+        _fail(exc, debug, EXIT_USAGE)
+    except StreamvisError as exc:
+        _fail(exc, debug, EXIT_FAILED)
+    if as_json:
+        print(json.dumps([f.to_json() for f in found], indent=2))
+        return
+    table = Table(title=f"streamvis search: \"{query}\" in {index} ({len(found)} moments)")
+    for column in ("#", "similarity", "kind", "stream", "from s", "to s", "track", "class", "thumbnail"):
+        table.add_column(column, justify="right" if column in ("#", "similarity", "from s", "to s", "track")
+                         else "left")
+    for rank, f in enumerate(found, 1):
+        table.add_row(str(rank), f"{f.similarity:.3f}", f.kind, f.stream, f"{f.start_s:.1f}", f"{f.end_s:.1f}",
+                      "" if f.track is None else str(f.track), f.class_name or "", f.thumbnail)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command()

@@ -12,10 +12,11 @@ loads, and the one onnxruntime build an environment may have.
 | `openai` | httpx | `narrator.type openai` (a VLM on an OpenAI-compatible server: Ollama, vLLM, llama.cpp, Gemini) |
 | `eval` | pycocotools, rapidfuzz | `streamvis eval` on labelled images (COCO box mAP; text read: character errors) |
 | `ocr` | rapidocr (PP-OCR models inside its wheel) | `reader.type rapidocr`: text read aloud (the `narrate` pipeline) |
+| `search` | torch, transformers, duckdb | `embedder.type clip`, `process --index`, `streamvis search` |
 | `export` | the above, onnx, onnxscript | `streamvis export` (SAM 2.1, Florence-2, int8 YOLOX), `backend: onnx` |
 | `ray` | ray[data] | `process --ray` |
 | `gpu` | onnxruntime-gpu | CUDA / TensorRT for the ONNX models (instead of onnxruntime: see below) |
-| `all` | sam, florence, vlm, openai, eval, ocr, export, ray | everything but `gpu` |
+| `all` | sam, florence, vlm, openai, eval, ocr, search, export, ray | everything but `gpu` |
 
 onnxruntime and onnxruntime-gpu both install the `onnxruntime` module, so an environment must hold exactly one:
 `pip install 'streamvis[gpu]'` brings onnxruntime-gpu beside the CPU build the base depends on, and
@@ -45,6 +46,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "openai": ("httpx",),
     "eval": ("pycocotools", "rapidfuzz"),
     "ocr": ("rapidocr",),
+    "search": (*TORCH_MODULES, "duckdb"),
 }
 
 
@@ -68,6 +70,8 @@ def needs(config: PipelineConfig) -> list[Need]:
         wanted.append(Need("narrator.type vlm", "vlm"))
     elif config.narrator.type == "openai":
         wanted.append(Need("narrator.type openai", "openai"))
+    if config.embedder.type == "clip":
+        wanted.append(Need("embedder.type clip", "search"))
     if config.reader.type == "rapidocr":
         wanted.append(Need("reader.type rapidocr", "ocr", "--set reader.type=none to run without reading text"))
     for role, section in (("detector", config.detector), ("segmenter", config.segmenter)):

@@ -8,7 +8,9 @@ from pydantic import Field, field_validator, model_validator
 
 from streamvis.config.roles import (
     DetectorConfig,
+    EmbedderConfig,
     NarratorConfig,
+    NoEmbedderConfig,
     NoNarratorConfig,
     NoReaderConfig,
     NoSegmenterConfig,
@@ -171,6 +173,7 @@ class PipelineConfig(Strict):
     segmenter: SegmenterConfig = Field(default_factory=NoSegmenterConfig)
     narrator: NarratorConfig = Field(default_factory=NoNarratorConfig)
     reader: ReaderConfig = Field(default_factory=NoReaderConfig)
+    embedder: EmbedderConfig = Field(default_factory=NoEmbedderConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
@@ -183,8 +186,9 @@ class PipelineConfig(Strict):
         or downloadable before anything loads (YOLOX's ONNX file and exported graphs are not)."""
         models: dict[str, str] = {}
         for role, section in (("detector", self.detector), ("segmenter", self.segmenter),
-                              ("narrator", self.narrator)):
-            if isinstance(section, YoloxConfig | NoSegmenterConfig | NoNarratorConfig | ObjectsNarratorConfig):
+                              ("narrator", self.narrator), ("embedder", self.embedder)):
+            if isinstance(section, YoloxConfig | NoSegmenterConfig | NoNarratorConfig | ObjectsNarratorConfig
+                          | NoEmbedderConfig):
                 continue
             if isinstance(section, OnnxSettings) and section.backend == "onnx":
                 continue

@@ -335,6 +335,26 @@ class RapidOcrReaderConfig(Strict):
     burn_in: bool = Field(False, description="draw the text read, and its box, into the output video")
 
 
+# -- embedders -----------------------------------------------------------------------------------------------
+class NoEmbedderConfig(Strict):
+    type: Literal["none"] = "none"
+    enabled: ClassVar[bool] = False
+
+
+class ClipEmbedderConfig(_ModelChoice, TorchSettings):
+    """An image-text embedding model through transformers (CLIP or SigLIP by hub id or folder): crops along each
+    track and scene keyframes in, vectors a sentence can be compared with (`streamvis.search`)."""
+
+    type: Literal["clip"] = "clip"
+    role: ClassVar[str] = "embedder"
+    enabled: ClassVar[bool] = True
+    model: str = Field("openai/clip-vit-base-patch32", description="hub id or folder of a CLIP or SigLIP model")
+    scene_every_s: float = Field(5.0, gt=0, description="a scene keyframe (the whole frame) embedded at most this "
+                                 "often, in stream time")
+    min_track_s: float = Field(0.5, ge=0, description="tracks followed for less than this are not indexed")
+    batch_size: int = Field(16, ge=1, le=256, description="crops embedded in one model call at most")
+
+
 # -- one field per role: the `type` picks the class (left out: the role's default type) ------------------------
 def _type_of(default: str) -> Any:
     def tag(value: Any) -> Any:
@@ -362,6 +382,9 @@ ReaderConfig = Annotated[
     Annotated[NoReaderConfig, Tag("none")] | Annotated[RapidOcrReaderConfig, Tag("rapidocr")],
     _type_of("none")]
 AnyReaderConfig = NoReaderConfig | RapidOcrReaderConfig
+EmbedderConfig = Annotated[
+    Annotated[NoEmbedderConfig, Tag("none")] | Annotated[ClipEmbedderConfig, Tag("clip")],
+    _type_of("none")]
 AnyNarratorConfig = (NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
                      | OpenAINarratorConfig)
 AnyDetectorConfig = YoloxConfig | Florence2Config
@@ -375,5 +398,6 @@ ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
     "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
                  "vlm": VlmNarratorConfig, "openai": OpenAINarratorConfig},
     "reader": {"none": NoReaderConfig, "rapidocr": RapidOcrReaderConfig},
+    "embedder": {"none": NoEmbedderConfig, "clip": ClipEmbedderConfig},
 }
-DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none", "reader": "none"}
+DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none", "reader": "none", "embedder": "none"}

@@ -6,18 +6,21 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from streamvis.config import PipelineConfig
+from streamvis.config import ClipEmbedderConfig, PipelineConfig
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.offline.runner import default_in_flight, run_offline
 from streamvis.pipeline.loading import Models, load_models
 from streamvis.pipeline.step import Pipeline
 from streamvis.progress import FrameProgress
-from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sinks, VideoWriter
+from streamvis.sinks import AudioDescriptionTrack, CaptionsWriter, EventsWriter, Sink, Sinks, VideoWriter
 from streamvis.sinks.containers import is_video_name, output_format
 from streamvis.sources import Source, open_source, parse_source_uri
 from streamvis.sources.uri import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from streamvis.search.index import MomentIndex
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +118,14 @@ def plan_outputs(inputs: list[str], output: Path, events: Path | None) -> list[t
 
 
 def open_outputs(output: Path, events: Path | None, source: Source, config: PipelineConfig,
-                 captions: Path | None = None, audio_description: bool = False) -> tuple[VideoWriter, Sinks]:
+                 captions: Path | None = None, audio_description: bool = False,
+                 moments: Sink | None = None) -> tuple[VideoWriter, Sinks]:
     """The outputs of one input, for local and Ray runs alike: the video (with the source's audio), the JSONL
-    events, WebVTT captions, and the spoken audio-description track (closed after the video, into which it
-    muxes). The caller closes the writer first, knowing how the input ended, then the sinks."""
+    events, WebVTT captions, the spoken audio-description track (closed after the video, into which it muxes),
+    and the moments for the index. The caller closes the writer first, knowing how the input ended, then the
+    sinks."""
     writer = VideoWriter(output, source.fps, config.output, source.time_base, source.audio_path)
-    sinks = Sinks([writer])
+    sinks = Sinks([writer] if moments is None else [writer, moments])
     if events is not None:
         sinks.sinks.append(EventsWriter(events))
     if captions is not None:
@@ -132,7 +137,8 @@ def open_outputs(output: Path, events: Path | None, source: Source, config: Pipe
 
 def process_input(uri: str, output: Path, events: Path | None, config: PipelineConfig, models: Models,
                   show_progress: bool = True, captions: Path | None = None,
-                  audio_description: bool = False, in_flight: int | None = None) -> InputReport:
+                  audio_description: bool = False, in_flight: int | None = None,
+                  index: MomentIndex | None = None) -> InputReport:
     """Process one input; never raises a `StreamvisError` (it becomes the report's status)."""
     report = InputReport(uri)
     try:
@@ -146,8 +152,13 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
         source.close()
         raise
     complete = False
+    moments = None
+    if index is not None and models.embedder is not None and isinstance(config.embedder, ClipEmbedderConfig):
+        from streamvis.search.collect import MomentCollector
+
+        moments = MomentCollector(index, models.embedder, output.stem, config.embedder)
     try:
-        writer, sinks = open_outputs(output, events, source, config, captions, audio_description)
+        writer, sinks = open_outputs(output, events, source, config, captions, audio_description, moments)
     except BaseException:
         source.close()
         raise
@@ -192,7 +203,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                 models_dir: str | Path | None = None, show_progress: bool = True,
                 captions: Path | None = None, audio_description: bool = False,
-                in_flight: int | None = None) -> list[InputReport]:
+                in_flight: int | None = None, index: Path | None = None) -> list[InputReport]:
     """Every input in turn; a failure in one does not stop the others; Ctrl-C stops after finalising.
 
     Models are loaded once (`load_models`); each input gets fresh tracking, segmentation and narration state.
@@ -204,21 +215,34 @@ def process_all(inputs: list[str], output: Path, events: Path | None, config: Pi
     captions_file = captions is not None and names_a_file(captions, "--captions", ".vtt")
     if captions_file and len(plans) > 1:
         raise ConfigError(f"--captions {captions}: several inputs need a captions folder, not a .vtt file")
+    if index is not None and not isinstance(config.embedder, ClipEmbedderConfig):
+        raise ConfigError(f"--index {index}: needs an embedder to turn tracks into vectors: --set embedder.type=clip "
+                          "(embedder.model: a CLIP or SigLIP hub id or folder)")
     depth = in_flight or default_in_flight()
     # several frames in flight spread the detector over the cores: each run then takes one thread, unspinning
     models = load_models(config, models_dir, detector_threads=1 if depth > 1 else None)
     reports = []
-    for uri, mp4, jsonl in plans:
-        vtt = None
-        if captions is not None:
-            vtt = captions if captions_file else captions / f"{mp4.stem}.vtt"
-        report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description, depth)
-        reports.append(report)
-        if report.status == "ok":
-            log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)
-        else:
-            named = uri in report.message or Path(uri).name in report.message
-            log.error("%s", report.message if named else f"{uri}: {report.message}")
-            if report.status == "interrupted":
-                break
+    moment_index = None
+    if index is not None and models.embedder is not None:
+        from streamvis.search.index import MomentIndex
+
+        moment_index = MomentIndex(index, models.embedder.name, models.embedder.dim)
+    try:
+        for uri, mp4, jsonl in plans:
+            vtt = None
+            if captions is not None:
+                vtt = captions if captions_file else captions / f"{mp4.stem}.vtt"
+            report = process_input(uri, mp4, jsonl, config, models, show_progress, vtt, audio_description, depth,
+                                   moment_index)
+            reports.append(report)
+            if report.status == "ok":
+                log.info("%s -> %s (%d frames, %.1f fps)", uri, mp4, report.frames, report.fps)
+            else:
+                named = uri in report.message or Path(uri).name in report.message
+                log.error("%s", report.message if named else f"{uri}: {report.message}")
+                if report.status == "interrupted":
+                    break
+    finally:
+        if moment_index is not None:
+            moment_index.close()
     return reports

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 from streamvis.config import (
     BatchingConfig,
+    ClipEmbedderConfig,
     Florence2Config,
     Florence2NarratorConfig,
     PipelineConfig,
@@ -31,6 +32,7 @@ from streamvis.weights.hf import check_reachable
 
 if TYPE_CHECKING:
     from streamvis.detection.florence2 import Florence2Model
+    from streamvis.search.embedder import ImageTextEmbedder
 
 log = logging.getLogger(__name__)
 class Loaded(Protocol):
@@ -55,6 +57,7 @@ class Models:
     narrator: NarratorBackend | None = None
     florence: Florence2Model | None = None
     reader: TextModel | None = None
+    embedder: ImageTextEmbedder | None = None  # image-text embeddings for the index (`streamvis.search`)
 
     def providers(self) -> dict[str, str]:
         """Role -> the runtime really in use (`onnxruntime:cuda fp16`, `torch:cpu:float32`), for stats and logs."""
@@ -65,6 +68,8 @@ class Models:
             out["narrator"] = self.narrator.provider
         if self.reader is not None:
             out["reader"] = self.reader.provider
+        if self.embedder is not None:
+            out["embedder"] = self.embedder.provider
         return out
 
 
@@ -165,4 +170,10 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     reader_config = config.reader
     reader = _timed("reader", lambda: load_text_model(reader_config)) \
         if isinstance(reader_config, RapidOcrReaderConfig) else None
-    return Models(detector, segmenter, narrator, florence, reader)
+    embedder = None
+    embedder_config = config.embedder
+    if isinstance(embedder_config, ClipEmbedderConfig):
+        from streamvis.search.embedder import ImageTextEmbedder
+
+        embedder = _timed("embedder", lambda: ImageTextEmbedder(embedder_config))
+    return Models(detector, segmenter, narrator, florence, reader, embedder)

@@ -275,3 +275,23 @@ def build_sam3_video(folder: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     build_sam3_tokenizer().save_pretrained(folder)
     return folder
+
+
+def build_clip(folder: str | Path, seed: int = 0, kind: Literal["clip", "siglip"] = "clip") -> Path:
+    """A tiny random CLIP (or SigLIP) with a CLIP-like tokenizer and a PIL image processor, saved to `folder`
+    like a hub checkpoint: image and text towers into one 16-value space (SigLIP: 32)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, SiglipConfig, SiglipModel
+
+    text = dict(vocab_size=300, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    torch.manual_seed(seed)
+    model: Any = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)) if kind == "clip" \
+        else SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    folder = Path(folder)
+    model.eval().save_pretrained(folder)
+    build_sam3_tokenizer().save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

@@ -154,9 +154,11 @@ class TinyModels:
     SAM3 = "streamvis-test/tiny-sam3"
     IDEFICS3 = "streamvis-test/tiny-smolvlm"
     PALIGEMMA = "streamvis-test/tiny-paligemma2"
+    CLIP = "streamvis-test/tiny-clip"
+    SIGLIP = "streamvis-test/tiny-siglip"
 
     def __init__(self, root: Path) -> None:
-        from streamvis.testing.models import build_florence2, build_sam, build_sam2_video, build_sam3_video
+        from streamvis.testing.models import build_clip, build_florence2, build_sam, build_sam2_video, build_sam3_video
         from streamvis.testing.vlm import build_idefics3, build_paligemma
 
         self.root = root
@@ -167,10 +169,13 @@ class TinyModels:
         self.sam3 = build_sam3_video(root / "sam3")
         self.idefics3 = build_idefics3(root / "idefics3")
         self.paligemma = build_paligemma(root / "paligemma")
+        self.clip = build_clip(root / "clip")
+        self.siglip = build_clip(root / "siglip", kind="siglip")
         self.hf_cache = root / "hf-cache"
         for folder, repo_id in ((self.florence, self.FLORENCE), (self.sam2, self.SAM2),
                                 (self.edgetam, self.EDGETAM), (self.sam, self.SAM), (self.sam3, self.SAM3),
-                                (self.idefics3, self.IDEFICS3), (self.paligemma, self.PALIGEMMA)):
+                                (self.idefics3, self.IDEFICS3), (self.paligemma, self.PALIGEMMA),
+                                (self.clip, self.CLIP), (self.siglip, self.SIGLIP)):
             publish_to_hf_cache(folder, repo_id, self.hf_cache)
 
     @property

@@ -1,0 +1,109 @@
+"""An image-text embedding model: CLIP or SigLIP through transformers, by hub id or folder, loaded like every
+transformers model here (`weights.hf.load_model`). Images and sentences come out as unit vectors in one space, so a
+sentence is compared with a crop by their dot product.
+
+Pre-processing is our own (no image processor: the default ones need torchvision): a crop is padded to a square
+with the model's mean colour, resized to the model's input size, scaled to 0..1 and normalised with the model's
+mean and standard deviation (read from its `preprocessor_config.json` through the PIL image processor, else
+CLIP's). SigLIP's text encoder was trained on sentences padded to 64 tokens: its tokenizer pads to that length.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streamvis.config import ClipEmbedderConfig
+from streamvis.errors import ModelError
+from streamvis.extras import require
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_TEXT_LENGTH = 64
+
+
+def square_resized(image_bgr: np.ndarray, size: int, fill_rgb: tuple[int, int, int]) -> np.ndarray:
+    """RGB uint8 (size, size, 3): `image_bgr` padded to a square (centred, `fill_rgb` around), then resized."""
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    height, width = rgb.shape[:2]
+    side = max(height, width, 1)
+    canvas = np.empty((side, side, 3), np.uint8)
+    canvas[:] = fill_rgb
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top:top + height, left:left + width] = rgb
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+
+
+class ImageTextEmbedder:
+    """One model per process, shared by every stream; calls are serialised (one at a time)."""
+
+    def __init__(self, config: ClipEmbedderConfig) -> None:
+        require("embedder.type clip", "search")
+        import torch
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel, SiglipModel
+
+        from streamvis.weights.hf import load_model, load_pretrained
+
+        self.config = config
+        model, self.device, self.dtype, self.provider = load_model(AutoModel, config.model, "embedder.model",
+                                                                   config.device, config.dtype, config.attention)
+        if not isinstance(model, CLIPModel | SiglipModel):
+            raise ModelError(f"embedder.model: '{config.model}' is a {type(model).__name__}, not an image-text "
+                             "embedding model (a CLIP or SigLIP checkpoint)")
+        self.model = model
+        self.siglip = isinstance(model, SiglipModel)
+        vision: Any = model.config.vision_config
+        self.size = int(vision.image_size)
+        self.tokenizer = load_pretrained(AutoTokenizer, config.model, "embedder.model")
+        try:
+            processor = AutoImageProcessor.from_pretrained(config.model, backend="pil")
+            mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+        except (OSError, ValueError, TypeError, AttributeError):  # no preprocessor_config.json: CLIP's values
+            mean, std = CLIP_MEAN, CLIP_STD
+        self._mean = np.array(mean, np.float32)
+        self._std = np.array(std, np.float32)
+        r, g, b = (round(v * 255) for v in mean[:3])
+        self._fill = (r, g, b)
+        self.name = config.model
+        self._torch = torch
+        self._lock = threading.Lock()
+        with self._lock:
+            self.dim = int(self._run_text(["a photo"]).shape[1])
+
+    def _unit(self, features: Any) -> np.ndarray:
+        vectors = features.pooler_output.float().cpu().numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def _run_text(self, texts: list[str]) -> np.ndarray:
+        padding: Any = "max_length" if self.siglip else True
+        tokens = self.tokenizer(texts, padding=padding, truncation=True, return_tensors="pt",
+                                **({"max_length": SIGLIP_TEXT_LENGTH} if self.siglip else {}))
+        with self._torch.inference_mode():
+            return self._unit(self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
+                                                           **({} if self.siglip else {
+                                                               "attention_mask": tokens["attention_mask"].to(
+                                                                   self.device)})))
+
+    def texts(self, texts: list[str]) -> np.ndarray:
+        """(N, dim) float32 unit vectors."""
+        with self._lock:
+            return self._run_text(texts)
+
+    def images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        """(N, dim) float32 unit vectors, `batch_size` images a model call."""
+        out = []
+        with self._lock:
+            for start in range(0, len(images_bgr), self.config.batch_size):
+                chunk = images_bgr[start:start + self.config.batch_size]
+                pixels = np.stack([square_resized(im, self.size, self._fill) for im in chunk]).astype(np.float32)
+                pixels = (pixels / 255.0 - self._mean) / self._std
+                tensor = self._torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).to(self.device, self.dtype)
+                with self._torch.inference_mode():
+                    out.append(self._unit(self.model.get_image_features(pixel_values=tensor)))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,154 @@
+"""Finding moments by words: the index (ranking, filters, persistence, a killed writer) with embeddings whose
+geometry the test sets; the embedding model path with tiny random CLIP and SigLIP loaded by hub id (shapes, one
+space for text and images, batching); `process --index` then `streamvis search` end to end. Random weights show
+the code paths work, never that a model finds the right moments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import TinyModels, cut_clip, run_cli
+
+from streamvis.config import ClipEmbedderConfig
+from streamvis.errors import ConfigError, ModelError
+from streamvis.search.index import MomentIndex, SceneMoment, TrackMoment
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def track(stream: str, track_id: int, name: str, start: float, end: float, embedding: np.ndarray) -> TrackMoment:
+    return TrackMoment(stream, track_id, name, start, end, 0.9, (0, 0, 10, 10), f"t{track_id}.jpg", embedding)
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MomentIndex:
+    moments = MomentIndex(tmp_path / "moments.duckdb", "model-a", 4)
+    moments.add([track("garden", 1, "dog", 10, 20, unit(1, 0, 0, 0)), track("garden", 2, "person", 30, 40,
+                                                                           unit(0, 1, 0, 0)),
+                 track("street", 3, "car", 5, 8, unit(0.9, 0.1, 0, 0))],
+                [SceneMoment("garden", 15, "s15.jpg", unit(0.5, 0.5, 0, 0))])
+    return moments
+
+
+def test_moments_come_best_first_and_filters_narrow_them(index: MomentIndex) -> None:
+    found = index.search(unit(1, 0, 0, 0), top=10)
+    assert [(f.kind, f.stream, f.track) for f in found] == [("track", "garden", 1), ("track", "street", 3),
+                                                          ("scene", "garden", None), ("track", "garden", 2)]
+    assert found[0].similarity == pytest.approx(1.0) and found[0].class_name == "dog"
+    assert [f.track for f in index.search(unit(1, 0, 0, 0), 10, class_name="car")] == [3]  # no scenes then
+    assert {f.stream for f in index.search(unit(1, 0, 0, 0), 10, stream="street")} == {"street"}
+    assert [f.track for f in index.search(unit(1, 0, 0, 0), 10, since_s=18, until_s=35, scenes=False)] == [1, 2]
+    assert len(index.search(unit(1, 0, 0, 0), top=2)) == 2
+
+
+def test_an_index_keeps_its_model_and_refuses_another(index: MomentIndex, tmp_path: Path) -> None:
+    index.close()
+    again = MomentIndex(tmp_path / "moments.duckdb", read_only=True)
+    assert (again.model, again.dim, again.counts()) == ("model-a", 4, (3, 1))
+    again.close()
+    with pytest.raises(ConfigError, match=r"indexed with embedder\.model model-a, not model-b"):
+        MomentIndex(tmp_path / "moments.duckdb", "model-b", 4)
+    with pytest.raises(ConfigError, match="no index there"):
+        MomentIndex(tmp_path / "none.duckdb", read_only=True)
+    writable = MomentIndex(tmp_path / "moments.duckdb", "model-a", 4)
+    with pytest.raises(ConfigError, match="an embedding of 3 values for an index of 4"):
+        writable.add([track("x", 9, "cat", 0, 1, unit(1, 0, 0))], [])
+    assert writable.counts() == (3, 1)  # the failed transaction left nothing behind
+
+
+WRITER = """
+import sys, numpy as np
+from pathlib import Path
+from streamvis.search.index import MomentIndex, TrackMoment
+index = MomentIndex(Path(sys.argv[1]), "model-a", 64)
+n = 0
+while True:
+    batch = [TrackMoment("cam", n + i, "person", n, n + 1, 0.9, (0, 0, 1, 1), "t.jpg", np.ones(64, np.float32) / 8)
+             for i in range(50)]
+    index.add(batch, [])
+    n += 50
+    print(n, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_a_whole_index(tmp_path: Path) -> None:
+    path = tmp_path / "killed.duckdb"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    written = 0
+    deadline = time.monotonic() + 60
+    while written < 2000 and time.monotonic() < deadline:
+        written = int(writer.stdout.readline() or 0)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    reopened = MomentIndex(path, read_only=True)
+    tracks, _ = reopened.counts()
+    assert tracks >= written and tracks % 50 == 0  # every committed batch, and no half of one
+    assert reopened.search(np.ones(64, np.float32) / 8, top=1)[0].similarity == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_the_embedder_puts_text_and_images_in_one_space(kind: str, tiny_models: TinyModels) -> None:
+    """(Loaded from the folder here; `process --index` below loads the hub id, offline, as a user's would.)"""
+    from streamvis.search.embedder import ImageTextEmbedder
+
+    model = tiny_models.clip if kind == "clip" else tiny_models.siglip
+    embedder = ImageTextEmbedder(ClipEmbedderConfig(model=str(model), batch_size=2))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((40, 90), (120, 30), (64, 64),
+                                                                             (10, 10), (300, 200))]
+    vectors = embedder.images(images)
+    texts = embedder.texts(["a red car", "a dog in the garden"])
+    assert vectors.shape == (5, embedder.dim) and texts.shape == (2, embedder.dim)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    one_by_one = np.concatenate([embedder.images([im]) for im in images])
+    assert np.allclose(vectors, one_by_one, atol=1e-4)  # batches of 2 give what single images give
+    assert not np.allclose(texts[0], texts[1])
+    assert embedder.provider == "torch:cpu:float32"
+
+
+def test_a_model_that_does_not_embed_images_and_text_is_refused(tiny_models: TinyModels) -> None:
+    from streamvis.search.embedder import ImageTextEmbedder
+
+    with pytest.raises(ModelError, match="not an image-text embedding model"):
+        ImageTextEmbedder(ClipEmbedderConfig(model=str(tiny_models.sam)))
+
+
+def test_process_indexes_tracks_and_search_finds_them(tiny_models: TinyModels, person_video: Path,
+                                                      models_dir: Path, tmp_path: Path) -> None:
+    clip = cut_clip(person_video, tmp_path / "people.mp4", 150)
+    index = tmp_path / "moments.duckdb"
+    made = run_cli("process", str(clip), "-o", str(tmp_path / "out.mp4"), "--index", str(index), "-q",
+                   "--models-dir", str(models_dir), "--set", "embedder.type=clip", "--set",
+                   f"embedder.model={tiny_models.CLIP}", env=tiny_models.offline_env)
+    assert made.returncode == 0, made.stderr
+    found = run_cli("search", "a person walking in", str(index), "--json", "--top", "50",
+                    env=tiny_models.offline_env)
+    assert found.returncode == 0, found.stderr
+    moments = json.loads(found.stdout)
+    tracks = [m for m in moments if m["kind"] == "track"]
+    scenes = [m for m in moments if m["kind"] == "scene"]
+    assert tracks and all(m["class"] == "person" and m["end_s"] - m["start_s"] >= 0.5 for m in tracks)
+    assert len(scenes) == 3  # 15 s of video, a scene keyframe every 5 s
+    assert all((tmp_path / m["thumbnail"]).is_file() for m in moments)
+    similarities = [m["similarity"] for m in moments]
+    assert similarities == sorted(similarities, reverse=True)
+    person_only = json.loads(run_cli("search", "someone", str(index), "--json", "--class", "person",
+                                     env=tiny_models.offline_env).stdout)
+    assert person_only and all(m["kind"] == "track" for m in person_only)
+    refused = run_cli("process", str(clip), "-o", str(tmp_path / "o2.mp4"), "--index", str(index), "-q",
+                      "--models-dir", str(models_dir))
+    assert refused.returncode == 2 and "needs an embedder" in refused.stderr
+    empty = run_cli("search", "  ", str(index))
+    assert empty.returncode == 2 and "the query is empty" in empty.stderr
