@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import save_table
 from rich.console import Console
 from rich.table import Table
-
-from results import save_table
 
 CLASSES = ["person", "car", "dog", "bicycle", "bus", "truck", "cat", "bottle"]
 
