@@ -403,6 +403,9 @@ def search(
     class_name: Annotated[str | None, typer.Option("--class", help="only tracks of this class")] = None,
     since: Annotated[float | None, typer.Option("--since", help="seconds into the stream")] = None,
     until: Annotated[float | None, typer.Option("--until", help="seconds into the stream")] = None,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="cut each moment (a second either side) out of the video its run wrote, packets copied, "
+                         "into this folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the moments as JSON")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -421,9 +424,20 @@ def search(
         if not query.strip():
             raise ConfigError("search: the query is empty")
         moments = MomentIndex(index, read_only=True)
+        clips: dict[int, str] = {}
         try:
             embedder = ImageTextEmbedder(ClipEmbedderConfig(model=moments.model))
             found = moments.search(embedder.texts([query])[0], top, stream, class_name, since, until)
+            if export is not None:
+                from streamvis.search.clips import cut
+
+                for rank, f in enumerate(found, 1):
+                    video = moments.video_of(f.stream)
+                    if video is None or not video.is_file():
+                        log.warning("%s: no video to cut moment %d from", f.stream, rank)
+                        continue
+                    name = f"{rank:02d}_{f.stream}_{f.kind}{'' if f.track is None else f.track}_{f.start_s:.1f}s.mp4"
+                    clips[rank] = str(cut(video, max(0.0, f.start_s - 1), f.end_s + 1, export / name))
         finally:
             moments.close()
     except SETUP_ERRORS as exc:
@@ -431,7 +445,8 @@ def search(
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
     if as_json:
-        print(json.dumps([f.to_json() for f in found], indent=2))
+        print(json.dumps([{**f.to_json(), **({"clip": clips[rank]} if rank in clips else {})}
+                          for rank, f in enumerate(found, 1)], indent=2))
         return
     table = Table(title=f"streamvis search: \"{query}\" in {index} ({len(found)} moments)")
     for column in ("#", "similarity", "kind", "stream", "from s", "to s", "track", "class", "thumbnail"):
@@ -441,6 +456,8 @@ def search(
         table.add_row(str(rank), f"{f.similarity:.3f}", f.kind, f.stream, f"{f.start_s:.1f}", f"{f.end_s:.1f}",
                       "" if f.track is None else str(f.track), f.class_name or "", f.thumbnail)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+    for rank, clip in clips.items():
+        print(f"{rank}: {clip}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from support import TinyModels, cut_clip, run_cli
@@ -147,6 +148,13 @@ def test_process_indexes_tracks_and_search_finds_them(tiny_models: TinyModels, p
     person_only = json.loads(run_cli("search", "someone", str(index), "--json", "--class", "person",
                                      env=tiny_models.offline_env).stdout)
     assert person_only and all(m["kind"] == "track" for m in person_only)
+    exported = run_cli("search", "a person", str(index), "--json", "--class", "person", "--top", "2", "--export",
+                       str(tmp_path / "clips"), env=tiny_models.offline_env)
+    assert exported.returncode == 0, exported.stderr
+    for moment in json.loads(exported.stdout):
+        with av.open(moment["clip"]) as cut:  # the moment, a second either side, from the video the run wrote
+            frames = list(cut.decode(video=0))
+            assert frames[0].key_frame and len(frames) >= (moment["end_s"] - moment["start_s"]) * 10
     refused = run_cli("process", str(clip), "-o", str(tmp_path / "o2.mp4"), "--index", str(index), "-q",
                       "--models-dir", str(models_dir))
     assert refused.returncode == 2 and "needs an embedder" in refused.stderr

@@ -156,7 +156,7 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     if index is not None and models.embedder is not None and isinstance(config.embedder, ClipEmbedderConfig):
         from streamvis.search.collect import MomentCollector
 
-        moments = MomentCollector(index, models.embedder, output.stem, config.embedder)
+        moments = MomentCollector(index, models.embedder, output.stem, config.embedder, output, uri)
     try:
         writer, sinks = open_outputs(output, events, source, config, captions, audio_description, moments)
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -50,8 +51,10 @@ class MomentCollector:
     """One stream's moments into `index` (a sink: `write` per result, `close` at the end)."""
 
     def __init__(self, index: MomentIndex, embedder: ImageTextEmbedder, stream: str,
-                 config: ClipEmbedderConfig) -> None:
+                 config: ClipEmbedderConfig, video: Path | None = None, source: str = "") -> None:
         self.index, self.embedder, self.stream, self.config = index, embedder, stream, config
+        if video is not None:
+            index.add_video(stream, video, source)  # what `streamvis search --export` cuts clips from
         self.thumbs = index.path.with_name(index.path.name + ".thumbs") / stream
         self.thumbs.mkdir(parents=True, exist_ok=True)
         self._tracks: dict[int, _Track] = {}

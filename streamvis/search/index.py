@@ -87,6 +87,9 @@ class MomentIndex:
             self._create(model, dim)
             meta = self._meta()
         self.model, self.dim = meta["model"], int(meta["dim"])
+        if not read_only:
+            self._db.execute("CREATE TABLE IF NOT EXISTS videos (stream VARCHAR PRIMARY KEY, video VARCHAR, "
+                             "source VARCHAR)")
         if model is not None and model != self.model:
             raise ConfigError(f"{path}: indexed with embedder.model {self.model}, not {model}: vectors of two models "
                               "cannot be compared (use another index file)")
@@ -133,6 +136,17 @@ class MomentIndex:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def add_video(self, stream: str, video: Path, source: str) -> None:
+        """Where `stream`'s moments can be cut from: the video a run wrote for it (and what it read)."""
+        self._db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?)", [stream, str(video.resolve()), source])
+
+    def video_of(self, stream: str) -> Path | None:
+        tables = {row[0] for row in self._db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "videos" not in tables:
+            return None
+        row = self._db.execute("SELECT video FROM videos WHERE stream = ?", [stream]).fetchone()
+        return Path(row[0]) if row else None
 
     def counts(self) -> tuple[int, int]:
         tracks = self._db.execute("SELECT count(*) FROM tracks").fetchone()
