@@ -25,7 +25,7 @@ PROBE_GRAPH = base64.b64decode("CAg6OwoQCgF4EgF5IghJZGVudGl0eRIFcHJvYmVaDwoBeBIK
                                "EgQKAggBQgQKABAN")
 PACKAGES = ("numpy", "av", "opencv-python", "opencv-python-headless", "supervision", "trackers", "pydantic", "aiortc",
             "aioice", "aiohttp", "onnxruntime", "onnxruntime-gpu", "torch", "transformers", "onnx", "pycocotools",
-            "rapidocr", "ray")
+            "rapidocr", "duckdb", "ray")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c", "fma")
 #: what `process`/`serve` encode and decode with (encoders: H.264 out, VP8 for WebRTC viewers; decoders: inputs)
 CODECS = {"encoders": ("libx264", "libvpx", "libvpx-vp9", "libsvtav1", "aac", "libopus"),

@@ -26,6 +26,7 @@ from streamvis.errors import ConfigError
     ("segment", [], [("detector.type florence2", "florence"), ("segmenter.type sam2", "sam")]),
     ("narrate", [], [("reader.type rapidocr", "ocr")]),  # text read aloud: PP-OCR from the rapidocr wheel
     ("narrate", ["reader.type=none"], []),
+    ("detect", ["embedder.type=clip"], [("embedder.type clip", "search")]),
     ("detect", ["segmenter.type=sam2", "segmenter.backend=onnx"],
      [("segmenter.type sam2", "sam"), ("segmenter.backend onnx (graphs exported on first use)", "export")]),
 ])
@@ -91,7 +92,7 @@ def test_doctor_reports_what_this_machine_holds(models_dir: Path) -> None:
     assert data["cpu"]["int8_class"] in ("vnni", "avx2") and data["cpu"]["cores"] >= 1
     assert data["ffmpeg"]["encoders"]["libx264"] and data["ffmpeg"]["decoders"]["h264"]
     assert "yolox-nano" in data["models_dir"]["models"]
-    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "eval", "ocr", "export", "ray"}
+    assert set(data["extras"]) == {"sam", "florence", "vlm", "openai", "eval", "ocr", "search", "export", "ray"}
     assert data["opencv_conflict"] is None  # scripts/setup.sh keeps one OpenCV wheel though rapidocr asks for another
     text = run_cli("doctor", env={"STREAMVIS_MODELS_DIR": str(models_dir)}, timeout=120)
     assert text.returncode == 0 and "int8 class" in text.stdout and "CPUExecutionProvider usable" in text.stdout
