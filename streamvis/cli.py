@@ -170,6 +170,9 @@ def serve(
         "--record-annotated", help="with --record: record the annotated video (re-encoded) for every stream")] = False,
     record_segment_s: Annotated[float, typer.Option(
         "--record-segment-s", help="start new recording files every this many seconds of stream time")] = 300.0,
+    index: Annotated[Path | None, typer.Option(
+        "--index", help="index every stream's tracks and scene keyframes into this file as they run, searchable "
+                        "at GET /search and by `streamvis search`; needs --set embedder.type=clip")] = None,
     latency_budget_ms: Annotated[float | None, typer.Option(
         "--latency-budget-ms", help="keep every stream's p95 latency (a frame's decode to its packet) under this "
                                     "by giving up quality in a fixed order (latency.budget_ms)")] = None,
@@ -202,15 +205,16 @@ def serve(
         if record_annotated and record is None:
             raise ConfigError("--record-annotated needs --record DIR")
         recording = Recording(record, record_segment_s, record_annotated) if record is not None else None
-        streams, make_stream = build_streams(source or [], config, models_dir, LiveSettings(loop_files=loop),
-                                             recording)
+        live = LiveSettings(loop_files=loop)
+        streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index)
         origins = cors_origin if cors_origin is not None else (["*"] if token else [])
         try:
             targets = parse_publish(publish or [], list(streams))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         settings = ServerSettings(token=token, view_token=view_token, codec=codec, ice_servers=ice_server or [],
-                                  cors_origins=origins, publish=targets, publish_token=publish_token)
+                                  cors_origins=origins, publish=targets, publish_token=publish_token,
+                                  search=live.moments)
         run(streams, host, port, settings, context, make_stream)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)

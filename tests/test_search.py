@@ -160,3 +160,41 @@ def test_process_indexes_tracks_and_search_finds_them(tiny_models: TinyModels, p
     assert refused.returncode == 2 and "needs an embedder" in refused.stderr
     empty = run_cli("search", "  ", str(index))
     assert empty.returncode == 2 and "the query is empty" in empty.stderr
+
+
+def test_serve_indexes_streams_as_they_run_and_answers_search(tiny_models: TinyModels, person_video: Path,
+                                                              models_dir: Path, tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    from test_serve import Server
+
+    index = tmp_path / "live.duckdb"
+    srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop", "--index", str(index),
+                 "--set", "embedder.type=clip", "--set", f"embedder.model={tiny_models.CLIP}",
+                 "--set", "embedder.scene_every_s=2", env=tiny_models.offline_env)
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = srv.get("/search?q=" + quote("a person at the table") + "&top=5")
+            assert status == 200, body
+            moments = json.loads(body)["moments"]
+            if len(moments) >= 2:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(1)
+        assert all(m["stream"] == "intel_one-by-one-person-detection" for m in moments)
+        assert [m["similarity"] for m in moments] == sorted((m["similarity"] for m in moments), reverse=True)
+        assert srv.get("/search")[0] == 400
+        assert srv.get("/search?q=x&top=0")[0] == 400
+        assert srv.get("/search?q=x&since=soon")[0] == 400
+    finally:
+        srv.stop()
+    after = run_cli("search", "a person", str(index), "--json", env=tiny_models.offline_env)
+    assert after.returncode == 0 and json.loads(after.stdout)  # the file the server wrote, whole after it stopped
+    plain = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop")
+    try:
+        plain.wait_ready()
+        assert plain.get("/search?q=x")[0] == 404
+    finally:
+        plain.stop()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import supervision as sv
@@ -50,6 +50,9 @@ from streamvis.sources import Source
 from streamvis.sources.base import PacketTap
 from streamvis.sources.wrappers import LoopedSource, PacedSource
 
+if TYPE_CHECKING:
+    from streamvis.search.live import LiveIndex
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +64,8 @@ class LiveSettings:
     loop_files: bool = False  # start a file again when it ends
     # the streams of one server share one plan over the cores when they hold latency budgets (`BudgetBoard`)
     budget_board: BudgetBoard | None = None
+    # `serve --index`: every stream's tracks and scene keyframes into one index, searchable over HTTP
+    moments: LiveIndex | None = None
 
 
 class KeyframeRun(NamedTuple):

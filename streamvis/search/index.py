@@ -13,14 +13,30 @@ beside the index (`<index>.thumbs/`), named in the rows.
 from __future__ import annotations
 
 import datetime
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.extras import require
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[Concatenate[MomentIndex, P], R]) -> Callable[Concatenate[MomentIndex, P], R]:
+    """One connection serves every stream's writer and the searches: one call at a time."""
+    @functools.wraps(method)
+    def locked(self: MomentIndex, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,7 @@ class MomentIndex:
         self.path = path
         if read_only and not path.is_file():
             raise ConfigError(f"{path}: no index there (make one with streamvis process --index {path})")
+        self._lock = threading.RLock()  # `_locked`: one connection, used by every stream's writer and by searches
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -119,6 +136,7 @@ class MomentIndex:
             raise ConfigError(f"{self.path}: an embedding of {vector.shape[0]} values for an index of {self.dim}")
         return vector.tolist()
 
+    @_locked
     def add(self, tracks: list[TrackMoment], scenes: list[SceneMoment]) -> None:
         """Tracks and scene keyframes in one transaction."""
         if not tracks and not scenes:
@@ -137,10 +155,12 @@ class MomentIndex:
             self._db.execute("ROLLBACK")
             raise
 
+    @_locked
     def add_video(self, stream: str, video: Path, source: str) -> None:
         """Where `stream`'s moments can be cut from: the video a run wrote for it (and what it read)."""
         self._db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?)", [stream, str(video.resolve()), source])
 
+    @_locked
     def video_of(self, stream: str) -> Path | None:
         tables = {row[0] for row in self._db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "videos" not in tables:
@@ -148,11 +168,13 @@ class MomentIndex:
         row = self._db.execute("SELECT video FROM videos WHERE stream = ?", [stream]).fetchone()
         return Path(row[0]) if row else None
 
+    @_locked
     def counts(self) -> tuple[int, int]:
         tracks = self._db.execute("SELECT count(*) FROM tracks").fetchone()
         scenes = self._db.execute("SELECT count(*) FROM scenes").fetchone()
         return int(tracks[0]) if tracks else 0, int(scenes[0]) if scenes else 0
 
+    @_locked
     def search(self, query: np.ndarray, top: int = 10, stream: str | None = None, class_name: str | None = None,
                since_s: float | None = None, until_s: float | None = None, scenes: bool = True) -> list[Found]:
         """The `top` moments most like `query` (a unit vector), best first; tracks overlapping [since, until]
@@ -187,5 +209,6 @@ class MomentIndex:
                       None if track is None else int(track), cls)
                 for kind, stream_, start, end, sim, thumb, track, cls in rows]
 
+    @_locked
     def close(self) -> None:
         self._db.close()

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.exceptions import OperationError
@@ -29,6 +29,9 @@ from streamvis.server.peers import Viewer
 from streamvis.server.refused import Refused
 from streamvis.server.video_out import RTP_MASK, VideoOutput, scaled, video_output, video_pts
 from streamvis.sources.base import Source
+
+if TYPE_CHECKING:
+    from streamvis.search.live import LiveIndex
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call the API ("*": any)
     publish: dict[str, str] = field(default_factory=dict)  # stream id -> WHIP endpoint or Janus room it goes to
     publish_token: str | None = None  # bearer token for those endpoints (Janus: its API token)
+    search: LiveIndex | None = None  # `serve --index`: what `GET /search` ranks
 
 
 def viewer_codec(offer_sdp: str, preferred: str) -> str:

@@ -15,6 +15,7 @@ refusal is a `Refused` with its HTTP status, answered by one middleware, `refuse
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 from pathlib import Path
@@ -222,6 +223,38 @@ async def prompt(request: web.Request) -> web.Response:
     return web.json_response(reply, status=status)
 
 
+def _float_arg(request: web.Request, name: str) -> float | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise Refused(400, f"{name}: expected seconds (a number), got '{value[:40]}'") from None
+
+
+async def search(request: web.Request) -> web.Response:
+    """`GET /search?q=a red car&top=10&stream=&class=&since=&until=` -> the moments indexed so far (`serve
+    --index`) that match the words, best first."""
+    moments = request.app["settings"].search
+    if moments is None:
+        raise Refused(404, "this server keeps no index: serve with --index FILE and --set embedder.type=clip")
+    query = request.query.get("q", "").strip()
+    if not query or len(query) > 500:
+        raise Refused(400, "q: expected words to search for (at most 500 characters)")
+    try:
+        top = int(request.query.get("top", "10"))
+    except ValueError:
+        raise Refused(400, f"top: expected a whole number, got '{request.query.get('top', '')[:40]}'") from None
+    if not 1 <= top <= 1000:
+        raise Refused(400, f"top: expected 1 to 1000, got {top}")
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(moments.search, query, top, request.query.get("stream") or None,
+                                request.query.get("class") or None, _float_arg(request, "since"),
+                                _float_arg(request, "until")))
+    return web.json_response({"query": query, "moments": [f.to_json() for f in found]})
+
+
 async def metrics(request: web.Request) -> web.Response:
     hub: StreamHub = request.app["hub"]
     return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
@@ -249,7 +282,9 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
         hub.start(asyncio.get_running_loop())
 
     async def on_shutdown(app: web.Application) -> None:
-        await hub.close()
+        await hub.close()  # the streams stop first: their index writers flush the tracks still open
+        if settings.search is not None:
+            settings.search.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
@@ -264,6 +299,7 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_patch("/whip/{stream}/{session}", whip_patch)
     app.router.add_post("/ask", ask)
     app.router.add_post("/prompt", prompt)
+    app.router.add_get("/search", search)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", favicon)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from streamvis.config import PipelineConfig
+from streamvis.config import ClipEmbedderConfig, PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.budget import BudgetBoard
 from streamvis.live.runner import LiveSettings, LiveStream
@@ -65,20 +65,30 @@ class Recording:
 
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
-                  settings: LiveSettings, record: Recording | None = None,
+                  settings: LiveSettings, record: Recording | None = None, index: Path | None = None,
                   ) -> tuple[dict[str, LiveStream], StreamFactory]:
     """One pipeline per source, all on one set of models (`load_models`: each model loaded once); segmenter
-    sessions, trackers and narration policies are per stream.
+    sessions, trackers and narration policies are per stream. With `index`, every stream is indexed into that
+    file as it runs (`settings.moments`, searched by `GET /search`).
 
     Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
+    if index is not None and not isinstance(config.embedder, ClipEmbedderConfig):
+        raise ConfigError(f"--index {index}: needs an embedder to turn tracks into vectors: --set embedder.type=clip "
+                          "(embedder.model: a CLIP or SigLIP hub id or folder)")
     models = load_models(config, models_dir, cross_stream=True)
+    if index is not None and models.embedder is not None and isinstance(config.embedder, ClipEmbedderConfig):
+        from streamvis.search.live import LiveIndex
+
+        settings.moments = LiveIndex(index, models.embedder, config.embedder)
     apply_torch_budget(max(1, len(sources)), models.providers().values())
     if config.latency.budget_ms is not None and settings.budget_board is None:
         settings.budget_board = BudgetBoard()  # one plan over the cores for every stream of this server
 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
+        if settings.moments is not None:
+            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop), _never)
         if record is not None:
             def annotated() -> ThreadedSink:
                 recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
@@ -98,6 +108,10 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
             open_source(uri, config.source).close()  # a missing or unreadable file fails before serving
         streams[name] = make_stream(name, functools.partial(open_source, uri, config.source))
     return streams, make_stream
+
+
+def _never() -> bool:
+    return False  # the index crops the decoded frame: it needs no annotated image
 
 
 def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
