@@ -173,6 +173,15 @@ def serve(
     index: Annotated[Path | None, typer.Option(
         "--index", help="index every stream's tracks and scene keyframes into this file as they run, searchable "
                         "at GET /search and by `streamvis search`; needs --set embedder.type=clip")] = None,
+    alert: Annotated[list[str] | None, typer.Option(
+        "--alert", help="with --index: a sentence a new track is checked against (repeatable), e.g. \"a person at "
+                        "the door\"; a match is spoken, sent to viewers and POSTed to --alert-webhook")] = None,
+    alert_threshold: Annotated[float, typer.Option(
+        "--alert-threshold", help="cosine similarity a track's view must reach (CLIP-size models: about 0.25)")] = 0.25,
+    alert_cooldown_s: Annotated[float, typer.Option(
+        "--alert-cooldown-s", help="a sentence fires again on a stream only this long after its last alert")] = 60.0,
+    alert_webhook: Annotated[str | None, typer.Option(
+        "--alert-webhook", help="POST each alert as JSON to this http(s) URL")] = None,
     latency_budget_ms: Annotated[float | None, typer.Option(
         "--latency-budget-ms", help="keep every stream's p95 latency (a frame's decode to its packet) under this "
                                     "by giving up quality in a fixed order (latency.budget_ms)")] = None,
@@ -183,6 +192,7 @@ def serve(
     setup_logging(debug, False)
     from streamvis.config import load_pipeline
     from streamvis.live.runner import LiveSettings
+    from streamvis.search.live import AlertSettings
     from streamvis.server.egress import parse_publish
     from streamvis.server.hub import ServerSettings
     from streamvis.server.serve import Recording, build_streams, check_exposure, run, ssl_context
@@ -205,8 +215,16 @@ def serve(
         if record_annotated and record is None:
             raise ConfigError("--record-annotated needs --record DIR")
         recording = Recording(record, record_segment_s, record_annotated) if record is not None else None
+        if alert_webhook is not None and not alert_webhook.startswith(("http://", "https://")):
+            raise ConfigError(f"--alert-webhook: expected an http:// or https:// URL, got '{alert_webhook}'")
+        if alert_webhook is not None and not alert:
+            raise ConfigError("--alert-webhook needs at least one --alert sentence")
+        if alert_cooldown_s < 0:
+            raise ConfigError(f"--alert-cooldown-s must be 0 or more, got {alert_cooldown_s:g}")
+        alerts = AlertSettings([a.strip() for a in alert if a.strip()], alert_threshold, alert_cooldown_s,
+                               webhook=alert_webhook) if alert else None
         live = LiveSettings(loop_files=loop)
-        streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index)
+        streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index, alerts)
         origins = cors_origin if cors_origin is not None else (["*"] if token else [])
         try:
             targets = parse_publish(publish or [], list(streams))

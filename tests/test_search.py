@@ -198,3 +198,76 @@ def test_serve_indexes_streams_as_they_run_and_answers_search(tiny_models: TinyM
         assert plain.get("/search?q=x")[0] == 404
     finally:
         plain.stop()
+
+
+def test_an_alert_fires_once_per_track_and_sentence_and_respects_its_cooldown() -> None:
+    from streamvis.search.alerts import AlertRules
+
+    rules = AlertRules(["a person at the door", "a dog"], np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0)]),
+                       threshold=0.8, cooldown_s=30.0, max_per_minute=3)
+    person = unit(1, 0.1, 0, 0)
+    [alert] = rules.check("door", 1, "person", 10.0, person)
+    assert (alert.text, alert.track, alert.class_name) == ("a person at the door", 1, "person")
+    assert alert.similarity == pytest.approx(float(person @ unit(1, 0, 0, 0)))
+    assert rules.check("door", 1, "person", 11.0, person) == []  # that track already fired it
+    assert rules.check("door", 2, "person", 20.0, person) == []  # the sentence is cooling down on this stream
+    assert len(rules.check("garden", 3, "person", 20.0, person)) == 1  # another stream has its own
+    assert len(rules.check("door", 4, "person", 41.0, person)) == 1  # cooled down
+    assert rules.check("door", 5, "cat", 42.0, unit(0, 0, 1, 0)) == []  # matches nothing
+    busy = AlertRules(["x"], np.stack([unit(1, 0, 0, 0)]), threshold=0.5, cooldown_s=0.0, max_per_minute=2)
+    fired = [len(busy.check("s", track, "person", float(track), person)) for track in range(5)]
+    assert fired == [1, 1, 0, 0, 0]  # at most two a minute on a stream
+
+
+def test_serve_alerts_by_words_reach_viewers_and_the_webhook(tiny_models: TinyModels, person_video: Path,
+                                                             models_dir: Path, tmp_path: Path) -> None:
+    """Random weights: a threshold of -1 makes every new track match, which tests the path, not the model."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+    from streamvis_client import watch
+    from test_serve import Server
+
+    from streamvis.server.aiortc_compat import use_loopback_ice
+
+    posted: list[dict[str, object]] = []
+    hook_ready = threading.Event()
+    port_box: list[int] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        return web.json_response({"ok": True})
+
+    def run_hook() -> None:
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_post("/hook", receive)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port_box.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+            hook_ready.set()
+            await asyncio.sleep(120)
+        asyncio.run(main())
+
+    threading.Thread(target=run_hook, daemon=True).start()
+    assert hook_ready.wait(10)
+    use_loopback_ice(only=True)
+    srv = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop", "--index",
+                 str(tmp_path / "alerts.duckdb"), "--set", "embedder.type=clip", "--set",
+                 f"embedder.model={tiny_models.CLIP}", "--alert", "a person at the table", "--alert-threshold", "-1",
+                 "--alert-webhook", f"http://127.0.0.1:{port_box[0]}/hook", env=tiny_models.offline_env)
+    try:
+        srv.wait_ready()
+        report = asyncio.run(watch(srv.url, "intel_one-by-one-person-detection", frames=10**6, timeout_s=25))
+    finally:
+        srv.stop()
+    alerts = [m for m in report.status_messages if m.get("type") == "alert"]
+    assert alerts and all(a["text"] == "a person at the table" for a in alerts)
+    assert len({a["track"] for a in alerts}) == len(alerts)  # once per track
+    assert any(m["text"] == "Alert: a person at the table." and m["urgent"] for m in report.narration_messages)
+    assert posted and posted[0]["type"] == "alert" and posted[0]["text"] == "a person at the table"
+    refused = run_cli("serve", "--source", str(person_video), "--alert", "a dog")
+    assert refused.returncode == 2 and "--alert needs --index FILE" in refused.stderr

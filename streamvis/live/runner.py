@@ -51,6 +51,7 @@ from streamvis.sources.base import PacketTap
 from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 if TYPE_CHECKING:
+    from streamvis.search.alerts import Alert
     from streamvis.search.live import LiveIndex
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class LiveStream:
         self._wants_annotated: list[Callable[[], bool]] = []
         self._status_listeners: list[Callable[[str], None]] = []
         self._narration_listeners: list[Callable[[SceneDescription], None]] = []
+        self._alert_listeners: list[Callable[[Alert], None]] = []
         self._lock = threading.Lock()
         self._ingest: NewestSlot[Frame] = NewestSlot("ingest", self.stats.count_drop)
         self.stats.count_drop("ingest", 0)
@@ -196,6 +198,20 @@ class LiveStream:
         if self.pipeline.reader is not None:
             self.stats.stage("read", self.pipeline.reader.last_ms)
         self.pipeline.hear(pts, news)
+
+    def on_alert(self, callback: Callable[[Alert], None]) -> None:
+        self._alert_listeners.append(callback)
+
+    def raise_alert(self, alert: Alert) -> None:
+        """An alert by words fired on this stream (`serve --alert`; from its index writer's thread): said at once,
+        like a hazard, and handed to the alert listeners (viewers' data channels, a webhook)."""
+        log.info("stream %s: alert '%s' (track %d, %s, similarity %.3f)", self.stream_id, alert.text, alert.track,
+                 alert.class_name, alert.similarity)
+        spoken = SceneDescription(f"Alert: {alert.text}.", -1, alert.t_s, "alerts", "alert", urgent=True,
+                                  texts={level: f"Alert: {alert.text}." for level in ("brief", "normal", "detailed")},
+                                  tracks=(alert.track,))
+        _call_each(self._narration_listeners, spoken)
+        _call_each(self._alert_listeners, alert)
 
     def on_narration(self, callback: Callable[[SceneDescription], None]) -> None:
         self._narration_listeners.append(callback)

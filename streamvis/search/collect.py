@@ -2,12 +2,14 @@
 its best: the surest detection at the largest size, and its last), embedded when the track ends and averaged into
 one vector; and the whole frame every `scene_every_s`. Tracks shorter than `min_track_s` are left out. A track
 ends when it has not been seen for `TRACK_ENDS_AFTER_S`, or when the input ends; each ended track is written in
-its own transaction, so a killed run keeps every track that ended before.
+its own transaction, so a killed run keeps every track that ended before. With alert sentences (`serve
+--alert`), a track's best view so far is checked against them once it has been followed `min_track_s`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from streamvis.config import ClipEmbedderConfig
 from streamvis.frame import Result
+from streamvis.search.alerts import Alert, AlertRules
 from streamvis.search.embedder import ImageTextEmbedder
 from streamvis.search.index import MomentIndex, SceneMoment, TrackMoment
 
@@ -45,14 +48,17 @@ class _Track:
     best_rank: float = -1.0
     best_score: float = 0.0
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    checked: bool = False  # against the alert sentences, once it was followed `min_track_s`
 
 
 class MomentCollector:
     """One stream's moments into `index` (a sink: `write` per result, `close` at the end)."""
 
     def __init__(self, index: MomentIndex, embedder: ImageTextEmbedder, stream: str,
-                 config: ClipEmbedderConfig, video: Path | None = None, source: str = "") -> None:
+                 config: ClipEmbedderConfig, video: Path | None = None, source: str = "",
+                 alerts: AlertRules | None = None, on_alert: Callable[[Alert], None] | None = None) -> None:
         self.index, self.embedder, self.stream, self.config = index, embedder, stream, config
+        self.alerts, self.on_alert = alerts, on_alert
         if video is not None:
             index.add_video(stream, video, source)  # what `streamvis search --export` cuts clips from
         self.thumbs = index.path.with_name(index.path.name + ".thumbs") / stream
@@ -88,6 +94,15 @@ class MomentCollector:
                 if rank > state.best_rank:
                     state.best, state.best_rank, state.best_score = view, rank, float(scores[i])
                     state.best_box = (float(x1), float(y1), float(x2), float(y2))
+        if self.alerts is not None and self.on_alert is not None:
+            for key, state in self._tracks.items():
+                if not state.checked and state.best is not None \
+                        and state.last_s - state.first_s >= self.config.min_track_s:
+                    state.checked = True
+                    view = self.embedder.images([state.best])[0]
+                    name = max(state.classes, key=lambda c: state.classes[c])
+                    for alert in self.alerts.check(self.stream, key, name, t, view):
+                        self.on_alert(alert)
         ended = [k for k, s in self._tracks.items() if t - s.last_s > TRACK_ENDS_AFTER_S]
         scenes: list[SceneMoment] = []
         if self._last_scene_s is None or t - self._last_scene_s >= self.config.scene_every_s - 1e-6:

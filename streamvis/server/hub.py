@@ -31,7 +31,10 @@ from streamvis.server.video_out import RTP_MASK, VideoOutput, scaled, video_outp
 from streamvis.sources.base import Source
 
 if TYPE_CHECKING:
+    from streamvis.search.alerts import Alert
     from streamvis.search.live import LiveIndex
+
+WEBHOOK_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +208,25 @@ class StreamHub:
             for peer in self.recipients(stream):
                 peer.speak(speech)
 
+    def _alerted(self, stream: LiveStream, alert: Alert) -> None:
+        """An alert by words: to the stream's viewers, and POSTed to the webhook when one is set."""
+        self.send_to_viewers(stream, alert.to_json())
+        search = self.settings.search
+        webhook = search.alert_settings.webhook if search is not None and search.alert_settings else None
+        if webhook is not None and self.loop is not None:
+            self.spawn(self._post_alert(webhook, alert), f"{stream.stream_id}: alert webhook")
+
+    async def _post_alert(self, url: str, alert: Alert) -> None:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)) as session, \
+                    session.post(url, json=alert.to_json()) as response:
+                if response.status >= 400:
+                    log.warning("alert webhook %s answered %d", url, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("alert webhook %s: %s", url, exc or type(exc).__name__)
+
     def _status(self, stream: LiveStream, status: str) -> None:
         self.send_to_viewers(stream, {"type": "status", "stream": stream.stream_id, "status": status})
 
@@ -225,6 +247,7 @@ class StreamHub:
         stream.add_sink(fanout, fanout.wants_annotated)
         stream.on_status(functools.partial(self.post, self._status, stream))
         stream.on_narration(functools.partial(self.post, self._narrated, stream))
+        stream.on_alert(functools.partial(self.post, self._alerted, stream))
         stream.start()
 
     async def add_publisher(self, name: str, sdp: str) -> Publisher:

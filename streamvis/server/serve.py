@@ -20,6 +20,7 @@ from streamvis.live.budget import BudgetBoard
 from streamvis.live.runner import LiveSettings, LiveStream
 from streamvis.pipeline.loading import load_models
 from streamvis.runtime.threads import apply_torch_budget
+from streamvis.search.live import AlertSettings
 from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
 from streamvis.server.hub import ServerSettings, StreamFactory
@@ -66,13 +67,16 @@ class Recording:
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
                   settings: LiveSettings, record: Recording | None = None, index: Path | None = None,
-                  ) -> tuple[dict[str, LiveStream], StreamFactory]:
+                  alerts: AlertSettings | None = None) -> tuple[dict[str, LiveStream], StreamFactory]:
     """One pipeline per source, all on one set of models (`load_models`: each model loaded once); segmenter
     sessions, trackers and narration policies are per stream. With `index`, every stream is indexed into that
-    file as it runs (`settings.moments`, searched by `GET /search`).
+    file as it runs (`settings.moments`, searched by `GET /search`), its new tracks checked against `alerts`.
 
     Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
+    if alerts is not None and index is None:
+        raise ConfigError("--alert needs --index FILE: new tracks are checked against the sentences as they are "
+                          "indexed")
     if index is not None and not isinstance(config.embedder, ClipEmbedderConfig):
         raise ConfigError(f"--index {index}: needs an embedder to turn tracks into vectors: --set embedder.type=clip "
                           "(embedder.model: a CLIP or SigLIP hub id or folder)")
@@ -80,7 +84,7 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     if index is not None and models.embedder is not None and isinstance(config.embedder, ClipEmbedderConfig):
         from streamvis.search.live import LiveIndex
 
-        settings.moments = LiveIndex(index, models.embedder, config.embedder)
+        settings.moments = LiveIndex(index, models.embedder, config.embedder, alerts)
     apply_torch_budget(max(1, len(sources)), models.providers().values())
     if config.latency.budget_ms is not None and settings.budget_board is None:
         settings.budget_board = BudgetBoard()  # one plan over the cores for every stream of this server
@@ -88,7 +92,8 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
         if settings.moments is not None:
-            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop), _never)
+            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop, on_alert=stream.raise_alert),
+                            _never)
         if record is not None:
             def annotated() -> ThreadedSink:
                 recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
