@@ -22,7 +22,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from streamvis.errors import ConfigError, StreamvisError
+from streamvis.errors import ConfigError, OutputError, StreamvisError
 from streamvis.extras import require
 
 P = ParamSpec("P")
@@ -138,7 +138,10 @@ class MomentIndex:
 
     @_locked
     def add(self, tracks: list[TrackMoment], scenes: list[SceneMoment]) -> None:
-        """Tracks and scene keyframes in one transaction."""
+        """Tracks and scene keyframes in one transaction. A database that cannot be written (a full disk) raises
+        `OutputError`: a live stream's index writer then stops, saying why once, and the stream goes on."""
+        import duckdb
+
         if not tracks and not scenes:
             return
         self._db.execute("BEGIN")
@@ -151,6 +154,9 @@ class MomentIndex:
                 self._db.executemany("INSERT INTO scenes VALUES (?, ?, ?, ?)", [
                     (s.stream, s.t_s, s.thumbnail, self._vector(s.embedding)) for s in scenes])
             self._db.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise OutputError(f"{self.path}: cannot write the index: {str(exc).splitlines()[0]}") from None
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
