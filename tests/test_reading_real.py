@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -31,9 +32,12 @@ def signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sign_video(tmp_path_factory.mktemp("signs") / "signs.mp4", source=PERSON_VIDEO)
 
 
-def test_real_text_on_public_images_is_read() -> None:
-    model = load_text_model(RapidOcrReaderConfig())
+def test_real_text_on_public_images_is_read(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="streamvis.runtime.session"):
+        model = load_text_model(RapidOcrReaderConfig())
     assert model.provider == "onnxruntime:cpu"
+    # rapidocr runs on sessions made by the project's one session module, not its own
+    assert {"PP-OCR det", "PP-OCR rec"} <= {m.split(":")[0] for m in caplog.messages if "provider in use" in m}
     theatre = {r.text for r in model.read(cv2.imread(str(TEXT_DATA / "icdar2015_img_1.jpg"))) if r.score >= 0.75}
     assert "Carpark" in theatre and any("Theatre" in t for t in theatre)
     receipt = [r for r in model.read(cv2.imread(str(TEXT_DATA / "wildreceipt_2.jpeg"))) if r.score >= 0.75]

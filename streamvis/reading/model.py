@@ -1,8 +1,9 @@
 """Text models: an image in, the text lines on it out (corners, text, recognition score).
 
 `RapidOcrModel` runs PP-OCR's text detection and recognition models, the ones the `rapidocr` wheel carries inside
-itself (Apache-2.0; no download), on onnxruntime, through rapidocr's own pre- and post-processing (DB box
-extraction, CTC decoding). One model is loaded per process and shared by every stream; runs are one at a time.
+itself (Apache-2.0; no download), on onnxruntime sessions made by `runtime.session` like every ONNX model here,
+through rapidocr's own pre- and post-processing (DB box extraction, CTC decoding). One model is loaded per process
+and shared by every stream; runs are one at a time.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from streamvis.config import RapidOcrReaderConfig
 from streamvis.errors import ModelError
 from streamvis.extras import require
-from streamvis.runtime.session import PROVIDER_NAMES, import_onnxruntime
+from streamvis.runtime.session import PROVIDER_NAMES, create_session, import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,34 @@ def rapidocr_params(config: RapidOcrReaderConfig, cuda: bool) -> dict[str, Any]:
     }
 
 
+def project_sessions(engine: Any, config: RapidOcrReaderConfig, cuda: bool) -> str:
+    """Hand rapidocr sessions made by `runtime.session` (the providers asked for, `threads`, the provider really
+    in use logged) for the models it would load itself (its default models, found the way its own onnxruntime
+    engine finds them), through the custom-session hook its engine has. Returns the provider in use; when the
+    models are not where rapidocr keeps them, it is left to make its own sessions (said once)."""
+    from omegaconf import flag_override
+    from rapidocr.inference_engine.base import FileInfo, InferSession
+
+    providers = ["cuda", "cpu"] if cuda else ["cpu"]
+    in_use = "cuda" if cuda else "cpu"
+    try:
+        for part in ("Det", "Rec", *(("Cls",) if config.orientation else ())):
+            section = engine.cfg[part]
+            info = InferSession.get_model_url(FileInfo(
+                engine_type=section.engine_type, ocr_version=section.ocr_version, task_type=section.task_type,
+                lang_type=section.lang_type, model_type=section.model_type))
+            path = Path(engine.cfg.Global.model_root_dir) / Path(info["model_dir"]).name
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            session, in_use = create_session(path, providers, f"PP-OCR {part.lower()}", config.threads or None)
+            with flag_override(section, "allow_objects", True):
+                section.session = session
+    except (FileNotFoundError, KeyError, AttributeError, TypeError, ValueError) as exc:
+        log.warning("rapidocr runs its own onnxruntime sessions (its models are not where 3.10 keeps them: %s)",
+                    exc)
+    return in_use
+
+
 class RapidOcrModel:
     """PP-OCR (rapidocr's default models: PP-OCRv6 small detection and recognition) on onnxruntime."""
 
@@ -70,13 +100,14 @@ class RapidOcrModel:
 
         try:
             self._engine = RapidOCR(params=rapidocr_params(config, cuda))
+            in_use = project_sessions(self._engine, config, cuda)
             self._engine(np.full((64, 256, 3), 255, np.uint8))  # loads the sessions now: errors surface at load
         except Exception as exc:  # rapidocr raises its own untyped errors (a missing model file, a bad setting)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise ModelError(f"reader.type rapidocr: cannot load PP-OCR: {first}") from exc
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         self.name = "PP-OCR (rapidocr)"
-        self._provider = f"onnxruntime:{'cuda' if cuda else 'cpu'}"
+        self._provider = f"onnxruntime:{in_use}"
         self._lock = threading.Lock()
 
     @property
