@@ -271,3 +271,42 @@ def test_serve_alerts_by_words_reach_viewers_and_the_webhook(tiny_models: TinyMo
     assert posted and posted[0]["type"] == "alert" and posted[0]["text"] == "a person at the table"
     refused = run_cli("serve", "--source", str(person_video), "--alert", "a dog")
     assert refused.returncode == 2 and "--alert needs --index FILE" in refused.stderr
+
+
+class RecordingEmbedder:
+    """A stand-in that keeps the views it is given (it tests what the collector crops, not a model)."""
+
+    name, dim, provider = "stand-in", 4, "cpu"
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        self.seen += [im.copy() for im in images_bgr]
+        return np.tile(unit(1, 0, 0, 0), (len(images_bgr), 1))
+
+
+def test_views_of_a_segmented_object_show_the_object_alone(tmp_path: Path) -> None:
+    import supervision as sv
+
+    from streamvis.frame import Frame, Result
+    from streamvis.search.collect import BACKGROUND_GREY, MomentCollector
+
+    embedder = RecordingEmbedder()
+    index = MomentIndex(tmp_path / "masked.duckdb", "stand-in", 4)
+    collector = MomentCollector(index, embedder, "cam", ClipEmbedderConfig(scene_every_s=1000, min_track_s=0.0))  # type: ignore[arg-type]
+    image = np.full((100, 100, 3), 255, np.uint8)  # a white room
+    mask = np.zeros((1, 100, 100), bool)
+    mask[0, 20:60, 30:50] = True  # the object: a column inside its box
+    for i in range(3):
+        detections = sv.Detections(xyxy=np.array([[10, 10, 70, 70]], np.float32), confidence=np.array([0.9]),
+                                   class_id=np.array([0]), tracker_id=np.array([5]), mask=mask,
+                                   data={"class_name": np.array(["person"])})
+        collector.write(Result(Frame(image, i, i / 10, "cam"), detections, True))
+    collector.close()
+    scenes = len(embedder.seen) - 3
+    view = embedder.seen[scenes]  # first, best, last of track 5 come after the scene keyframe
+    assert view.shape[:2] == (60, 60)
+    assert (view[15:45, 25:35] == 255).all()  # the object's own pixels
+    assert (view[0:5, 0:60] == BACKGROUND_GREY).all() and (view[:, 0:15] == BACKGROUND_GREY).all()
+    assert index.counts() == (1, 1)

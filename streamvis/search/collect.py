@@ -1,8 +1,9 @@
 """What a run puts in the index (a sink, like the video and JSONL writers): for each track, three views (its first,
-its best: the surest detection at the largest size, and its last), embedded when the track ends and averaged into
-one vector; and the whole frame every `scene_every_s`. Tracks shorter than `min_track_s` are left out. A track
-ends when it has not been seen for `TRACK_ENDS_AFTER_S`, or when the input ends; each ended track is written in
-its own transaction, so a killed run keeps every track that ended before. With alert sentences (`serve
+its best: the surest detection at the largest size, and its last; with a segmenter's masks, the object alone on
+grey), embedded when the track ends and averaged into one vector; and the whole frame every `scene_every_s`.
+Tracks shorter than `min_track_s` are left out. A track ends when it has not been seen for `TRACK_ENDS_AFTER_S`,
+or when the input ends; each ended track is written in its own transaction, so a killed run keeps every track that
+ended before. With alert sentences (`serve
 --alert`), a track's best view so far is checked against them once it has been followed `min_track_s`.
 """
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 TRACK_ENDS_AFTER_S = 2.0
 VIEW_MAX_PX = 256  # views are kept at most this long on their longer side (the models see 224 or less)
 SCENE_THUMB_WIDTH_PX = 320
+BACKGROUND_GREY = 124  # what is not the object in a masked view: about the mean colour CLIP-style models expect
 
 
 def _shrunk(image: np.ndarray, longest: int) -> np.ndarray:
@@ -86,7 +88,11 @@ class MomentCollector:
                 state.last_s = t
                 name = str(names[i]) if names is not None else "object"
                 state.classes[name] = state.classes.get(name, 0) + 1
-                view = _shrunk(image[y1:y2, x1:x2], VIEW_MAX_PX)
+                crop = image[y1:y2, x1:x2]
+                if detections.mask is not None:  # a segmenter's mask: the object alone, its background grey
+                    inside = np.asarray(detections.mask[i])[y1:y2, x1:x2, None]
+                    crop = np.where(inside, crop, np.uint8(BACKGROUND_GREY))
+                view = _shrunk(crop, VIEW_MAX_PX)
                 if state.first is None:
                     state.first = view
                 state.last = view
