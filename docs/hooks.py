@@ -18,8 +18,8 @@ DOCS = Path(__file__).resolve().parent
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
-    for noise in ("typing.", "Annotated[", "streamvis.config.roles.", "streamvis.config.pipeline.",
-                  "<class '", "'>"):
+    for noise in ("typing.", "Annotated[", "streamvis.config.roles.", "streamvis.config.role_types.",
+                  "streamvis.config.pipeline.", "<class '", "'>"):
         text = text.replace(noise, "")
     return text.replace("|", "or").replace("Literal", "one of")
 
@@ -46,7 +46,7 @@ def _table(model: type[Any]) -> list[str]:
 
 def pipeline_reference() -> str:
     from streamvis.config import PipelineConfig
-    from streamvis.config.roles import DEFAULT_TYPES, ROLE_TYPES
+    from streamvis.config.role_types import DEFAULT_TYPES, ROLE_TYPES
 
     out = ["# Pipeline-file reference", "",
            "Generated from the schema (`streamvis.config`) at every docs build, so it says what the code accepts. "

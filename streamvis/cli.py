@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from streamvis import __version__, env
 from streamvis.errors import ConfigError, ModelError, StreamvisError
@@ -45,18 +44,6 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False) -> None:
     """streamvis: files, cameras and streams in; annotated video and detections out."""
-
-
-def _summary(reports: list) -> None:
-    table = Table(title="streamvis process", show_lines=False)
-    for column in ("input", "status", "frames", "fps", "output", "note"):
-        table.add_column(column)
-    for r in reports:
-        style = {"ok": "green", "incomplete": "yellow", "interrupted": "yellow", "failed": "red"}[r.status]
-        table.add_row(r.input, f"[{style}]{r.status}[/]", str(r.frames), f"{r.fps:.1f}",
-                      str(r.output or "-"), r.message)
-    # on a terminal the table fits its width; in a log or pipe every name is printed whole
-    Console(stderr=True, width=None if sys.stderr.isatty() else 4000).print(table)
 
 
 @app.command()
@@ -101,7 +88,7 @@ def process(
     """Annotate recorded videos (or any source) into browser-playable MP4s plus per-frame JSONL."""
     setup_logging(debug, quiet)
     from streamvis.config import load_pipeline
-    from streamvis.offline.process import process_all
+    from streamvis.offline.process import process_all, summary_table
 
     try:
         config = load_pipeline(pipeline, set_ or [])
@@ -128,8 +115,8 @@ def process(
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
-    if len(reports) > 1:
-        _summary(reports)
+    if len(reports) > 1:  # on a terminal the table fits its width; in a log or pipe every name is printed whole
+        Console(stderr=True, width=None if sys.stderr.isatty() else 4000).print(summary_table(reports))
     if any(r.status == "interrupted" for r in reports):
         raise typer.Exit(EXIT_INTERRUPTED)
     if any(r.status != "ok" for r in reports):
@@ -215,14 +202,7 @@ def serve(
         if record_annotated and record is None:
             raise ConfigError("--record-annotated needs --record DIR")
         recording = Recording(record, record_segment_s, record_annotated) if record is not None else None
-        if alert_webhook is not None and not alert_webhook.startswith(("http://", "https://")):
-            raise ConfigError(f"--alert-webhook: expected an http:// or https:// URL, got '{alert_webhook}'")
-        if alert_webhook is not None and not alert:
-            raise ConfigError("--alert-webhook needs at least one --alert sentence")
-        if alert_cooldown_s < 0:
-            raise ConfigError(f"--alert-cooldown-s must be 0 or more, got {alert_cooldown_s:g}")
-        alerts = AlertSettings([a.strip() for a in alert if a.strip()], alert_threshold, alert_cooldown_s,
-                               webhook=alert_webhook) if alert else None
+        alerts = AlertSettings.from_options(alert or [], alert_threshold, alert_cooldown_s, alert_webhook)
         live = LiveSettings(loop_files=loop)
         streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index, alerts)
         origins = cors_origin if cors_origin is not None else (["*"] if token else [])
@@ -277,74 +257,25 @@ def export(
     For a YOLOX model (registry name or .onnx file), `--int8 --calibrate IMAGES_OR_VIDEO` writes a static int8
     copy to use as `detector.model`."""
     setup_logging(debug, False)
+    from streamvis.exporting import export_int8_detector, export_parts, is_detector_file
     from streamvis.extras import require
 
     try:
         require("streamvis export", "export")
-    except ConfigError as exc:
-        _fail(exc, debug, EXIT_USAGE)
-    from transformers import AutoConfig
-
-    from streamvis.runtime.export import export_folder
-    from streamvis.runtime.precision import Int8Range, Precision
-    from streamvis.weights.hf import load_pretrained
-
-    if fp16 and int8:
-        _fail(StreamvisError("choose one of --fp16 and --int8"), debug, EXIT_USAGE)
-    precision: Precision = "fp16" if fp16 else "int8" if int8 else "fp32"
-    if int8_range not in ("auto", "full", "reduced"):
-        _fail(ConfigError(f"--int8-range must be auto, full or reduced, got '{int8_range}'"), debug, EXIT_USAGE)
-    range_choice = cast(Int8Range, int8_range)
-    if model.endswith(".onnx") or ("/" not in model and not Path(model).expanduser().exists()):
-        _export_yolox_int8(model, models_dir, output, int8, calibrate, calibration_frames, range_choice, debug)
-        return
-    try:
-        config = load_pretrained(AutoConfig, model, "model")
-        folder = output or export_folder(model, precision)
-        if config.model_type in ("sam2_video", "sam2"):
-            from transformers import Sam2VideoModel
-
-            from streamvis.segmentation.sam2_onnx import export_sam2
-
-            export_sam2(load_pretrained(Sam2VideoModel, model, "model"), model, folder, precision, range_choice,
-                        fp32_from=export_folder(model))  # the cache's fp32 graphs, where it has them
-            field = "segmenter"
-        elif config.model_type == "florence2":
-            from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
-            from streamvis.detection.florence2_onnx import export_florence2
-
-            export_florence2(load_pretrained(Florence2ForConditionalGeneration, model, "model"),
-                             load_pretrained(AutoProcessor, model, "model"), model, folder, precision, range_choice)
-            field = "detector"
+        if fp16 and int8:
+            raise ConfigError("choose one of --fp16 and --int8")
+        if int8_range not in ("auto", "full", "reduced"):
+            raise ConfigError(f"--int8-range must be auto, full or reduced, got '{int8_range}'")
+        range_choice = cast(Int8Range, int8_range)
+        if is_detector_file(model):
+            if not int8 or calibrate is None:
+                raise ConfigError(f"{model} is an ONNX model already: export --int8 --calibrate IMAGES_OR_VIDEO "
+                                  "makes its int8 copy; other exports take SAM 2.1 and Florence-2 hub ids or folders")
+            export_int8_detector(model, models_dir, output, calibrate, calibration_frames, range_choice)
         else:
-            raise ConfigError(f"export supports SAM 2.1 (sam2_video) and Florence-2 (florence2); {model} is "
-                              f"'{config.model_type}'")
-        log.info("wrote %s; use it with --set %s.backend=onnx --set %s.precision=%s --set %s.onnx_dir=%s", folder,
-                 field, field, precision, field, folder)
+            export_parts(model, output, "fp16" if fp16 else "int8" if int8 else "fp32", range_choice)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
-    except StreamvisError as exc:
-        _fail(exc, debug, EXIT_FAILED)
-
-
-def _export_yolox_int8(model: str, models_dir: Path | None, output: Path | None, int8: bool, calibrate: str | None,
-                       frames: int, int8_range: Int8Range, debug: bool) -> None:
-    """`export` of an ONNX detector (a registry name or an .onnx file): its static int8 copy."""
-    from streamvis.detection.yolox_int8 import calibration_frames, quantize_yolox
-    from streamvis.runtime.export import export_folder
-    from streamvis.weights.registry import resolve_model
-
-    if not int8 or calibrate is None:
-        _fail(ConfigError(f"{model} is an ONNX model already: export --int8 --calibrate IMAGES_OR_VIDEO makes its "
-                          "int8 copy; other exports take SAM 2.1 and Florence-2 hub ids or folders"), debug, EXIT_USAGE)
-    try:
-        weights, _ = resolve_model(model, models_dir)
-        target = output or export_folder(model if not model.endswith(".onnx") else weights.stem, "int8")
-        if target.suffix != ".onnx":
-            target = target / f"{weights.stem}.int8.onnx"
-        quantize_yolox(weights, target, calibration_frames(cast(str, calibrate), frames), int8_range)
-        log.info("use it with --set detector.model=%s", target)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
 
@@ -435,33 +366,11 @@ def search(
     scene keyframes, ranked by the similarity of the index's image-text embeddings to the sentence's."""
     import json
 
-    from rich.table import Table
-
-    from streamvis.config import ClipEmbedderConfig
-    from streamvis.search.embedder import ImageTextEmbedder
-    from streamvis.search.index import MomentIndex
+    from streamvis.search.finding import find, moments_table
 
     setup_logging(debug, True)
     try:
-        if not query.strip():
-            raise ConfigError("search: the query is empty")
-        moments = MomentIndex(index, read_only=True)
-        clips: dict[int, str] = {}
-        try:
-            embedder = ImageTextEmbedder(ClipEmbedderConfig(model=moments.model))
-            found = moments.search(embedder.texts([query])[0], top, stream, class_name, since, until)
-            if export is not None:
-                from streamvis.search.clips import cut
-
-                for rank, f in enumerate(found, 1):
-                    video = moments.video_of(f.stream)
-                    if video is None or not video.is_file():
-                        log.warning("%s: no video to cut moment %d from", f.stream, rank)
-                        continue
-                    name = f"{rank:02d}_{f.stream}_{f.kind}{'' if f.track is None else f.track}_{f.start_s:.1f}s.mp4"
-                    clips[rank] = str(cut(video, max(0.0, f.start_s - 1), f.end_s + 1, export / name))
-        finally:
-            moments.close()
+        found, clips = find(query, index, top, stream, class_name, since, until, export)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
@@ -470,14 +379,7 @@ def search(
         print(json.dumps([{**f.to_json(), **({"clip": clips[rank]} if rank in clips else {})}
                           for rank, f in enumerate(found, 1)], indent=2))
         return
-    table = Table(title=f"streamvis search: \"{query}\" in {index} ({len(found)} moments)")
-    for column in ("#", "similarity", "kind", "stream", "from s", "to s", "track", "class", "thumbnail"):
-        table.add_column(column, justify="right" if column in ("#", "similarity", "from s", "to s", "track")
-                         else "left")
-    for rank, f in enumerate(found, 1):
-        table.add_row(str(rank), f"{f.similarity:.3f}", f.kind, f.stream, f"{f.start_s:.1f}", f"{f.end_s:.1f}",
-                      "" if f.track is None else str(f.track), f.class_name or "", f.thumbnail)
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(moments_table(query, index, found))
     for rank, clip in clips.items():
         print(f"{rank}: {clip}")
 

@@ -14,11 +14,9 @@ from streamvis.config.pipeline import (
     SourceConfig,
     TrackerConfig,
 )
+from streamvis.config.role_types import AnyDetectorConfig, AnyNarratorConfig, AnySegmenterConfig
 from streamvis.config.roles import (
     PROMPTED_TASKS,
-    AnyDetectorConfig,
-    AnyNarratorConfig,
-    AnySegmenterConfig,
     ClipEmbedderConfig,
     EdgeTamConfig,
     Florence2Config,

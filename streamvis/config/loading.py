@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from streamvis.config.pipeline import PipelineConfig
-from streamvis.config.roles import DEFAULT_TYPES, ROLE_TYPES
+from streamvis.config.role_types import DEFAULT_TYPES, ROLE_TYPES
 from streamvis.errors import ConfigError
 
 log = logging.getLogger(__name__)

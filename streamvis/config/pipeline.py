@@ -1,4 +1,5 @@
-"""A whole pipeline: its sources, its models (one per role, see `config.roles`), tracking, drawing, encoding."""
+"""A whole pipeline: its sources, its models (one per role: `config.roles`, `config.role_types`), tracking, drawing,
+encoding."""
 
 from __future__ import annotations
 
@@ -6,18 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from streamvis.config.role_types import DetectorConfig, EmbedderConfig, NarratorConfig, ReaderConfig, SegmenterConfig
 from streamvis.config.roles import (
-    DetectorConfig,
-    EmbedderConfig,
-    NarratorConfig,
     NoEmbedderConfig,
     NoNarratorConfig,
     NoReaderConfig,
     NoSegmenterConfig,
     ObjectsNarratorConfig,
     OnnxSettings,
-    ReaderConfig,
-    SegmenterConfig,
     Strict,
     YoloxConfig,
 )

@@ -1,4 +1,5 @@
-"""The model of each role (detector, segmenter, narrator): one class per model type, told apart by `type`.
+"""The model of each role (detector, segmenter, narrator, text reader, embedder): one class per model type, told
+apart by `type` (`config.role_types` holds the union per role and the role -> type table).
 
 A field belongs to the types that use it, so a field another type would read is an error that names it. Shared
 settings live in small bases: `TorchSettings` (device, dtype), `OnnxSettings` (backend, precision, providers),
@@ -8,9 +9,9 @@ and `_ModelChoice`, whose one validator turns an explicit `model: null` into the
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
 TorchDevice = Literal["auto", "cuda", "mps", "cpu"]
@@ -353,51 +354,3 @@ class ClipEmbedderConfig(_ModelChoice, TorchSettings):
                                  "often, in stream time")
     min_track_s: float = Field(0.5, ge=0, description="tracks followed for less than this are not indexed")
     batch_size: int = Field(16, ge=1, le=256, description="crops embedded in one model call at most")
-
-
-# -- one field per role: the `type` picks the class (left out: the role's default type) ------------------------
-def _type_of(default: str) -> Any:
-    def tag(value: Any) -> Any:
-        if isinstance(value, dict):
-            return value.get("type") or default
-        return getattr(value, "type", default)
-
-    return Discriminator(tag)
-
-
-DetectorConfig = Annotated[
-    Annotated[YoloxConfig, Tag("yolox")] | Annotated[Florence2Config, Tag("florence2")],
-    _type_of("yolox")]
-SegmenterConfig = Annotated[
-    Annotated[NoSegmenterConfig, Tag("none")] | Annotated[Sam2Config, Tag("sam2")]
-    | Annotated[EdgeTamConfig, Tag("edgetam")] | Annotated[Sam3Config, Tag("sam3")]
-    | Annotated[SamConfig, Tag("sam")],
-    _type_of("none")]
-NarratorConfig = Annotated[
-    Annotated[NoNarratorConfig, Tag("none")] | Annotated[ObjectsNarratorConfig, Tag("objects")]
-    | Annotated[Florence2NarratorConfig, Tag("florence2")] | Annotated[VlmNarratorConfig, Tag("vlm")]
-    | Annotated[OpenAINarratorConfig, Tag("openai")],
-    _type_of("none")]
-ReaderConfig = Annotated[
-    Annotated[NoReaderConfig, Tag("none")] | Annotated[RapidOcrReaderConfig, Tag("rapidocr")],
-    _type_of("none")]
-AnyReaderConfig = NoReaderConfig | RapidOcrReaderConfig
-EmbedderConfig = Annotated[
-    Annotated[NoEmbedderConfig, Tag("none")] | Annotated[ClipEmbedderConfig, Tag("clip")],
-    _type_of("none")]
-AnyNarratorConfig = (NoNarratorConfig | ObjectsNarratorConfig | Florence2NarratorConfig | VlmNarratorConfig
-                     | OpenAINarratorConfig)
-AnyDetectorConfig = YoloxConfig | Florence2Config
-AnySegmenterConfig = NoSegmenterConfig | Sam2Config | EdgeTamConfig | Sam3Config | SamConfig
-
-# role -> type -> class: what a section may hold, for error messages and for switching types with --set
-ROLE_TYPES: dict[str, dict[str, type[Strict]]] = {
-    "detector": {"yolox": YoloxConfig, "florence2": Florence2Config},
-    "segmenter": {"none": NoSegmenterConfig, "sam2": Sam2Config, "edgetam": EdgeTamConfig, "sam3": Sam3Config,
-                  "sam": SamConfig},
-    "narrator": {"none": NoNarratorConfig, "objects": ObjectsNarratorConfig, "florence2": Florence2NarratorConfig,
-                 "vlm": VlmNarratorConfig, "openai": OpenAINarratorConfig},
-    "reader": {"none": NoReaderConfig, "rapidocr": RapidOcrReaderConfig},
-    "embedder": {"none": NoEmbedderConfig, "clip": ClipEmbedderConfig},
-}
-DEFAULT_TYPES = {"detector": "yolox", "segmenter": "none", "narrator": "none", "reader": "none", "embedder": "none"}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from rich.table import Table
+
 from streamvis.config import ClipEmbedderConfig, PipelineConfig
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.offline.runner import default_in_flight, run_offline
@@ -198,6 +200,18 @@ def process_input(uri: str, output: Path, events: Path | None, config: PipelineC
     if report.status != "ok" and report.frames:
         report.message += f"; the output holds the {report.frames} frames processed"
     return report
+
+
+def summary_table(reports: list[InputReport]) -> Table:
+    """Every input of a `process` run: its status, frames, speed, output and what went wrong."""
+    table = Table(title="streamvis process", show_lines=False)
+    for column in ("input", "status", "frames", "fps", "output", "note"):
+        table.add_column(column)
+    for r in reports:
+        style = {"ok": "green", "incomplete": "yellow", "interrupted": "yellow", "failed": "red"}[r.status]
+        table.add_row(r.input, f"[{style}]{r.status}[/]", str(r.frames), f"{r.fps:.1f}",
+                      str(r.output or "-"), r.message)
+    return table
 
 
 def process_all(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamvis.config import ClipEmbedderConfig
+from streamvis.errors import ConfigError
 from streamvis.search.alerts import Alert, AlertRules
 from streamvis.search.collect import MomentCollector
 from streamvis.search.embedder import ImageTextEmbedder
@@ -29,6 +30,20 @@ class AlertSettings:
     cooldown_s: float = 60.0
     max_per_minute: int = 6
     webhook: str | None = None
+
+    @classmethod
+    def from_options(cls, texts: list[str], threshold: float, cooldown_s: float,
+                     webhook: str | None) -> AlertSettings | None:
+        """`serve --alert ...`'s options, checked (`ConfigError` names the one that is wrong); None without a
+        sentence."""
+        if webhook is not None and not webhook.startswith(("http://", "https://")):
+            raise ConfigError(f"--alert-webhook: expected an http:// or https:// URL, got '{webhook}'")
+        sentences = [t.strip() for t in texts if t.strip()]
+        if webhook is not None and not sentences:
+            raise ConfigError("--alert-webhook needs at least one --alert sentence")
+        if cooldown_s < 0:
+            raise ConfigError(f"--alert-cooldown-s must be 0 or more, got {cooldown_s:g}")
+        return cls(sentences, threshold, cooldown_s, webhook=webhook) if sentences else None
 
 
 class LiveIndex:
