@@ -178,7 +178,7 @@ def serve(
     """Serve annotated live video to browsers and WebRTC clients (viewer page, /offer, WHEP, /metrics)."""
     setup_logging(debug, False)
     from streamvis.config import load_pipeline
-    from streamvis.live.runner import LiveSettings
+    from streamvis.live.settings import LiveSettings
     from streamvis.search.live import AlertSettings
     from streamvis.server.egress import parse_publish
     from streamvis.server.hub import ServerSettings
@@ -266,7 +266,7 @@ def export(
             raise ConfigError("choose one of --fp16 and --int8")
         if int8_range not in ("auto", "full", "reduced"):
             raise ConfigError(f"--int8-range must be auto, full or reduced, got '{int8_range}'")
-        range_choice = cast(Int8Range, int8_range)
+        range_choice = cast("Int8Range", int8_range)
         if is_detector_file(model):
             if not int8 or calibrate is None:
                 raise ConfigError(f"{model} is an ONNX model already: export --int8 --calibrate IMAGES_OR_VIDEO "

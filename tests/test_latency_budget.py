@@ -12,7 +12,8 @@ import pytest
 
 from streamvis.config import PipelineConfig
 from streamvis.live.budget import LADDER, BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
-from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.runner import LiveStream
+from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats, prometheus_text
 from streamvis.pipeline.loading import Models
 from streamvis.sources import open_source

@@ -8,7 +8,8 @@ import re
 import time
 
 from streamvis.config import PipelineConfig
-from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.runner import LiveStream
+from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import Latency, RateMeter, StreamStats, prometheus_text
 from streamvis.pipeline.loading import Models
 from streamvis.sources import open_source

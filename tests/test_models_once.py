@@ -13,7 +13,7 @@ from support import TinyModels
 
 from streamvis.config import load_pipeline
 from streamvis.detection.batched import BatchedDetector
-from streamvis.live.runner import LiveSettings
+from streamvis.live.settings import LiveSettings
 from streamvis.server.serve import build_streams
 from streamvis.sources import open_source
 

@@ -12,7 +12,8 @@ import supervision as sv
 
 from streamvis.config import MotionConfig, PipelineConfig
 from streamvis.frame import Frame
-from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.runner import LiveStream
+from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import prometheus_text
 from streamvis.pipeline.loading import Models
 from streamvis.pipeline.motion import MotionEstimator, MotionGate

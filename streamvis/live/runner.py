@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -33,8 +32,9 @@ from streamvis.config import PipelineConfig
 from streamvis.detection import Prioritized
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription, TextReading
-from streamvis.live.budget import BudgetBoard, BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.prompting import LivePrompts
+from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats
 from streamvis.narration.backends import ReportsHealth
 from streamvis.narration.narrator import LiveNarrator
@@ -52,21 +52,8 @@ from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 if TYPE_CHECKING:
     from streamvis.search.alerts import Alert
-    from streamvis.search.live import LiveIndex
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class LiveSettings:
-    inline_wait_ms: float = 40.0  # wait this long for a keyframe result before carrying objects instead
-    staleness_s: float = 1.0  # a keyframe result older than this (in stream time) is discarded
-    pace_files: bool = True  # play files at their frame rate, like a camera
-    loop_files: bool = False  # start a file again when it ends
-    # the streams of one server share one plan over the cores when they hold latency budgets (`BudgetBoard`)
-    budget_board: BudgetBoard | None = None
-    # `serve --index`: every stream's tracks and scene keyframes into one index, searchable over HTTP
-    moments: LiveIndex | None = None
 
 
 class KeyframeRun(NamedTuple):
@@ -207,9 +194,7 @@ class LiveStream:
         like a hazard, and handed to the alert listeners (viewers' data channels, a webhook)."""
         log.info("stream %s: alert '%s' (track %d, %s, similarity %.3f)", self.stream_id, alert.text, alert.track,
                  alert.class_name, alert.similarity)
-        spoken = SceneDescription(f"Alert: {alert.text}.", -1, alert.t_s, "alerts", "alert", urgent=True,
-                                  texts={level: f"Alert: {alert.text}." for level in ("brief", "normal", "detailed")},
-                                  tracks=(alert.track,))
+        spoken = alert.spoken()
         _call_each(self._narration_listeners, spoken)
         _call_each(self._alert_listeners, alert)
 

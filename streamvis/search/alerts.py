@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamvis.frame import SceneDescription
+
 MINUTE_S = 60.0
 
 
@@ -23,6 +25,12 @@ class Alert:
     text: str  # the sentence it matched
     similarity: float
     t_s: float  # stream time of the view that matched
+
+    def spoken(self) -> SceneDescription:
+        """The alert as narration: said at once, like a hazard, at every verbosity."""
+        text = f"Alert: {self.text}."
+        return SceneDescription(text, -1, self.t_s, "alerts", "alert", urgent=True,
+                                texts=dict.fromkeys(("brief", "normal", "detailed"), text), tracks=(self.track,))
 
     def to_json(self) -> dict[str, object]:
         return {"type": "alert", "stream": self.stream, "track": self.track, "class": self.class_name,

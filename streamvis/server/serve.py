@@ -17,7 +17,8 @@ from aiohttp import web
 from streamvis.config import ClipEmbedderConfig, PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.budget import BudgetBoard
-from streamvis.live.runner import LiveSettings, LiveStream
+from streamvis.live.runner import LiveStream
+from streamvis.live.settings import LiveSettings
 from streamvis.pipeline.loading import load_models
 from streamvis.runtime.threads import apply_torch_budget
 from streamvis.search.live import AlertSettings
