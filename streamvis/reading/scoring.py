@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import supervision as sv
 
 from streamvis.errors import ConfigError
 from streamvis.reading.model import RawText
@@ -84,15 +85,6 @@ def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float
     area_a = max(1e-6, (a[2] - a[0]) * (a[3] - a[1]))
     area_b = max(1e-6, (b[2] - b[0]) * (b[3] - b[1]))
     return inter >= 0.5 * area_a or inter >= 0.5 * area_b
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @dataclass
@@ -176,8 +168,10 @@ def score_image(labels: list[LabelledText], readings: list[RawText]) -> TextScor
         bucket = next(name for name, low, high in HEIGHT_BUCKETS if low <= height < high)
         score.by_height[bucket][0] += len(wanted)
         score.by_height[bucket][1] += found
-        best = max(matched, key=lambda i: _iou(box, read_boxes[i]), default=None)
-        if best is not None and _iou(box, read_boxes[best]) >= 0.5:  # the same line, read: its character errors
+        ious = sv.box_iou_batch(np.array([box]), np.array([read_boxes[i] for i in matched])).reshape(-1) \
+            if matched else np.zeros(0)
+        if len(ious) and ious.max() >= 0.5:  # the same line, read as one: its character errors
+            best = matched[int(ious.argmax())]
             letters, read = "".join(wanted), "".join(words(readings[best].text))  # spaces aside: sets differ
             score.label_chars += len(letters)
             score.char_errors += min(len(letters), Levenshtein.distance(letters, read))

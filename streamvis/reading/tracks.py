@@ -17,6 +17,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.frame import TextReading
+from streamvis.narration.scene import locate
 from streamvis.reading.model import RawText
 
 TEXT_NEAR_SHARE = 0.06  # a text line this tall (share of the frame's height) is close: a sign at arm's length
@@ -37,13 +38,10 @@ def similarity(a: str, b: str) -> float:
 
 
 def place(xyxy: np.ndarray, resolution_wh: tuple[int, int]) -> tuple[str, str]:
-    """(side, distance) of a text line: thirds of the width by its centre; near / far by its height's share of
-    the frame (text is small: a line 6% of the frame tall is close)."""
-    width, height = resolution_wh
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    centre = (x1 + x2) / 2 / max(width, 1)
-    side = "left" if centre < 1 / 3 else "right" if centre > 2 / 3 else "ahead"
-    share = (y2 - y1) / max(height, 1)
+    """(side, distance) of a text line: thirds of the width by its centre, as for objects; near / far by its
+    height's share of the frame, on its own scale (text is small: a line 6% of the frame tall is close)."""
+    side, _ = locate(xyxy, resolution_wh)  # the same thirds as every object the narrator places
+    share = float(xyxy[3] - xyxy[1]) / max(resolution_wh[1], 1)
     distance = "near" if share >= TEXT_NEAR_SHARE else "far" if share < TEXT_FAR_SHARE else "mid"
     return side, distance
 
