@@ -95,12 +95,13 @@ def process(
         if ray or ray_address:
             from streamvis.offline.on_ray import RaySettings, process_on_ray
 
-            if captions is not None or audio_description or index is not None:
-                raise ConfigError("--ray writes video and JSONL; --captions, --audio-description and --index run "
+            if captions is not None or audio_description:
+                raise ConfigError("--ray writes video, JSONL and the index; --captions and --audio-description run "
                                   "locally")
             settings = RaySettings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, chunk_s,
                                    chunk_overlap_s)
-            reports = process_on_ray(inputs, output, events, config, settings, models_dir, show_progress=not quiet)
+            reports = process_on_ray(inputs, output, events, config, settings, models_dir, show_progress=not quiet,
+                                     index=index)
             for report in reports:
                 if report.status != "ok":
                     log.error("%s", report.message)
@@ -350,15 +351,17 @@ def eval_(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="what to find, in words: \"a red car\", \"a dog in the garden\"")],
-    index: Annotated[Path, typer.Argument(help="an index file made by process --index")],
+    index: Annotated[Path, typer.Argument(help="an index file made by process --index or serve --index")],
     top: Annotated[int, typer.Option("--top", min=1, max=1000, help="moments to list")] = 10,
     stream: Annotated[str | None, typer.Option("--stream", help="only this stream (an input's name)")] = None,
     class_name: Annotated[str | None, typer.Option("--class", help="only tracks of this class")] = None,
-    since: Annotated[float | None, typer.Option("--since", help="seconds into the stream")] = None,
-    until: Annotated[float | None, typer.Option("--until", help="seconds into the stream")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="seconds into the video (process --index), or a date and time (serve --index: "
+                        "2026-12-06T09:30)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="as --since")] = None,
     export: Annotated[Path | None, typer.Option(
-        "--export", help="cut each moment (a second either side) out of the video its run wrote, packets copied, "
-                         "into this folder")] = None,
+        "--export", help="cut each moment (a second either side) out of the video its run wrote, or its stream's "
+                         "recording (serve --record), packets copied, into this folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the moments as JSON")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -370,17 +373,16 @@ def search(
 
     setup_logging(debug, True)
     try:
-        found, clips = find(query, index, top, stream, class_name, since, until, export)
+        result = find(query, index, top, stream, class_name, since, until, export)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)
     except StreamvisError as exc:
         _fail(exc, debug, EXIT_FAILED)
     if as_json:
-        print(json.dumps([{**f.to_json(), **({"clip": clips[rank]} if rank in clips else {})}
-                          for rank, f in enumerate(found, 1)], indent=2))
+        print(json.dumps(result.to_json(), indent=2))
         return
-    Console(width=None if sys.stdout.isatty() else 200).print(moments_table(query, index, found))
-    for rank, clip in clips.items():
+    Console(width=None if sys.stdout.isatty() else 200).print(moments_table(query, index, result))
+    for rank, clip in result.clips.items():
         print(f"{rank}: {clip}")
 
 

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
+# the wall clock (Unix seconds) less the monotonic clock, read once: every wall time derived from a monotonic one
+# in this process uses the same offset, so two sinks that time one frame agree to the microsecond
+_WALL_MINUS_MONOTONIC_S = time.time() - time.monotonic()
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Frame:
@@ -34,6 +38,11 @@ class Frame:
     @property
     def resolution_wh(self) -> tuple[int, int]:
         return int(self.image.shape[1]), int(self.image.shape[0])
+
+    @property
+    def decoded_wall_s(self) -> float:
+        """When the frame was decoded, as Unix time: what a live index and a live recording are timed by."""
+        return self.decoded_at + _WALL_MINUS_MONOTONIC_S
 
 
 @dataclass(slots=True)

@@ -5,7 +5,6 @@ of its frames beside it, timed by the segment's video."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from support import CAR_VIDEO, RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, free_port, need, need_rtsp_server
+from support import CAR_VIDEO, need_rtsp_server, rtsp_camera
 
 from streamvis.config import PipelineConfig
 from streamvis.live.runner import LiveStream
@@ -29,17 +28,8 @@ need_rtsp_server()
 @pytest.fixture
 def car_camera() -> Iterator[str]:
     """The shared car video (768x432, 12.5 fps, a keyframe every 4.8 s, AAC audio) as an RTSP camera."""
-    need(CAR_VIDEO)
-    port = free_port()
-    server = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(port), "--audio",
-                               "--file", f"car={CAR_VIDEO}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    assert line.startswith("ready"), line
-    yield line.split()[-1]
-    server.kill()
-    server.wait()
+    with rtsp_camera("car", CAR_VIDEO, audio=True) as url:
+        yield url
 
 
 def _run(stream: LiveStream, seconds: float) -> None:

@@ -1,6 +1,6 @@
 """`streamvis process --ray`: the offline pipeline on a local Ray cluster (2 CPUs) through Ray Data, against a
-local run of the same inputs: the same detections frame by frame, track ids continuous across chunk borders, a
-killed worker retried, a failing input reported while the others finish."""
+local run of the same inputs: the same detections frame by frame, track ids continuous across chunk borders, the
+same moments indexed, a killed worker retried, a failing input reported while the others finish."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from support import CAR_VIDEO, PERSON_VIDEO, VIDEOS, cut_clip, need, run_cli
+from support import CAR_VIDEO, PERSON_VIDEO, VIDEOS, TinyModels, cut_clip, need, run_cli
 
 from streamvis.offline.on_ray import Chunk, plan_chunks, stitch_tracks
 from streamvis.sources import MediaIndex
@@ -61,25 +61,53 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _indexing(tiny_models: TinyModels, index: Path) -> list[str]:
+    return ["--index", str(index), "--set", "embedder.type=clip", "--set", f"embedder.model={tiny_models.CLIP}"]
+
+
 @pytest.fixture(scope="module")
-def local_run(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def local_run(videos: Path, tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local")
-    result = run_cli("process", str(videos), "--output", str(out), "--events", str(out), "--quiet", timeout=600)
+    result = run_cli("process", str(videos), "--output", str(out), "--events", str(out), "--quiet",
+                     *_indexing(tiny_models, out / "moments.duckdb"), env=tiny_models.offline_env, timeout=600)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_a_folder_on_ray_matches_a_local_run(videos: Path, local_run: Path, tmp_path: Path,
-                                             models_dir: Path) -> None:
-    # 10 s chunks at keyframes: the person clip becomes 4 chunks, the car clip 2, the bottle clip 1
+def _moments(index: Path) -> tuple[set[tuple], set[tuple]]:
+    """An index's tracks (stream, class, first and last second) and scene keyframes (stream, second)."""
+    import duckdb
+
+    with duckdb.connect(str(index), read_only=True) as db:
+        tracks = {(s, c, round(a, 3), round(b, 3)) for s, c, a, b in
+                  db.execute("SELECT stream, class, start_s, end_s FROM tracks").fetchall()}
+        scenes = {(s, round(t, 3)) for s, t in db.execute("SELECT stream, t_s FROM scenes").fetchall()}
+    return tracks, scenes
+
+
+def test_a_folder_on_ray_matches_a_local_run(videos: Path, local_run: Path, tmp_path: Path, models_dir: Path,
+                                             tiny_models: TinyModels) -> None:
+    # 10 s chunks at keyframes: the person clip becomes 4 chunks, the car clip 2, the bottle clip 1; each input's
+    # write task indexes it into a part of its own, merged into one index at the end
+    index = tmp_path / "moments.duckdb"
     result = run_cli("process", str(videos), "--output", str(tmp_path), "--events", str(tmp_path), "--ray",
-                     "--chunk-s", "10", "--models-dir", str(models_dir), timeout=900)
+                     "--chunk-s", "10", "--models-dir", str(models_dir), *_indexing(tiny_models, index),
+                     env=tiny_models.offline_env, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "in 7 chunks on 2 workers" in result.stderr
     for video in sorted(videos.glob("*.mp4")):
         continuity = compare_with_local(local_run / f"{video.stem}.jsonl", tmp_path / f"{video.stem}.jsonl")
         assert continuity >= 0.95, f"{video.name}: {continuity:.0%} of tracks keep one id across chunks"
         assert (tmp_path / f"{video.stem}.mp4").stat().st_size > 10_000
+    # the merged index holds what a local run indexes: the same scene keyframes, the same tracks (their ids may
+    # differ where a chunk border renumbered one), thumbnails beside the index, no part left behind
+    (ray_tracks, ray_scenes), (local_tracks, local_scenes) = _moments(index), _moments(local_run / "moments.duckdb")
+    assert ray_scenes == local_scenes and {s for s, _ in ray_scenes} == {"person", "car", "bottle"}
+    assert local_tracks and len(ray_tracks & local_tracks) >= 0.9 * len(local_tracks)
+    assert not (tmp_path / "moments.duckdb.parts").exists()
+    found = json.loads(run_cli("search", "a person", str(index), "--json", "--top", "100",
+                               env=tiny_models.offline_env).stdout)
+    assert found and all((tmp_path / m["thumbnail"]).is_file() for m in found)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,34 @@ def test_an_index_keeps_its_model_and_refuses_another(index: MomentIndex, tmp_pa
     assert writable.counts() == (3, 1)  # the failed transaction left nothing behind
 
 
+def test_a_live_track_is_found_while_in_view_then_made_whole(tmp_path: Path) -> None:
+    live = MomentIndex(tmp_path / "live.duckdb", "model-a", 4, clock="wall")
+    live.put_track(track("gate", 4, "car", 1_700_000_000.0, 1_700_000_000.6, unit(1, 0, 0, 0)))
+    assert [(f.track, f.end_s) for f in live.search(unit(1, 0, 0, 0))] == [(4, 1_700_000_000.6)]
+    live.put_track(track("gate", 4, "car", 1_700_000_000.0, 1_700_000_009.0, unit(0.8, 0.2, 0, 0)))  # it ended
+    assert [(f.track, f.end_s) for f in live.search(unit(1, 0, 0, 0))] == [(4, 1_700_000_009.0)]  # one row
+    assert live.search(unit(1, 0, 0, 0))[0].to_json("wall")["start"].startswith("2023-11-1")
+    live.close()
+    with pytest.raises(ConfigError, match=r"timed by wall-clock times \(serve --index\), not seconds into videos"):
+        MomentIndex(tmp_path / "live.duckdb", "model-a", 4)  # a process run's moments cannot join it
+
+
+def test_parts_merge_into_one_index_whole_or_not_at_all(index: MomentIndex, tmp_path: Path) -> None:
+    part = MomentIndex(tmp_path / "part.duckdb", "model-a", 4)
+    part.add([track("yard", 7, "cat", 1, 5, unit(0, 0, 1, 0))], [SceneMoment("yard", 2, "s2.jpg", unit(0, 0, 0, 1))])
+    part.add_video("yard", tmp_path / "yard.mp4", "yard.avi")
+    part.close()
+    assert index.merge(tmp_path / "part.duckdb") == (1, 1)
+    assert index.counts() == (4, 2) and index.search(unit(0, 0, 1, 0))[0].track == 7
+    video = index.video_of("yard")
+    assert video is not None and (video.path.name, video.kind, video.source) == ("yard.mp4", "video", "yard.avi")
+    other = MomentIndex(tmp_path / "other.duckdb", "model-b", 4)
+    other.close()
+    with pytest.raises(ConfigError, match="made with model-b"):
+        index.merge(tmp_path / "other.duckdb")
+    assert index.counts() == (4, 2)
+
+
 WRITER = """
 import sys, numpy as np
 from pathlib import Path

@@ -27,17 +27,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamvis.config import PipelineConfig, YoloxConfig
+from streamvis.config import ClipEmbedderConfig, PipelineConfig, YoloxConfig
 from streamvis.errors import ConfigError, SourceError, StreamvisError
 from streamvis.frame import Result
 from streamvis.offline.process import InputReport, expand_inputs, open_outputs, plan_outputs
 from streamvis.serialize import detections_to_json
+from streamvis.sinks import Sink
 from streamvis.sources import FrameSpan, MediaIndex, index_media, open_source
 from streamvis.sources.spans import PacketKey
+
+if TYPE_CHECKING:
+    from streamvis.search.collect import MomentCollector
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +223,10 @@ def stitch_tracks(chunks: list[tuple[Chunk, list[dict[str, Any]]]]) -> list[dict
 
 # -- stage 2: write one input's outputs as a local run does -----------------------------------------------------
 def write_input(uri: str, output: Path, events: Path | None, config: PipelineConfig,
-                records: list[dict[str, Any]]) -> InputReport:
+                records: list[dict[str, Any]], index: Path | None = None) -> InputReport:
     """Decode `uri` as a local run does, annotate each frame with its stitched record, and write the outputs a
-    local run writes (`open_outputs`)."""
+    local run writes (`open_outputs`); with `index`, its moments go to this input's own part of it
+    (`index_part`), merged into the index by the driver."""
     from streamvis.pipeline.annotate import Annotator
     from streamvis.serialize import detections_from_json
 
@@ -229,10 +234,11 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
     started = time.perf_counter()
     try:
         source = open_source(uri, config.source)
+        moments = _moments(uri, output, config, index)
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
         return report
-    writer, sinks = open_outputs(output, events, source, config)
+    writer, sinks = open_outputs(output, events, source, config, moments=moments)
     annotator = Annotator(config.annotator)
     complete = False
     retimed = 0
@@ -260,6 +266,78 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
         report.output = output if writer.frames else None
         report.seconds = time.perf_counter() - started
     return report
+
+
+def index_part(index: Path, output: Path) -> Path:
+    """Where the Ray task writing `output` puts its moments: a file of its own beside `index` (one writer per
+    file), merged into `index` by the driver once the task is done."""
+    return index.with_name(index.name + ".parts") / f"{output.stem}.duckdb"
+
+
+def _moments(uri: str, output: Path, config: PipelineConfig, index: Path | None) -> Sink | None:
+    """The index sink of a Ray write task: this input's part of `index`, its thumbnails beside `index` itself."""
+    if index is None or not isinstance(config.embedder, ClipEmbedderConfig):
+        return None
+    from streamvis.search.collect import MomentCollector
+    from streamvis.search.embedder import ImageTextEmbedder
+    from streamvis.search.index import MomentIndex
+
+    embedder = ImageTextEmbedder(config.embedder)
+    part = index_part(index, output)
+    part.unlink(missing_ok=True)  # a part left by a run that failed before merging it
+    return _ClosingIndex(MomentCollector(MomentIndex(part, embedder.name, embedder.dim), embedder, output.stem,
+                                         config.embedder, output, uri, thumbs_of=index))
+
+
+class _ClosingIndex:
+    """A collector whose index file is closed with it (a Ray task owns its part from start to end)."""
+
+    def __init__(self, collector: MomentCollector) -> None:
+        self.collector = collector
+
+    def write(self, result: Result) -> None:
+        self.collector.write(result)
+
+    def close(self) -> None:
+        try:
+            self.collector.close()
+        finally:
+            self.collector.index.close()
+
+
+def merge_parts(index: Path, outputs: list[Path]) -> tuple[int, int, list[str]]:
+    """The parts the write tasks made, merged into `index` (created like its first part) one transaction each;
+    a part merged is deleted, one that fails stays, named in the returned problems."""
+    from streamvis.search.index import MomentIndex
+
+    tracks = scenes = 0
+    problems: list[str] = []
+    moments: MomentIndex | None = None
+    try:
+        for output in outputs:
+            part = index_part(index, output)
+            if not part.is_file():
+                continue
+            try:
+                if moments is None:
+                    first = MomentIndex(part, read_only=True)
+                    model, dim, clock = first.model, first.dim, first.clock
+                    first.close()
+                    moments = MomentIndex(index, model, dim, clock=clock)
+                added = moments.merge(part)
+            except StreamvisError as exc:
+                problems.append(str(exc))
+                continue
+            tracks, scenes = tracks + added[0], scenes + added[1]
+            part.unlink()
+            part.with_name(part.name + ".wal").unlink(missing_ok=True)
+    finally:
+        if moments is not None:
+            moments.close()
+    folder = index.with_name(index.name + ".parts")
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return tracks, scenes, problems
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -290,13 +368,18 @@ def start_ray(settings: RaySettings) -> Any:
 
 def process_on_ray(inputs: list[str], output: Path, events: Path | None, config: PipelineConfig,
                    settings: RaySettings, models_dir: str | Path | None = None,
-                   show_progress: bool = True) -> list[InputReport]:
-    """Every input through the pipeline on Ray; one report per input, in input order (a failure stops no other)."""
+                   show_progress: bool = True, index: Path | None = None) -> list[InputReport]:
+    """Every input through the pipeline on Ray; one report per input, in input order (a failure stops no other).
+    With `index`, each input's write task indexes its moments into a part of its own, and the parts are merged
+    into `index` at the end (`merge_parts`)."""
     from streamvis.progress import FrameProgress
 
     if config.segmenter.enabled or config.narrator.enabled or config.reader.enabled:
         raise ConfigError("--ray runs detect pipelines (a detector and the tracker): segmenters, narrators and text "
                           "readers keep state across a whole video; run them without --ray")
+    if index is not None and not isinstance(config.embedder, ClipEmbedderConfig):
+        raise ConfigError(f"--index {index}: needs an embedder to turn tracks into vectors: --set embedder.type=clip "
+                          "(embedder.model: a CLIP or SigLIP hub id or folder)")
     started = time.perf_counter()
     plans = plan_outputs(expand_inputs(inputs), output, events)
     reports = [InputReport(uri) for uri, _, _ in plans]
@@ -363,9 +446,12 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
     if writes:
         config_json = config.model_dump_json()
 
+        index_file = str(index.resolve()) if index is not None else ""
+
         def write(row: dict[str, Any]) -> dict[str, Any]:
             report = write_input(row["uri"], Path(row["mp4"]), Path(row["jsonl"]) if row["jsonl"] else None,
-                                 PipelineConfig.model_validate_json(config_json), json.loads(row["records"]))
+                                 PipelineConfig.model_validate_json(config_json), json.loads(row["records"]),
+                                 Path(index_file) if index_file else None)
             return {"n": row["n"], "status": report.status, "message": report.message, "frames": report.frames}
 
         for row in ray.data.from_items(writes, override_num_blocks=len(writes)).map(write, num_cpus=1).iter_rows():
@@ -374,5 +460,10 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
             # seconds: from the start of the run to this input's outputs (its chunks ran beside the others')
             reports[n] = InputReport(uri, mp4 if row["frames"] else None, jsonl, None, int(row["frames"]),
                                      time.perf_counter() - started, row["status"], row["message"])
+    if index is not None:
+        tracks, scenes, problems = merge_parts(index, [plans[n][1] for n in range(len(plans))])
+        for problem in problems:
+            log.error("--index: %s (the part is kept)", problem)
+        log.info("index %s: %d tracks and %d scene keyframes added", index, tracks, scenes)
     return reports
 

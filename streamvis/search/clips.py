@@ -1,8 +1,11 @@
 """A moment cut out of a video by copying its packets (no re-encoding): from the keyframe at or before its start
-to its end, timestamps moved to start at 0; video only."""
+to its end, timestamps moved to start at 0; video only. A live index's moments (Unix times) are cut from the
+recording segment that holds them (`serve --record`: each segment's JSONL maps `wall_s` to `video_pts`); a moment
+that runs on past its segment's end is cut to that end."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,42 @@ def cut(video: Path, start_s: float, end_s: float, out: Path) -> Path:
     except av.error.FFmpegError as exc:
         raise OutputError(f"cannot cut {start_s:.1f}-{end_s:.1f} s of {video} into {out}: {exc}") from None
     return out
+
+
+def _wall_to_video(records: list[dict[str, Any]], start_s: float, end_s: float) -> tuple[float, float] | None:
+    """The video times of a segment's frames from `start_s` to `end_s` (Unix times), None if it has none."""
+    inside = [r["video_pts"] for r in records if start_s <= r["wall_s"] <= end_s]
+    return (min(inside), max(inside)) if inside else None
+
+
+def _records(jsonl: Path) -> list[dict[str, Any]]:
+    records = []
+    with jsonl.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a segment still being written
+                continue
+            if "wall_s" in record and "video_pts" in record:
+                records.append(record)
+    return records
+
+
+def cut_recording(folder: Path, start_s: float, end_s: float, out: Path) -> Path:
+    """The moment from `start_s` to `end_s` (Unix times) out of the recording in `folder` (segments named by
+    their start, each with its JSONL), by copying packets from the first segment that holds part of it."""
+    for jsonl in sorted(folder.glob("*.jsonl")):
+        video = jsonl.with_suffix(".mp4")
+        if not video.is_file():
+            continue
+        span = _wall_to_video(_records(jsonl), start_s, end_s)
+        if span is None:
+            continue
+        try:
+            return cut(video, span[0], span[1], out)
+        except OutputError:
+            if jsonl == max(folder.glob("*.jsonl")):  # an MP4 gets its index when its segment closes
+                raise OutputError(f"{video.name} is still being recorded: the moment can be cut once its segment "
+                                  "closes (serve --record-segment-s)") from None
+            raise
+    raise OutputError(f"{folder}: no recording holds {start_s:.1f}-{end_s:.1f} (Unix time)")

@@ -3,8 +3,9 @@ its best: the surest detection at the largest size, and its last; with a segment
 grey), embedded when the track ends and averaged into one vector; and the whole frame every `scene_every_s`.
 Tracks shorter than `min_track_s` are left out. A track ends when it has not been seen for `TRACK_ENDS_AFTER_S`,
 or when the input ends; each ended track is written in its own transaction, so a killed run keeps every track that
-ended before. With alert sentences (`serve
---alert`), a track's best view so far is checked against them once it has been followed `min_track_s`.
+ended before. Live (an index on the wall clock), a track is written as soon as it has been followed `min_track_s`
+(its best view so far), so a search finds it while it is in view, and its row is replaced when it ends. With
+alert sentences (`serve --alert`), that best view is checked against them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from streamvis.config import ClipEmbedderConfig
-from streamvis.frame import Result
+from streamvis.frame import Frame, Result
 from streamvis.search.alerts import Alert, AlertRules
 from streamvis.search.embedder import ImageTextEmbedder
 from streamvis.search.index import MomentIndex, SceneMoment, TrackMoment
@@ -53,17 +54,35 @@ class _Track:
     checked: bool = False  # against the alert sentences, once it was followed `min_track_s`
 
 
+def frame_time(frame: Frame) -> float:
+    """A moment's time in an index on the video clock: the frame's pts."""
+    return frame.pts
+
+
+def wall_time(frame: Frame) -> float:
+    """... on the wall clock: when the frame was decoded (Unix time)."""
+    return frame.decoded_wall_s
+
+
 class MomentCollector:
-    """One stream's moments into `index` (a sink: `write` per result, `close` at the end)."""
+    """One stream's moments into `index` (a sink: `write` per result, `close` at the end), timed by the index's
+    clock. `video` is where they can be cut from (a video file, or a live recording's folder). Thumbnails go to
+    `<thumbs_of>.thumbs/<stream>/`, named relative to `thumbs_of`'s folder (`thumbs_of`: the index, or the index a
+    Ray task's part is merged into)."""
 
     def __init__(self, index: MomentIndex, embedder: ImageTextEmbedder, stream: str,
                  config: ClipEmbedderConfig, video: Path | None = None, source: str = "",
-                 alerts: AlertRules | None = None, on_alert: Callable[[Alert], None] | None = None) -> None:
+                 alerts: AlertRules | None = None, on_alert: Callable[[Alert], None] | None = None,
+                 thumbs_of: Path | None = None) -> None:
         self.index, self.embedder, self.stream, self.config = index, embedder, stream, config
         self.alerts, self.on_alert = alerts, on_alert
+        self.live = index.clock == "wall"  # a live index: tracks are searchable while they are in view
+        self.time_of = wall_time if self.live else frame_time
         if video is not None:
             index.add_video(stream, video, source)  # what `streamvis search --export` cuts clips from
-        self.thumbs = index.path.with_name(index.path.name + ".thumbs") / stream
+        home = thumbs_of or index.path
+        self.thumbs_root = home.parent
+        self.thumbs = home.with_name(home.name + ".thumbs") / stream
         self.thumbs.mkdir(parents=True, exist_ok=True)
         self._tracks: dict[int, _Track] = {}
         self._last_scene_s: float | None = None
@@ -71,7 +90,7 @@ class MomentCollector:
         self.scenes_written = 0
 
     def write(self, result: Result) -> None:
-        t = result.frame.pts
+        t = self.time_of(result.frame)
         image = result.frame.image
         detections = result.detections
         height, width = image.shape[:2]
@@ -100,15 +119,11 @@ class MomentCollector:
                 if rank > state.best_rank:
                     state.best, state.best_rank, state.best_score = view, rank, float(scores[i])
                     state.best_box = (float(x1), float(y1), float(x2), float(y2))
-        if self.alerts is not None and self.on_alert is not None:
+        if self.live or self.alerts is not None:
             for key, state in self._tracks.items():
                 if not state.checked and state.best is not None \
                         and state.last_s - state.first_s >= self.config.min_track_s:
-                    state.checked = True
-                    view = self.embedder.images([state.best])[0]
-                    name = max(state.classes, key=lambda c: state.classes[c])
-                    for alert in self.alerts.check(self.stream, key, name, t, view):
-                        self.on_alert(alert)
+                    self._followed(key, state, result.frame.pts)
         ended = [k for k, s in self._tracks.items() if t - s.last_s > TRACK_ENDS_AFTER_S]
         scenes: list[SceneMoment] = []
         if self._last_scene_s is None or t - self._last_scene_s >= self.config.scene_every_s - 1e-6:
@@ -116,11 +131,33 @@ class MomentCollector:
             scenes.append(self._scene(image, t))
         self._flush(ended, scenes)
 
+    def _followed(self, key: int, state: _Track, pts: float) -> None:
+        """A track followed `min_track_s`: its best view so far is checked against the alert sentences and, live,
+        indexed at once (found while it is still in view; its row is replaced when it ends)."""
+        state.checked = True
+        view = self.embedder.images([state.best])[0] if state.best is not None else None
+        if view is None:
+            return
+        name = max(state.classes, key=lambda c: state.classes[c])
+        if self.alerts is not None and self.on_alert is not None:
+            for alert in self.alerts.check(self.stream, key, name, pts, view):
+                self.on_alert(alert)
+        if self.live:
+            self.index.put_track(self._moment(key, state, view))
+
+    def _moment(self, key: int, state: _Track, embedding: np.ndarray) -> TrackMoment:
+        thumb = self.thumbs / f"track_{key}_{state.first_s:.3f}.jpg"  # ids start again in each run
+        assert state.best is not None
+        cv2.imwrite(str(thumb), state.best)
+        return TrackMoment(self.stream, key, max(state.classes, key=lambda c: state.classes[c]), state.first_s,
+                           state.last_s, state.best_score, state.best_box, str(thumb.relative_to(self.thumbs_root)),
+                           embedding / max(float(np.linalg.norm(embedding)), 1e-12))
+
     def _scene(self, image: np.ndarray, t: float) -> SceneMoment:
-        thumb = self.thumbs / f"scene_{t:010.3f}.jpg"
+        thumb = self.thumbs / f"scene_{t:.3f}.jpg"
         small = _shrunk(image, SCENE_THUMB_WIDTH_PX)
         cv2.imwrite(str(thumb), small)
-        return SceneMoment(self.stream, t, str(thumb.relative_to(self.index.path.parent)),
+        return SceneMoment(self.stream, t, str(thumb.relative_to(self.thumbs_root)),
                            self.embedder.images([image])[0])
 
     def _flush(self, ended: list[int], scenes: list[SceneMoment]) -> None:
@@ -130,14 +167,13 @@ class MomentCollector:
             if state.last_s - state.first_s < self.config.min_track_s or state.best is None:
                 continue
             views = [v for v in (state.first, state.best, state.last) if v is not None]
-            mean = self.embedder.images(views).mean(axis=0)
-            thumb = self.thumbs / f"track_{key}.jpg"
-            cv2.imwrite(str(thumb), state.best)
-            tracks.append(TrackMoment(self.stream, key, max(state.classes, key=lambda c: state.classes[c]),
-                                      state.first_s, state.last_s, state.best_score, state.best_box,
-                                      str(thumb.relative_to(self.index.path.parent)),
-                                      mean / max(float(np.linalg.norm(mean)), 1e-12)))
-        self.index.add(tracks, scenes)
+            tracks.append(self._moment(key, state, self.embedder.images(views).mean(axis=0)))
+        if self.live:
+            for moment in tracks:  # its row, written when it had been followed min_track_s, made whole
+                self.index.put_track(moment)
+            self.index.add([], scenes)
+        else:
+            self.index.add(tracks, scenes)
         self.tracks_written += len(tracks)
         self.scenes_written += len(scenes)
 

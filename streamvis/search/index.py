@@ -8,6 +8,10 @@ this size.)
 Two kinds of moments: a track (stream, id, class, first and last second, its best box and view, the mean of its
 views' embeddings) and a scene keyframe (stream, second, the whole frame's embedding). Thumbnails are JPEG files
 beside the index (`<index>.thumbs/`), named in the rows.
+
+An index keeps one clock: `video` (seconds into each input video: `process --index`) or `wall` (Unix time: `serve
+--index`, so that moments of a server's runs never collide and a search can ask for "since 9:00"). Where each
+stream's moments can be cut from is in `videos`: the video a run wrote, or a live recording's folder of segments.
 """
 
 from __future__ import annotations
@@ -60,6 +64,19 @@ class SceneMoment:
     embedding: np.ndarray
 
 
+CLOCKS = ("video", "wall")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoOf:
+    """Where a stream's moments are cut from: a video file (`kind` "video") or a live recording's folder of
+    segments, each with its JSONL (`kind` "recording"); `source` is what the run read."""
+
+    path: Path
+    kind: str
+    source: str
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """One search result: a track (`track`, `class_name` set) or a scene keyframe (`start_s` == `end_s`)."""
@@ -73,17 +90,42 @@ class Found:
     track: int | None = None
     class_name: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "stream": self.stream, "start_s": round(self.start_s, 3),
-                "end_s": round(self.end_s, 3), "similarity": round(self.similarity, 4), "track": self.track,
-                "class": self.class_name, "thumbnail": self.thumbnail}
+    def to_json(self, clock: str = "video") -> dict[str, Any]:
+        """The moment as JSON; on a wall clock also `start` and `end` as ISO 8601 local times."""
+        record: dict[str, Any] = {
+            "kind": self.kind, "stream": self.stream, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+            "similarity": round(self.similarity, 4), "track": self.track, "class": self.class_name,
+            "thumbnail": self.thumbnail}
+        if clock == "wall":
+            record["start"], record["end"] = wall_time(self.start_s), wall_time(self.end_s)
+        return record
+
+
+def wall_time(unix_s: float) -> str:
+    """Unix time as an ISO 8601 local time to the second, with its offset (2026-12-06T09:41:02+01:00)."""
+    return datetime.datetime.fromtimestamp(unix_s).astimezone().isoformat(timespec="seconds")
+
+
+def parse_time(text: str, what: str = "time") -> float:
+    """`--since` / `--until` (`what`): seconds (into a video, or Unix time) or an ISO 8601 date and time (local
+    unless it names its offset), for an index on the wall clock."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ConfigError(f"{what}: expected seconds or a date and time like 2026-12-06T09:30, got "
+                          f"'{text[:40]}'") from None
 
 
 class MomentIndex:
     """Open (or create, with `model` and `dim`) the index at `path`. Writes are transactions: a moment is in the
     file whole or not at all."""
 
-    def __init__(self, path: Path, model: str | None = None, dim: int | None = None, read_only: bool = False) -> None:
+    def __init__(self, path: Path, model: str | None = None, dim: int | None = None, read_only: bool = False,
+                 clock: str = "video") -> None:
         require("an index (--index, streamvis search)", "search")
         import duckdb
 
@@ -101,15 +143,20 @@ class MomentIndex:
         if not meta:
             if model is None or dim is None:
                 raise ConfigError(f"{path}: not a streamvis index")
-            self._create(model, dim)
+            self._create(model, dim, clock)
             meta = self._meta()
         self.model, self.dim = meta["model"], int(meta["dim"])
+        self.clock = meta.get("clock", "video")
         if not read_only:
             self._db.execute("CREATE TABLE IF NOT EXISTS videos (stream VARCHAR PRIMARY KEY, video VARCHAR, "
                              "source VARCHAR)")
         if model is not None and model != self.model:
             raise ConfigError(f"{path}: indexed with embedder.model {self.model}, not {model}: vectors of two models "
                               "cannot be compared (use another index file)")
+        if model is not None and clock != self.clock:
+            what = {"video": "seconds into videos (process --index)", "wall": "wall-clock times (serve --index)"}
+            raise ConfigError(f"{path}: its moments are timed by {what[self.clock]}, not {what[clock]}: use another "
+                              "index file")
 
     def _meta(self) -> dict[str, str]:
         tables = {row[0] for row in self._db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -117,7 +164,9 @@ class MomentIndex:
             return {}
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
-    def _create(self, model: str, dim: int) -> None:
+    def _create(self, model: str, dim: int, clock: str) -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"clock: expected one of {CLOCKS}, got {clock}")
         self._db.execute("BEGIN")
         self._db.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         self._db.execute(f"CREATE TABLE tracks (stream VARCHAR, track INTEGER, class VARCHAR, start_s DOUBLE, "
@@ -127,7 +176,8 @@ class MomentIndex:
                          f"embedding FLOAT[{dim}])")
         created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                             [("model", model), ("dim", str(dim)), ("created", created), ("schema", "1")])
+                             [("model", model), ("dim", str(dim)), ("created", created), ("schema", "1"),
+                              ("clock", clock)])
         self._db.execute("COMMIT")
 
     def _vector(self, embedding: np.ndarray) -> list[float]:
@@ -162,17 +212,72 @@ class MomentIndex:
             raise
 
     @_locked
+    def put_track(self, track: TrackMoment) -> None:
+        """`track`, in place of the row written for it before (same stream, id and first second), in one
+        transaction: a live track is indexed while in view, then made whole when it ends."""
+        import duckdb
+
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("DELETE FROM tracks WHERE stream = ? AND track = ? AND start_s = ?",
+                             [track.stream, track.track, track.start_s])
+            self._db.execute("INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                track.stream, track.track, track.class_name, track.start_s, track.end_s, track.score,
+                *track.box_xyxy, track.thumbnail, self._vector(track.embedding)])
+            self._db.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise OutputError(f"{self.path}: cannot write the index: {str(exc).splitlines()[0]}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @_locked
     def add_video(self, stream: str, video: Path, source: str) -> None:
-        """Where `stream`'s moments can be cut from: the video a run wrote for it (and what it read)."""
+        """Where `stream`'s moments can be cut from: the video a run wrote for it, or the folder a live recording
+        writes its segments to (and what the run read)."""
         self._db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?)", [stream, str(video.resolve()), source])
 
     @_locked
-    def video_of(self, stream: str) -> Path | None:
+    def video_of(self, stream: str) -> VideoOf | None:
         tables = {row[0] for row in self._db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "videos" not in tables:
             return None
-        row = self._db.execute("SELECT video FROM videos WHERE stream = ?", [stream]).fetchone()
-        return Path(row[0]) if row else None
+        row = self._db.execute("SELECT video, source FROM videos WHERE stream = ?", [stream]).fetchone()
+        if not row:
+            return None
+        path = Path(row[0])
+        return VideoOf(path, "recording" if path.is_dir() else "video", row[1])
+
+    @_locked
+    def merge(self, part: Path) -> tuple[int, int]:
+        """Every moment and video of the index `part` (one Ray task's) into this one, in one transaction: all of it
+        or, on any failure, none. The part must hold vectors of this index's model, on its clock."""
+        import duckdb
+
+        other = MomentIndex(part, read_only=True)
+        try:
+            if (other.model, other.dim, other.clock) != (self.model, self.dim, self.clock):
+                raise ConfigError(f"{part}: made with {other.model} ({other.clock} clock), not {self.model} "
+                                  f"({self.clock}): cannot merge")
+            counts = other.counts()
+        finally:
+            other.close()
+        quoted = str(part.resolve()).replace("'", "''")
+        self._db.execute(f"ATTACH '{quoted}' AS part (READ_ONLY)")
+        try:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT INTO tracks SELECT * FROM part.tracks")
+                self._db.execute("INSERT INTO scenes SELECT * FROM part.scenes")
+                self._db.execute("INSERT OR REPLACE INTO videos SELECT * FROM part.videos")
+                self._db.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise OutputError(f"{self.path}: cannot merge {part}: {str(exc).splitlines()[0]}") from None
+        finally:
+            self._db.execute("DETACH part")
+        return counts
 
     @_locked
     def counts(self) -> tuple[int, int]:

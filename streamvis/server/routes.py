@@ -19,20 +19,26 @@ import functools
 import hmac
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from streamvis.errors import ConfigError, OutputError
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
+from streamvis.search.index import parse_time
 from streamvis.server.hub import LAYERS, ServerSettings, StreamFactory, StreamHub, narration_message
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.refused import Refused, refusals
 from streamvis.server.wish import cors, created, trickle
 
+if TYPE_CHECKING:
+    from streamvis.search.live import LiveIndex
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the viewer page
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
+MAX_CLIP_S = 600.0  # the longest moment `GET /search/clip` cuts
 TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
 
 
@@ -113,6 +119,7 @@ async def list_streams(request: web.Request) -> web.Response:
         {"id": name, "status": s.status, "resolution_wh": s.resolution_wh, "pipeline": s.pipeline.config.name,
          "stats": s.stats.snapshot(), **({"narrator": health} if (health := s.narrator_health()) else {})}
         for name, s in hub.streams.items()],
+        "search": request.app["settings"].search is not None,  # `GET /search` answers: the viewer shows its box
         "ice_servers": [{"urls": i.urls, **({"username": i.username, "credential": i.credential}
                                             if i.username else {})} for i in hub.rtc_config.iceServers or []]})
 
@@ -223,22 +230,28 @@ async def prompt(request: web.Request) -> web.Response:
     return web.json_response(reply, status=status)
 
 
-def _float_arg(request: web.Request, name: str) -> float | None:
+def _time_arg(request: web.Request, name: str) -> float | None:
+    """A time in the query: Unix seconds or an ISO 8601 date and time."""
     value = request.query.get(name)
     if value is None or value == "":
         return None
     try:
-        return float(value)
-    except ValueError:
-        raise Refused(400, f"{name}: expected seconds (a number), got '{value[:40]}'") from None
+        return parse_time(value, name)
+    except ConfigError as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def _index(request: web.Request) -> LiveIndex:
+    moments: LiveIndex | None = request.app["settings"].search
+    if moments is None:
+        raise Refused(404, "this server keeps no index: serve with --index FILE and --set embedder.type=clip")
+    return moments
 
 
 async def search(request: web.Request) -> web.Response:
     """`GET /search?q=a red car&top=10&stream=&class=&since=&until=` -> the moments indexed so far (`serve
     --index`) that match the words, best first."""
-    moments = request.app["settings"].search
-    if moments is None:
-        raise Refused(404, "this server keeps no index: serve with --index FILE and --set embedder.type=clip")
+    moments = _index(request)
     query = request.query.get("q", "").strip()
     if not query or len(query) > 500:
         raise Refused(400, "q: expected words to search for (at most 500 characters)")
@@ -250,9 +263,36 @@ async def search(request: web.Request) -> web.Response:
         raise Refused(400, f"top: expected 1 to 1000, got {top}")
     found = await asyncio.get_running_loop().run_in_executor(
         None, functools.partial(moments.search, query, top, request.query.get("stream") or None,
-                                request.query.get("class") or None, _float_arg(request, "since"),
-                                _float_arg(request, "until")))
-    return web.json_response({"query": query, "moments": [f.to_json() for f in found]})
+                                request.query.get("class") or None, _time_arg(request, "since"),
+                                _time_arg(request, "until")))
+    return web.json_response({"query": query, "recorded": moments.recorded(),
+                              "moments": [f.to_json("wall") for f in found]})
+
+
+async def search_thumbnail(request: web.Request) -> web.FileResponse:
+    """`GET /search/thumbnail/<path>`: a moment's thumbnail, as `GET /search` names it."""
+    path = _index(request).thumbnail(request.match_info["path"])
+    if path is None:
+        raise Refused(404, "no such thumbnail in this server's index")
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "max-age=3600"})
+
+
+async def search_clip(request: web.Request) -> web.Response:
+    """`GET /search/clip?stream=gate&from=UNIX_S&to=UNIX_S` -> the moment as MP4, its packets copied from the
+    stream's recording (`serve --record`); at most `MAX_CLIP_S`."""
+    moments = _index(request)
+    stream = request.query.get("stream", "")
+    start_s, end_s = _time_arg(request, "from"), _time_arg(request, "to")
+    if not stream or start_s is None or end_s is None:
+        raise Refused(400, "expected stream, from and to (Unix seconds or ISO 8601 times)")
+    if not 0 < end_s - start_s <= MAX_CLIP_S:
+        raise Refused(400, f"to must come after from, by at most {MAX_CLIP_S:g} s")
+    try:
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(moments.clip, stream, start_s, end_s))
+    except OutputError as exc:
+        raise Refused(404, str(exc)) from None
+    return web.Response(body=body, content_type="video/mp4")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -300,6 +340,8 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     app.router.add_post("/ask", ask)
     app.router.add_post("/prompt", prompt)
     app.router.add_get("/search", search)
+    app.router.add_get("/search/thumbnail/{path:.+}", search_thumbnail)
+    app.router.add_get("/search/clip", search_clip)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", favicon)

@@ -93,8 +93,9 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
         if settings.moments is not None:
-            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop, on_alert=stream.raise_alert),
-                            _never)
+            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop, on_alert=stream.raise_alert,
+                                                  recording=record.folder / name if record is not None else None,
+                                                  source=sources_by_name.get(name, "whip")), _never)
         if record is not None:
             def annotated() -> ThreadedSink:
                 recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
@@ -108,8 +109,9 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
                 stream.add_sink(copier, copier.wants_annotated)
         return stream
 
+    sources_by_name = dict(zip(stream_ids(sources), sources, strict=True))
     streams = {}
-    for name, uri in zip(stream_ids(sources), sources, strict=True):
+    for name, uri in sources_by_name.items():
         if parse_source_uri(uri).kind == "file":
             open_source(uri, config.source).close()  # a missing or unreadable file fails before serving
         streams[name] = make_stream(name, functools.partial(open_source, uri, config.source))

@@ -4,7 +4,8 @@ into MP4 segments without decoding or encoding them, each with the JSONL of its 
 `DIR/<stream>/<stream>-<UTC start>.mp4` + `.jsonl`, a new pair at the first video keyframe `segment_s` seconds
 (of the camera's time) after the segment began, and at each reconnection; every segment starts on a keyframe,
 so it plays from its first frame, with its timestamps from 0. Each JSONL record is the one `process --events`
-writes (the stream's frame index and pts) plus `video_pts`: the frame's time in its segment's video.
+writes (the stream's frame index and pts) plus `video_pts`, the frame's time in its segment's video, and `wall_s`,
+when it was decoded (Unix time): what a live index's moments are cut from the recording by (`search.clips`).
 
 The source hands packets over from its reading thread (`PacketTap`); results come from the pipeline thread
 (`Sink.write`); both go through one bounded queue to the recorder's own thread, which does all the writing, so a
@@ -147,7 +148,9 @@ class CopyRecorder:
                 self._fallback.write(result)
             return
         if result.frame.source_pts is not None:  # queued as its record: no image waits in the queue
-            self._put(("result", result.frame.connection, (result.frame.source_pts, result_to_json(result))))
+            record = result_to_json(result)
+            record["wall_s"] = round(result.frame.decoded_wall_s, 3)
+            self._put(("result", result.frame.connection, (result.frame.source_pts, record)))
 
     def close(self) -> None:
         """Write what is queued, then close the segment (blocks until done)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from streamvis.config import OutputConfig
 from streamvis.errors import OutputError
 from streamvis.frame import Result
+from streamvis.serialize import result_to_json
 from streamvis.sinks import Sink
 from streamvis.sinks.events import EventsWriter
 from streamvis.sinks.video import VideoWriter
@@ -25,7 +26,9 @@ _END = object()
 
 class SegmentedRecorder:
     """`DIR/<stream>/<stream>-<UTC start>.mp4` (+ `.jsonl`), a new pair every `segment_s` of stream time. Each MP4
-    starts at 0 s and plays on its own; each JSONL keeps the stream's frame indices and pts."""
+    starts at 0 s and plays on its own; each JSONL record keeps the stream's frame index and pts, plus `video_pts`
+    (the frame's time in its segment's video) and `wall_s` (when it was decoded, Unix time), as a copied recording's
+    do."""
 
     def __init__(self, folder: Path, stream_id: str, segment_s: float, output: OutputConfig | None = None,
                  fps: float | None = None) -> None:
@@ -60,7 +63,10 @@ class SegmentedRecorder:
             self._roll(pts)
         assert self._video is not None and self._events is not None
         self._video.write(result)
-        self._events.write(result)
+        record = result_to_json(result)
+        record["video_pts"] = round(pts - self._start_pts, 6)
+        record["wall_s"] = round(result.frame.decoded_wall_s, 3)
+        self._events.write_record(record)
 
     def _close_segment(self) -> None:
         if self._video is not None:

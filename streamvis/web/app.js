@@ -3,6 +3,7 @@
 // narration; clicks, boxes and words on the video become prompts (`prompts.js`). No build step: ES modules.
 
 import { Percentiles, ServerClock } from "./clock.js";
+import { MomentSearch } from "./moments.js";
 import { Overlay } from "./overlay.js";
 import { Pointer } from "./prompts.js";
 import { FrameSync } from "./sync.js";
@@ -46,11 +47,28 @@ const sync = new FrameSync($("video"), (message, metadata, synced) => {
 
 function setState(text) { $("state").textContent = text; }
 
+let highlighted = null;  // the track a search pointed out in the live video
+let inViewNow = new Set();  // the track ids of the last frame's objects
+const moments = new MomentSearch({
+  section: $("moments"), form: $("moments-form"), input: $("moments-query"), status: $("moments-status"),
+  list: $("moments-list"), player: $("moment-player"), caption: $("moment-caption"),
+}, {
+  headers,
+  watching: () => (pc ? $("stream").value : null),
+  inView: (trackId) => inViewNow.has(trackId),
+  highlight: (trackId) => {
+    highlighted = trackId;
+    overlay.highlighted = trackId;
+    window.streamvisHighlighted = trackId;
+  },
+});
+
 async function loadStreams() {
   const resp = await fetch("/streams", { headers });
   if (!resp.ok) { setState(`Cannot list streams (${resp.status})`); return false; }
-  const { streams, ice_servers: ice } = await resp.json();
+  const { streams, ice_servers: ice, search } = await resp.json();
   iceServers = ice || [];
+  moments.enable(Boolean(search));
   const select = $("stream");
   select.replaceChildren(...streams.map((s) => new Option(`${s.id} (${s.status})`, s.id)));
   const wanted = params.get("stream");
@@ -64,6 +82,7 @@ async function loadStreams() {
 }
 
 function showObjects(detections) {
+  inViewNow = new Set(detections.map((d) => d.track_id).filter((t) => t !== null && t !== undefined));
   const items = detections.map((d) => {
     const li = document.createElement("li");
     const id = d.track_id === null || d.track_id === undefined ? "" : ` #${d.track_id}`;
@@ -76,6 +95,7 @@ function showObjects(detections) {
       button.className = "object";
       button.textContent = `${d.class_name}${id}${score}`;
       button.setAttribute("aria-pressed", String(pickedObject === d.track_id));
+      if (highlighted === d.track_id) { button.classList.add("highlighted"); button.setAttribute("aria-current", "true"); }
       button.addEventListener("click", () => pick(pickedObject === d.track_id ? null : d.track_id));
       li.append(button);
     }

@@ -27,6 +27,7 @@ export class Overlay {
     this.labels = [];  // hit areas of the labels drawn last: {x, y, w, h, trackId, name}
     this.drawnFrame = null;
     this.enabled = false;
+    this.highlighted = null;  // a track pointed out by a search: drawn with a thicker box
   }
 
   setEnabled(on) {
@@ -76,7 +77,7 @@ export class Overlay {
       const { css } = colour(d.track_id, i);
       const [x1, y1, x2, y2] = d.xyxy;
       if (this.controls.boxes.checked) {
-        ctx.lineWidth = Math.max(2, width / 480);
+        ctx.lineWidth = Math.max(2, width / 480) * (d.track_id === this.highlighted ? 3 : 1);
         ctx.strokeStyle = css;
         ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
       }

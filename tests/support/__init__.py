@@ -4,12 +4,13 @@ runs it, tiny random-weight models published as hub ids, and ports reserved per 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -67,6 +68,26 @@ def need_rtsp_server() -> None:
     import pytest
 
     pytest.skip("needs GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)", allow_module_level=True)
+
+
+@contextlib.contextmanager
+def rtsp_camera(name: str, video: Path, audio: bool = False) -> Iterator[str]:
+    """`video` as a real RTSP camera (GStreamer's rtsp-server on 127.0.0.1 replaying it without re-encoding, with
+    its audio when `audio`): yields the camera's rtsp:// URL."""
+    need_rtsp_server()
+    need(video)
+    port = free_port()
+    server = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(port),
+                               *(["--audio"] if audio else []), "--file", f"{name}={video}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("ready"), line
+        yield line.split()[-1]
+    finally:
+        server.kill()
+        server.wait()
 
 
 def free_port() -> int:
