@@ -147,6 +147,25 @@ def test_the_embedder_puts_text_and_images_in_one_space(kind: str, tiny_models: 
     assert embedder.provider == "torch:cpu:float32"
 
 
+def test_streams_crops_share_one_batch_and_get_what_they_would_alone(tiny_models: TinyModels) -> None:
+    """On a GPU `serve` batches every stream's crops together (`batching.enabled: auto`); forced here on the CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamvis.search.embedder import ImageTextEmbedder
+
+    embedder = ImageTextEmbedder(ClipEmbedderConfig(model=str(tiny_models.clip)))
+    rng = np.random.default_rng(1)
+    views = {stream: [rng.integers(0, 255, (48, 32, 3), dtype=np.uint8) for _ in range(3)] for stream in range(4)}
+    alone = {stream: embedder.images(images) for stream, images in views.items()}
+    embedder.batch_across_streams(max_batch=8, batch_wait_ms=50)
+    with ThreadPoolExecutor(4) as streams:  # four streams' index writers, each with a track's three views
+        together = dict(zip(views, streams.map(embedder.images, views.values()), strict=True))
+    assert embedder.batcher is not None and embedder.batcher.stats.items == 12
+    assert embedder.batcher.stats.batches < 12  # views of several streams went through one model call
+    for stream in views:
+        assert np.allclose(together[stream], alone[stream], atol=1e-4)
+
+
 def test_a_model_that_does_not_embed_images_and_text_is_refused(tiny_models: TinyModels) -> None:
     from streamvis.search.embedder import ImageTextEmbedder
 
@@ -338,3 +357,49 @@ def test_views_of_a_segmented_object_show_the_object_alone(tmp_path: Path) -> No
     assert (view[15:45, 25:35] == 255).all()  # the object's own pixels
     assert (view[0:5, 0:60] == BACKGROUND_GREY).all() and (view[:, 0:15] == BACKGROUND_GREY).all()
     assert index.counts() == (1, 1)
+
+
+def test_a_live_streams_budget_spaces_its_scene_keyframes(tmp_path: Path) -> None:
+    from streamvis.frame import Frame, Result
+    from streamvis.search.collect import MomentCollector
+    from streamvis.serialize import empty_detections
+
+    index = MomentIndex(tmp_path / "live.duckdb", "stand-in", 4, clock="wall")
+    collector = MomentCollector(index, RecordingEmbedder(), "cam", ClipEmbedderConfig(scene_every_s=2))  # type: ignore[arg-type]
+    image = np.zeros((40, 40, 3), np.uint8)
+    start = time.monotonic()
+
+    def run(first: int, seconds: int) -> None:  # a frame every 0.5 s of the wall clock
+        for i in range(first * 2, (first + seconds) * 2):
+            collector.write(Result(Frame(image, i, i / 2, "cam", decoded_at=start + i / 2), empty_detections(), True))
+
+    run(0, 10)
+    collector.min_gap_s = 10.0  # the latency budget's narration step: model work at most every 10 s
+    run(10, 30)
+    collector.close()
+    origin = Frame(image, 0, 0, "cam", decoded_at=start).decoded_wall_s  # scenes are timed by the wall clock
+    times = sorted(round(f.start_s - origin, 1) for f in index.search(unit(1, 0, 0, 0), 100))
+    assert times == [0.0, 2.0, 4.0, 6.0, 8.0, 18.0, 28.0, 38.0]
+
+
+def test_an_indexed_live_stream_paces_its_index_by_the_budget(tmp_path: Path) -> None:
+    from streamvis.config import PipelineConfig
+    from streamvis.live.budget import BudgetPlan
+    from streamvis.live.runner import LiveStream
+    from streamvis.live.settings import LiveSettings
+    from streamvis.pipeline.loading import Models
+    from streamvis.search.live import LiveIndex
+    from streamvis.sources import open_source
+    from streamvis.testing.fakes import StandInDetector
+
+    config = PipelineConfig.model_validate({"latency": {"budget_ms": 50}})
+    moments = LiveIndex(tmp_path / "live.duckdb", RecordingEmbedder(), ClipEmbedderConfig())  # type: ignore[arg-type]
+    stream = LiveStream("cam", lambda: open_source("synthetic:?w=64&h=48&frames=5"), config,
+                        Models(StandInDetector(0.001)), LiveSettings(moments=moments))
+    assert stream.budget is not None and any(plan.narration_gap_s > 0 for plan in stream.budget.ladder)
+    stream.index_into(moments)
+    assert stream.moments is not None and stream.moments.min_gap_s == 0
+    stream._apply_plan(BudgetPlan(narration_gap_s=10.0))  # the step the budget takes when it must
+    assert stream.moments.min_gap_s == 10.0
+    stream.stop()
+    moments.close()

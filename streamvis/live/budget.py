@@ -15,7 +15,7 @@ The ladder, in the order the knobs move (`LADDER`; each step keeps the ones befo
    later frame, a frame or two behind;
 2. the detector runs on every 2nd, then 4th keyframe (the tracker or SAM 2 memory carries the objects between);
 3. a video segmenter propagates masks on every 2nd to 4th frame (the masks are carried between);
-4. model narration (a caption model, the text reader) starts at most every 10 s;
+4. model narration (a caption model, the text reader) and the index's scene keyframes start at most every 10 s;
 5. the video to viewers is encoded at 3/4, then 1/2 of its width and height (the viewer scales it back);
 6. last, viewers get every 2nd, then 3rd frame (recordings and the data channel keep every frame).
 The encoder is x264 `ultrafast` with `zerolatency` live already: its preset is not a knob.

@@ -51,7 +51,11 @@ from streamvis.sources.base import PacketTap
 from streamvis.sources.wrappers import LoopedSource, PacedSource
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from streamvis.search.alerts import Alert
+    from streamvis.search.collect import MomentCollector
+    from streamvis.search.live import LiveIndex
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,10 @@ class KeyframeRun(NamedTuple):
 
 def _always() -> bool:
     return True
+
+
+def _never() -> bool:
+    return False  # the index crops the decoded frame: it needs no annotated image
 
 
 def _call_each(listeners: list[Callable[..., None]], *args: object) -> None:
@@ -114,6 +122,7 @@ class LiveStream:
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
         # text is read in the reader's worker (`LiveReader`), one look at a time, never in this stream's loop
         self.reader = LiveReader(pipeline.reader) if pipeline.reader is not None else None
+        self.moments: MomentCollector | None = None  # `serve --index`: this stream's indexing (`index_into`)
         self.plan = BudgetPlan()  # what the latency budget gives up now (`streamvis.live.budget`)
         self.budget = self._budget(config)
         # prompts wait there for the pipeline thread, which applies them between two frames
@@ -124,9 +133,10 @@ class LiveStream:
         if latency.budget_ms is None:
             return None
         propagates = self.pipeline.segmenter is not None and self.pipeline.segmenter.propagates
-        # the narration step spaces out what runs a model for the listener: a caption model, the text reader
+        # the narration step spaces out what runs a model beside the frames: a caption model, the text reader, the
+        # index's embeddings
         models_for_narration = (self.narrator is not None and config.narrator.type != "objects") \
-            or self.reader is not None
+            or self.reader is not None or self.settings.moments is not None
         ladder = ladder_for(propagates, narrates=models_for_narration)
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
                              latency.hold_s, latency.max_changes_per_minute, board=self.settings.budget_board,
@@ -147,6 +157,8 @@ class LiveStream:
             self.narrator.min_gap_s = plan.narration_gap_s
         if self.reader is not None:
             self.reader.min_gap_s = plan.narration_gap_s
+        if self.moments is not None:
+            self.moments.min_gap_s = plan.narration_gap_s
         self.plan = plan
 
     # -- sinks and listeners -----------------------------------------------------------------------------------
@@ -157,6 +169,14 @@ class LiveStream:
         with self._lock:
             self._sinks.append(sink)
             self._wants_annotated.append(wants_annotated or _always)
+
+    def index_into(self, moments: LiveIndex, recording: Path | None = None, source: str = "") -> None:
+        """Index this stream's results into `moments` (a sink in a thread of its own, paced by the latency
+        budget's narration step); `recording`: where its moments are cut from."""
+        collector, sink = moments.sink(self.stream_id, on_drop=self.stats.count_drop, on_alert=self.raise_alert,
+                                       recording=recording, source=source)
+        self.moments = collector
+        self.add_sink(sink, _never)
 
     def remove_sink(self, sink: Sink) -> None:
         with self._lock:

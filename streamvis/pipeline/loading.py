@@ -176,4 +176,7 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
         from streamvis.search.embedder import ImageTextEmbedder
 
         embedder = _timed("embedder", lambda: ImageTextEmbedder(embedder_config))
+        if cross_stream and batches_across_streams(batching, embedder.provider):
+            embedder.batch_across_streams(batching.max_batch, batching.batch_wait_ms)
+            log.info("embedder: every stream's crops batched together")
     return Models(detector, segmenter, narrator, florence, reader, embedder)

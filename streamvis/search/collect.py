@@ -77,6 +77,8 @@ class MomentCollector:
         self.index, self.embedder, self.stream, self.config = index, embedder, stream, config
         self.alerts, self.on_alert = alerts, on_alert
         self.live = index.clock == "wall"  # a live index: tracks are searchable while they are in view
+        # set by a live stream's latency budget (its narration step): scene keyframes at least this far apart
+        self.min_gap_s = 0.0
         self.time_of = wall_time if self.live else frame_time
         if video is not None:
             index.add_video(stream, video, source)  # what `streamvis search --export` cuts clips from
@@ -126,7 +128,8 @@ class MomentCollector:
                     self._followed(key, state, result.frame.pts)
         ended = [k for k, s in self._tracks.items() if t - s.last_s > TRACK_ENDS_AFTER_S]
         scenes: list[SceneMoment] = []
-        if self._last_scene_s is None or t - self._last_scene_s >= self.config.scene_every_s - 1e-6:
+        if self._last_scene_s is None or t - self._last_scene_s >= max(self.config.scene_every_s,
+                                                                       self.min_gap_s) - 1e-6:
             self._last_scene_s = t
             scenes.append(self._scene(image, t))
         self._flush(ended, scenes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ import numpy as np
 from streamvis.config import ClipEmbedderConfig
 from streamvis.errors import ModelError
 from streamvis.extras import require
+
+if TYPE_CHECKING:
+    from streamvis.batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class ImageTextEmbedder:
         self.name = config.model
         self._torch = torch
         self._lock = threading.Lock()
+        self.batcher: Batcher[np.ndarray, np.ndarray] | None = None
         with self._lock:
             self.dim = int(self._run_text(["a photo"]).shape[1])
 
@@ -96,14 +100,28 @@ class ImageTextEmbedder:
             return self._run_text(texts)
 
     def images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) float32 unit vectors, `batch_size` images a model call."""
+        """(N, dim) float32 unit vectors, `batch_size` images a model call; across streams, through the shared
+        batch when there is one (`batch_across_streams`)."""
+        if self.batcher is not None:
+            futures = [self.batcher.submit(image) for image in images_bgr]
+            return np.stack([f.result() for f in futures]) if futures else np.zeros((0, self.dim), np.float32)
         out = []
-        with self._lock:
-            for start in range(0, len(images_bgr), self.config.batch_size):
-                chunk = images_bgr[start:start + self.config.batch_size]
-                pixels = np.stack([square_resized(im, self.size, self._fill) for im in chunk]).astype(np.float32)
-                pixels = (pixels / 255.0 - self._mean) / self._std
-                tensor = self._torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).to(self.device, self.dtype)
-                with self._torch.inference_mode():
-                    out.append(self._unit(self.model.get_image_features(pixel_values=tensor)))
+        for start in range(0, len(images_bgr), self.config.batch_size):
+            out.append(self._run_images(images_bgr[start:start + self.config.batch_size]))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _run_images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        pixels = np.stack([square_resized(im, self.size, self._fill) for im in images_bgr]).astype(np.float32)
+        pixels = (pixels / 255.0 - self._mean) / self._std
+        with self._lock:
+            tensor = self._torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).to(self.device, self.dtype)
+            with self._torch.inference_mode():
+                return self._unit(self.model.get_image_features(pixel_values=tensor))
+
+    def batch_across_streams(self, max_batch: int, batch_wait_ms: float) -> None:
+        """From now on, the images of every stream's index writer join a shared batch (`batching.Batcher`: a GPU
+        runs 8 crops in little more than the time of one); each stream's are taken in turn."""
+        from streamvis.batching import Batcher
+
+        self.batcher = Batcher(f"embed-{self.name}", lambda images: list(self._run_images(images)), max_batch,
+                               batch_wait_ms, max_pending=10_000)  # an index writer never loses a view

@@ -65,15 +65,15 @@ class LiveIndex:
 
     def sink(self, stream: str, on_drop: Callable[[str, int], None] | None = None,
              on_alert: Callable[[Alert], None] | None = None, recording: Path | None = None,
-             source: str = "") -> ThreadedSink:
-        """The sink that indexes `stream` (its tracks when they end, a scene keyframe every few seconds, timed by
-        the wall clock) and checks its new tracks against the alert sentences. `recording`: the folder its
-        recording's segments go to, where its moments are cut from."""
+             source: str = "") -> tuple[MomentCollector, ThreadedSink]:
+        """The collector that indexes `stream` (its tracks, a scene keyframe every few seconds, timed by the wall
+        clock) and checks its new tracks against the alert sentences, and the sink that runs it in a thread of its
+        own. `recording`: the folder its recording's segments go to, where its moments are cut from."""
         collector = MomentCollector(self.index, self.embedder, stream, self.config, recording, source,
                                     alerts=self.rules, on_alert=on_alert)
         if recording is not None:
             self._recorded.add(stream)
-        return ThreadedSink(collector, "index", stream, on_drop=on_drop)
+        return collector, ThreadedSink(collector, "index", stream, on_drop=on_drop)
 
     def search(self, query: str, top: int = 10, stream: str | None = None, class_name: str | None = None,
                since_s: float | None = None, until_s: float | None = None) -> list[Found]:

@@ -93,9 +93,8 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     def make_stream(name: str, open_fn: Callable[[], Source]) -> LiveStream:
         stream = LiveStream(name, open_fn, config, models, settings)
         if settings.moments is not None:
-            stream.add_sink(settings.moments.sink(name, on_drop=stream.stats.count_drop, on_alert=stream.raise_alert,
-                                                  recording=record.folder / name if record is not None else None,
-                                                  source=sources_by_name.get(name, "whip")), _never)
+            stream.index_into(settings.moments, record.folder / name if record is not None else None,
+                              sources_by_name.get(name, "whip"))
         if record is not None:
             def annotated() -> ThreadedSink:
                 recorder = SegmentedRecorder(record.folder, name, record.segment_s, config.output)
@@ -117,9 +116,6 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
         streams[name] = make_stream(name, functools.partial(open_source, uri, config.source))
     return streams, make_stream
 
-
-def _never() -> bool:
-    return False  # the index crops the decoded frame: it needs no annotated image
 
 
 def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
