@@ -160,7 +160,8 @@ def serve(
         "--record-segment-s", help="start new recording files every this many seconds of stream time")] = 300.0,
     index: Annotated[Path | None, typer.Option(
         "--index", help="index every stream's tracks and scene keyframes into this file as they run, searchable "
-                        "at GET /search and by `streamvis search`; needs --set embedder.type=clip")] = None,
+                        "at GET /search and by `streamvis search`; needs --set embedder.type=clip (with --record "
+                        "and an embedder: DIR/moments.duckdb)")] = None,
     alert: Annotated[list[str] | None, typer.Option(
         "--alert", help="with --index: a sentence a new track is checked against (repeatable), e.g. \"a person at "
                         "the door\"; a match is spoken, sent to viewers and POSTed to --alert-webhook")] = None,

@@ -1,4 +1,4 @@
-"""Finding moments of a recorded live camera: `serve --record DIR --index FILE` on a real RTSP camera (GStreamer's
+"""Finding moments of a recorded live camera: `serve --record DIR` with an embedder on a real RTSP camera (GStreamer's
 rtsp-server replaying the shared car video) with a tiny random CLIP. The index is timed by the wall clock; a moment
 is cut from the camera's own recorded packets over HTTP (`GET /search/clip`) and by `streamvis search --export`;
 the viewer's search box lists the moments with their thumbnails (tracks while still in view), plays a recorded one
@@ -37,11 +37,12 @@ def _clip_url(server: Server, moment: dict, margin_s: float = 1.0) -> str:
 
 def test_a_recorded_live_camera_is_searched_played_back_and_exported(tiny_models: TinyModels, models_dir: Path,
                                                                      tmp_path: Path) -> None:
-    index, recordings = tmp_path / "live.duckdb", tmp_path / "recordings"
+    recordings = tmp_path / "recordings"
+    index = recordings / "moments.duckdb"  # with an embedder set, a recording folder carries its own index
     started = time.time()
     with rtsp_camera("car", CAR_VIDEO) as camera:
         srv = Server("--source", camera, "--models-dir", str(models_dir), "--record", str(recordings),
-                     "--record-segment-s", "3", "--index", str(index), "--set", "embedder.type=clip",
+                     "--record-segment-s", "3", "--set", "embedder.type=clip",
                      "--set", f"embedder.model={tiny_models.CLIP}", "--set", "embedder.scene_every_s=4",
                      env=tiny_models.offline_env)
         try:
@@ -71,8 +72,8 @@ def test_a_recorded_live_camera_is_searched_played_back_and_exported(tiny_models
 
             status, jpeg, kind = _fetch(srv.url + "/search/thumbnail/" + quote(playable[0]["thumbnail"]))
             assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
-            assert _fetch(srv.url + "/search/thumbnail/live.duckdb")[0] == 404  # only the index's thumbnails
-            assert _fetch(srv.url + "/search/thumbnail/live.duckdb.thumbs/..%2Flive.duckdb")[0] == 404
+            assert _fetch(srv.url + "/search/thumbnail/moments.duckdb")[0] == 404  # only the index's thumbnails
+            assert _fetch(srv.url + "/search/thumbnail/moments.duckdb.thumbs/..%2Fmoments.duckdb")[0] == 404
             assert _fetch(srv.url + "/search/clip?stream=car")[0] == 400
             assert _fetch(srv.url + f"/search/clip?stream=car&from={started + 9}&to={started}")[0] == 400
             missing = _fetch(srv.url + f"/search/clip?stream=door&from={started}&to={started + 5}")

@@ -71,10 +71,14 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
                   alerts: AlertSettings | None = None) -> tuple[dict[str, LiveStream], StreamFactory]:
     """One pipeline per source, all on one set of models (`load_models`: each model loaded once); segmenter
     sessions, trackers and narration policies are per stream. With `index`, every stream is indexed into that
-    file as it runs (`settings.moments`, searched by `GET /search`), its new tracks checked against `alerts`.
+    file as it runs (`settings.moments`, searched by `GET /search`), its new tracks checked against `alerts`; a
+    recording with an embedder set and no `index` is indexed into `<record folder>/moments.duckdb`.
 
     Also returns the factory that builds the same kind of stream for a WHIP publisher, on the same models.
     """
+    if index is None and record is not None and isinstance(config.embedder, ClipEmbedderConfig):
+        index = record.folder / "moments.duckdb"  # a recording folder carries its own index
+        log.info("indexing every stream into %s (with the recordings)", index)
     if alerts is not None and index is None:
         raise ConfigError("--alert needs --index FILE: new tracks are checked against the sentences as they are "
                           "indexed")
