@@ -127,12 +127,12 @@ def test_a_killed_writer_leaves_a_whole_index(tmp_path: Path) -> None:
     assert reopened.search(np.ones(64, np.float32) / 8, top=1)[0].similarity == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("kind", ["clip", "siglip"])
+@pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2"])
 def test_the_embedder_puts_text_and_images_in_one_space(kind: str, tiny_models: TinyModels) -> None:
     """(Loaded from the folder here; `process --index` below loads the hub id, offline, as a user's would.)"""
     from streamvis.search.embedder import ImageTextEmbedder
 
-    model = tiny_models.clip if kind == "clip" else tiny_models.siglip
+    model = {"clip": tiny_models.clip, "siglip": tiny_models.siglip, "siglip2": tiny_models.siglip2}[kind]
     embedder = ImageTextEmbedder(ClipEmbedderConfig(model=str(model), batch_size=2))
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((40, 90), (120, 30), (64, 64),

@@ -343,13 +343,14 @@ class NoEmbedderConfig(Strict):
 
 
 class ClipEmbedderConfig(_ModelChoice, TorchSettings):
-    """An image-text embedding model through transformers (CLIP or SigLIP by hub id or folder): crops along each
-    track and scene keyframes in, vectors a sentence can be compared with (`streamvis.search`)."""
+    """An image-text embedding model through transformers (CLIP, SigLIP or SigLIP 2 by hub id or folder): crops
+    along each track and scene keyframes in, vectors a sentence can be compared with (`streamvis.search`)."""
 
     type: Literal["clip"] = "clip"
     role: ClassVar[str] = "embedder"
     enabled: ClassVar[bool] = True
-    model: str = Field("openai/clip-vit-base-patch32", description="hub id or folder of a CLIP or SigLIP model")
+    model: str = Field("openai/clip-vit-base-patch32",
+                       description="hub id or folder of a CLIP, SigLIP or SigLIP 2 model")
     scene_every_s: float = Field(5.0, gt=0, description="a scene keyframe (the whole frame) embedded at most this "
                                  "often, in stream time")
     min_track_s: float = Field(0.5, ge=0, description="tracks followed for less than this are not indexed")

@@ -1,11 +1,13 @@
-"""An image-text embedding model: CLIP or SigLIP through transformers, by hub id or folder, loaded like every
-transformers model here (`weights.hf.load_model`). Images and sentences come out as unit vectors in one space, so a
-sentence is compared with a crop by their dot product.
+"""An image-text embedding model: CLIP, SigLIP or SigLIP 2 through transformers, by hub id or folder, loaded like
+every transformers model here (`weights.hf.load_model`). Images and sentences come out as unit vectors in one
+space, so a sentence is compared with a crop by their dot product.
 
 Pre-processing is our own (no image processor: the default ones need torchvision): a crop is padded to a square
 with the model's mean colour, resized to the model's input size, scaled to 0..1 and normalised with the model's
 mean and standard deviation (read from its `preprocessor_config.json` through the PIL image processor, else
-CLIP's). SigLIP's text encoder was trained on sentences padded to 64 tokens: its tokenizer pads to that length.
+CLIP's). SigLIP 2's variable-resolution (NaFlex) checkpoints take each crop at its own aspect ratio, cut into
+patches by their own image processor (its PIL backend needs no torchvision). SigLIP's text encoders were trained
+on sentences padded to 64 tokens: the tokenizer pads to that length.
 """
 
 from __future__ import annotations
@@ -49,26 +51,33 @@ class ImageTextEmbedder:
     def __init__(self, config: ClipEmbedderConfig) -> None:
         require("embedder.type clip", "search")
         import torch
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel, SiglipModel
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel, Siglip2Model, SiglipModel
 
         from streamvis.weights.hf import load_model, load_pretrained
 
         self.config = config
         model, self.device, self.dtype, self.provider = load_model(AutoModel, config.model, "embedder.model",
                                                                    config.device, config.dtype, config.attention)
-        if not isinstance(model, CLIPModel | SiglipModel):
+        if not isinstance(model, CLIPModel | SiglipModel | Siglip2Model):
             raise ModelError(f"embedder.model: '{config.model}' is a {type(model).__name__}, not an image-text "
-                             "embedding model (a CLIP or SigLIP checkpoint)")
+                             "embedding model (a CLIP, SigLIP or SigLIP 2 checkpoint)")
         self.model = model
-        self.siglip = isinstance(model, SiglipModel)
+        self.siglip = isinstance(model, SiglipModel | Siglip2Model)
         vision: Any = model.config.vision_config
-        self.size = int(vision.image_size)
+        self.size = int(getattr(vision, "image_size", 0) or 0)  # SigLIP 2 (NaFlex) has none: any size, any shape
         self.tokenizer = load_pretrained(AutoTokenizer, config.model, "embedder.model")
+        self._naflex: Any = None
         try:
             processor = AutoImageProcessor.from_pretrained(config.model, backend="pil")
             mean, std = tuple(processor.image_mean), tuple(processor.image_std)
         except (OSError, ValueError, TypeError, AttributeError):  # no preprocessor_config.json: CLIP's values
-            mean, std = CLIP_MEAN, CLIP_STD
+            processor, (mean, std) = None, (CLIP_MEAN, CLIP_STD)
+        if isinstance(model, Siglip2Model):
+            if processor is None:
+                raise ModelError(f"embedder.model: '{config.model}' is a SigLIP 2 checkpoint without its image "
+                                 "processor (preprocessor_config.json): its patches cannot be made")
+            # its own (PIL) processor: each crop at its own aspect ratio, cut into at most max_num_patches patches
+            self._naflex = processor
         self._mean = np.array(mean, np.float32)
         self._std = np.array(std, np.float32)
         r, g, b = (round(v * 255) for v in mean[:3])
@@ -111,6 +120,14 @@ class ImageTextEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def _run_images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        if self._naflex is not None:
+            rgb = [cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images_bgr]
+            inputs = self._naflex(images=rgb, return_tensors="pt")
+            with self._lock, self._torch.inference_mode():
+                return self._unit(self.model.get_image_features(
+                    pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
+                    pixel_attention_mask=inputs["pixel_attention_mask"].to(self.device),
+                    spatial_shapes=inputs["spatial_shapes"].to(self.device)))
         pixels = np.stack([square_resized(im, self.size, self._fill) for im in images_bgr]).astype(np.float32)
         pixels = (pixels / 255.0 - self._mean) / self._std
         with self._lock:

@@ -232,6 +232,20 @@ def build_sam3_tokenizer() -> Any:
                                    pad_token="<|endoftext|>")
 
 
+def build_siglip2_tokenizer() -> Any:
+    """SigLIP 2's own tokenizer class (Gemma's, lower-cased) over a tiny vocabulary: its special tokens, the 256
+    byte-fallback tokens, and single letters, digits and the word marker (300 ids, no merges)."""
+    from transformers import Siglip2Tokenizer
+
+    vocab = {token: i for i, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for char in "▁abcdefghijklmnopqrstuvwxyz0123456789.,?":
+        if len(vocab) < 300:
+            vocab[char] = len(vocab)
+    return Siglip2Tokenizer(vocab=vocab, merges=[])
+
+
 def build_sam3_video(folder: str | Path, seed: int = 0) -> Path:
     """A tiny SAM 3 video model (detector: ViT, CLIP text encoder, DETR; tracker: SAM 2's streaming memory) and
     its tokenizer saved to `folder`. The presence head is biased towards "present" and the thresholds lowered,
@@ -277,21 +291,42 @@ def build_sam3_video(folder: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_clip(folder: str | Path, seed: int = 0, kind: Literal["clip", "siglip"] = "clip") -> Path:
-    """A tiny random CLIP (or SigLIP) with a CLIP-like tokenizer and a PIL image processor, saved to `folder`
-    like a hub checkpoint: image and text towers into one 16-value space (SigLIP: 32)."""
+def build_clip(folder: str | Path, seed: int = 0, kind: Literal["clip", "siglip", "siglip2"] = "clip") -> Path:
+    """A tiny random CLIP (or SigLIP, or SigLIP 2 with its variable-resolution image processor) with a CLIP-like
+    tokenizer and a PIL image processor, saved to `folder` like a hub checkpoint: image and text towers into one
+    16-value space (SigLIP: 32)."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, SiglipConfig, SiglipModel
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessorPil,
+        CLIPModel,
+        Siglip2Config,
+        Siglip2ImageProcessorPil,
+        Siglip2Model,
+        SiglipConfig,
+        SiglipModel,
+    )
 
     text = dict(vocab_size=300, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
                 max_position_embeddings=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=32,
                   patch_size=8)
     torch.manual_seed(seed)
-    model: Any = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)) if kind == "clip" \
-        else SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    model: Any
+    if kind == "clip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    elif kind == "siglip":
+        model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    else:
+        vision = {**vision, "num_patches": 16}
+        del vision["image_size"]
+        model = Siglip2Model(Siglip2Config(text_config=text, vision_config=vision))
     folder = Path(folder)
     model.eval().save_pretrained(folder)
+    if kind == "siglip2":
+        build_siglip2_tokenizer().save_pretrained(folder)
+        Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16).save_pretrained(folder)
+        return folder
     build_sam3_tokenizer().save_pretrained(folder)
     CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder

@@ -177,6 +177,7 @@ class TinyModels:
     PALIGEMMA = "streamvis-test/tiny-paligemma2"
     CLIP = "streamvis-test/tiny-clip"
     SIGLIP = "streamvis-test/tiny-siglip"
+    SIGLIP2 = "streamvis-test/tiny-siglip2"
 
     def __init__(self, root: Path) -> None:
         from streamvis.testing.models import build_clip, build_florence2, build_sam, build_sam2_video, build_sam3_video
@@ -192,11 +193,13 @@ class TinyModels:
         self.paligemma = build_paligemma(root / "paligemma")
         self.clip = build_clip(root / "clip")
         self.siglip = build_clip(root / "siglip", kind="siglip")
+        self.siglip2 = build_clip(root / "siglip2", kind="siglip2")
         self.hf_cache = root / "hf-cache"
         for folder, repo_id in ((self.florence, self.FLORENCE), (self.sam2, self.SAM2),
                                 (self.edgetam, self.EDGETAM), (self.sam, self.SAM), (self.sam3, self.SAM3),
                                 (self.idefics3, self.IDEFICS3), (self.paligemma, self.PALIGEMMA),
-                                (self.clip, self.CLIP), (self.siglip, self.SIGLIP)):
+                                (self.clip, self.CLIP), (self.siglip, self.SIGLIP),
+                                (self.siglip2, self.SIGLIP2)):
             publish_to_hf_cache(folder, repo_id, self.hf_cache)
 
     @property
