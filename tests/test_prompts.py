@@ -3,6 +3,8 @@ clicks and boxes on a frame it showed earlier, refinements and removals."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from support import TinyModels
@@ -174,3 +176,34 @@ def test_limits_and_streams_that_take_no_prompts(segmenter_model) -> None:
     with pytest.raises(PromptError, match=r"no video segmenter to prompt"):
         plain.apply_prompt(Prompt("box", box_xyxy=(0.0, 0.0, 10.0, 10.0)))
     assert plain.grounder() is None  # no Florence-2: words cannot be grounded
+
+
+def test_a_click_reaches_sam2_propagating_in_its_worker_under_a_budget(segmenter_model) -> None:
+    """Under a latency budget SAM 2 propagates beside the frame loop (`live.propagation`); a click waits for the
+    propagation in flight, joins the session, and the object is carried on the frames after it."""
+    from streamvis.live.runner import LiveStream
+    from streamvis.live.settings import LiveSettings
+
+    config = PipelineConfig.model_validate({"segmenter": {"type": "sam2", "model": segmenter_model.name},
+                                            "detector": {"every_n_frames": 1000}, "latency": {"budget_ms": 200},
+                                            "motion": {"enabled": False}})
+    stream = LiveStream("clicks", lambda: open_source("synthetic:?w=320&h=192&fps=15&frames=600&objects=2&realtime=1"),
+                        config, Models(SeesNothing(), segmenter_model), LiveSettings())
+    assert stream.pipeline.propagation_elsewhere
+    stream.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(stream.pipeline.prompt_history) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = stream.prompt(Prompt("point", points_xy=((80.0, 60.0),), labels=(1,))).result(timeout=20)
+        (object_id,) = result.object_ids
+        while time.monotonic() < deadline:
+            latest = stream.latest
+            ids = latest.detections.tracker_id if latest is not None else None
+            if ids is not None and object_id in ids.tolist():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"object {object_id} never carried")
+    finally:
+        stream.stop()

@@ -89,6 +89,12 @@ class LivePrompts:
                 log.exception("stream %s: grounding '%s' failed", self.stream_id, prompt.text)
             future.set_exception(exc)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a prompt waits for the pipeline thread."""
+        with self._lock:
+            return bool(self._waiting)
+
     def apply_waiting(self) -> None:
         """In the pipeline thread, between two frames: every waiting prompt, in order."""
         while True:

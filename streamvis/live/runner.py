@@ -34,6 +34,7 @@ from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription, TextReading
 from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
 from streamvis.live.prompting import LivePrompts
+from streamvis.live.propagation import LivePropagation
 from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats
 from streamvis.narration.backends import ReportsHealth
@@ -125,6 +126,10 @@ class LiveStream:
         self.moments: MomentCollector | None = None  # `serve --index`: this stream's indexing (`index_into`)
         self.plan = BudgetPlan()  # what the latency budget gives up now (`streamvis.live.budget`)
         self.budget = self._budget(config)
+        # under a budget, a video segmenter propagates in a worker of its own, never holding the frame loop
+        self._propagation = LivePropagation(pipeline, stream_id) if self.budget is not None \
+            and pipeline.segmenter is not None and pipeline.segmenter.propagates else None
+        pipeline.propagation_elsewhere = self._propagation is not None
         # prompts wait there for the pipeline thread, which applies them between two frames
         self._prompts = LivePrompts(stream_id, pipeline, self._detector, lambda: self.latest)
 
@@ -266,6 +271,8 @@ class LiveStream:
         for thread in self._threads:
             thread.join(timeout=5)
         self._detector.shutdown(wait=False, cancel_futures=True)
+        if self._propagation is not None:
+            self._propagation.close()
         if self.narrator is not None:
             self.narrator.close()
         if self.reader is not None:
@@ -359,6 +366,9 @@ class LiveStream:
         pending: Future[KeyframeRun] | None = None
         try:
             while (frame := self._next_frame()) is not None:
+                drained: tuple[sv.Detections | None, float | None] = (None, None)
+                if self._propagation is not None and self._prompts.waiting:
+                    drained = self._propagation.drain()  # a prompt changes the session: none may run meanwhile
                 self._prompts.apply_waiting()
                 start = time.perf_counter()
                 due = self._keyframes.due(frame.index, frame.pts, detector_free=pending is None)
@@ -394,8 +404,17 @@ class LiveStream:
                         else:
                             self.stats.stale_results += 1
                 still = self._gate is not None and self._gate.still
+                propagated, segment_ms = drained
+                if self._propagation is not None:
+                    wait_s = self.settings.inline_wait_ms / 1e3 if self.plan.wait_for_detector else 0.0
+                    newest, ms = self._propagation.step(frame, keyframe, wait_s, self.pipeline.propagate_every)
+                    if newest is not None:
+                        propagated, segment_ms = newest, ms
+                if segment_ms is not None:
+                    timings["segment"] = segment_ms
                 result = self.pipeline.apply(frame, keyframe, timings=timings, still=still,
-                                             annotate=self._annotate_next(), region_xyxy=region)
+                                             annotate=self._annotate_next(), region_xyxy=region,
+                                             propagated=propagated)
                 if keyframe is not None and self._gate is not None:
                     self._gate.saw(result.detections)
                 if self.reader is not None:

@@ -116,6 +116,9 @@ class Pipeline:
         self._gate: MotionGate | None = None  # `process`'s, when motion gating is on offline
         self._held_s = 0.0  # stream time the scene was held still (gated): the tracker's clock skips it
         self.propagate_every = 1  # a video segmenter propagates on one frame in this many (a latency budget's knob)
+        # set live under a latency budget: propagation runs in a worker (`live.propagation`), and `apply` takes its
+        # newest masks (`propagated`) or carries the last ones; it never runs the video segmenter itself
+        self.propagation_elsewhere = False
         self._unpropagated = 0
         self._last_pts: float | None = None
         self.stats = PipelineStats()
@@ -181,14 +184,25 @@ class Pipeline:
         return self.apply(frame, detections, caption, {"detect": (time.perf_counter() - t0) * 1e3},
                           region_xyxy=region)
 
+    def propagate(self, frame: Frame, detections: sv.Detections | None) -> sv.Detections:
+        """The video segmenter's masks on `frame` (prompted with a keyframe's `detections`), remembered for the
+        prompts a viewer may give on it. Called by `apply`, or by a live stream's propagation worker."""
+        assert self.segmenter is not None
+        out = self.segmenter.update(frame.image, detections)
+        if isinstance(self.segmenter, Promptable):
+            self.prompt_history.append((frame.index, self.segmenter.frame_idx, frame.image))
+        return out
+
     def apply(self, frame: Frame, detections: sv.Detections | None, caption: str | None = None,
               timings: dict[str, float] | None = None, still: bool = False, annotate: bool = True,
-              region_xyxy: np.ndarray | None = None) -> Result:
+              region_xyxy: np.ndarray | None = None, propagated: sv.Detections | None = None) -> Result:
         """Segment or track, then annotate. `detections` is a keyframe's (maybe from an earlier frame, live),
         None between keyframes: a video segmenter then propagates masks, otherwise the last boxes are carried.
         `still`: motion gating held the scene since the previous frame; that time does not age the tracks.
         `annotate`: False leaves this result without an annotated image (live: no viewer or recorder wants it).
-        `region_xyxy`: the detector saw only this part of the frame; the objects carried outside it stay."""
+        `region_xyxy`: the detector saw only this part of the frame; the objects carried outside it stay.
+        `propagated`: with `propagation_elsewhere`, the newest masks the propagation worker made (None: the last
+        ones are carried)."""
         timings = dict(timings or {})
         keyframe = detections is not None
         if detections is not None and region_xyxy is not None:
@@ -198,17 +212,19 @@ class Pipeline:
         self._last_pts = frame.pts
         if keyframe:
             self.stats.keyframes += 1
-        if self.segmenter is not None and self.segmenter.propagates and detections is None \
+        if self.propagation_elsewhere:
+            if propagated is not None:
+                self._carried = propagated
+            out = self._carried
+        elif self.segmenter is not None and self.segmenter.propagates and detections is None \
                 and self._unpropagated + 1 < self.propagate_every:
             self._unpropagated += 1  # a latency budget spaces propagation out: the masks are carried
             out = self._carried
         elif self.segmenter is not None and self.segmenter.propagates:
             self._unpropagated = 0
             t0 = time.perf_counter()
-            out = self._carried = self.segmenter.update(frame.image, detections)
+            out = self._carried = self.propagate(frame, detections)
             timings["segment"] = (time.perf_counter() - t0) * 1e3
-            if isinstance(self.segmenter, Promptable):
-                self.prompt_history.append((frame.index, self.segmenter.frame_idx, frame.image))
         elif detections is not None:
             out = detections
             if self.tracker is not None:

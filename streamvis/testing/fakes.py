@@ -66,3 +66,58 @@ class ResultList(list[Result]):
 
     def close(self) -> None:
         self.closed = True
+
+
+class StandInVideoSegmenter:
+    """A video segmenter model of known cost (a `SegmenterModel`): each stream's `update` takes `delay_s`, then
+    gives the last keyframe's boxes with a box-shaped mask each and fixed object ids, as SAM 2 would carry them.
+    It counts updates and notes how many ran at once."""
+
+    name = "stand-in-video-segmenter"
+    provider = "test"
+    propagates = True
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.updates = 0
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def new_stream(self) -> _StandInSegmenterStream:
+        return _StandInSegmenterStream(self)
+
+
+class _StandInSegmenterStream:
+    name = "stand-in-video-segmenter"
+    provider = "test"
+    propagates = True
+
+    def __init__(self, model: StandInVideoSegmenter) -> None:
+        self.model = model
+        self.last_timings_ms: dict[str, float] = {}
+        self._objects: sv.Detections | None = None
+
+    def update(self, image_bgr: np.ndarray, detections: sv.Detections | None = None) -> sv.Detections:
+        model = self.model
+        with model._lock:
+            model.updates += 1
+            model.active += 1
+            model.max_active = max(model.max_active, model.active)
+        try:
+            time.sleep(model.delay_s)
+        finally:
+            with model._lock:
+                model.active -= 1
+        if detections is not None and len(detections):
+            height, width = image_bgr.shape[:2]
+            masks = np.zeros((len(detections), height, width), bool)
+            for i, (x1, y1, x2, y2) in enumerate(detections.xyxy.astype(int)):
+                masks[i, y1:y2, x1:x2] = True
+            self._objects = sv.Detections(xyxy=detections.xyxy.copy(), mask=masks,
+                                          confidence=detections.confidence, class_id=detections.class_id,
+                                          tracker_id=np.arange(1, len(detections) + 1),
+                                          data=dict(detections.data))
+        if self._objects is None:
+            return sv.Detections.empty()
+        return self._objects
