@@ -1,6 +1,7 @@
 """Live serving: a 720p30 source served to 1 and 4 Python WebRTC viewers; server latency, fps, CPU, in one run.
 
     .venv/bin/python benchmarks/live.py [--seconds 20] [--viewers 1 4] [--models-dir ../shared/models]
+                                        [--no-segment] [--cameras 8] [--heavy-only]
 
 The server is `streamvis serve` (detect pipeline: YOLOX-nano on every frame, ByteTrack) as a separate process
 on 127.0.0.1, fed by `synthetic:` at 1280x720, 30 fps, in real time. Server latency is from a frame's decode
@@ -15,6 +16,13 @@ from a frame's arrival at the server to its display in the page (on the server's
 over the data channel), beside the server-side figures, and where it went (the viewer's per-frame timeline: in
 the pipeline, waiting for the encoder, encoding, network and jitter buffer, decode and display; p50 of each).
 Chromium decodes on the same 2 cores.
+
+The heavy rows (`live_heavy`), budget off and on in the same run: the segment pipeline (YOLOX keyframes, SAM 2.1
+masks on every frame) with random SAM 2.1 weights at the real hiera-tiny size, so its propagation takes what the
+real model takes on this CPU (its masks mean nothing), budget 100 ms; and `--cameras` real RTSP cameras
+(GStreamer's rtsp-server replaying the shared person video) with one Python viewer each, budget 50 ms. Columns: the
+worst stream's server latency, SAM 2's propagation time, the share of frames whose objects carry masks, detector
+runs, the share of frames with fresh detections, and the plan each budget chose.
 """
 
 from __future__ import annotations
@@ -139,6 +147,129 @@ def serve_and_measure(args: argparse.Namespace, extra: list[str],
         stop(server, timeout_s=15)
 
 
+# -- the heavy rows: the segment pipeline with SAM 2 at its real size on the CPU, and many RTSP cameras --------
+SEGMENT_BUDGET_MS = 100
+
+
+def _masked_share(url: str, stream: str, seconds: float) -> tuple[Any, float]:
+    """One Python viewer for `seconds`: its report, and the share of the frames it got whose objects carry masks."""
+    frames = [0, 0]
+
+    def note(message: dict[str, Any]) -> None:
+        if message.get("type") == "frame":
+            frames[0] += 1
+            frames[1] += any("mask" in d for d in message.get("detections", []))
+
+    report = asyncio.run(watch(url, stream, frames=10**9, timeout_s=seconds, keep_messages=False, on_message=note))
+    return report, frames[1] / max(1, frames[0])
+
+
+def measure_segment(args: argparse.Namespace, budget: bool) -> dict[str, Any]:
+    """The segment pipeline (YOLOX keyframes, SAM 2.1 hiera-tiny masks on every frame) on the 720p30 source, with
+    random SAM 2.1 weights at the real hiera-tiny size (what its time is; its masks mean nothing), one viewer."""
+    from streamvis.testing.models import build_sam2_video
+
+    folder = Path(args.work) / "sam2.1-hiera-tiny-random"
+    if not (folder / "config.json").is_file():
+        build_sam2_video(folder, preset="real")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    extra = ["-p", "segment", "--set", "detector.type=yolox", "--set", f"segmenter.model={folder}",
+             "--set", "segmenter.device=cpu", *(["--latency-budget-ms", str(SEGMENT_BUDGET_MS)] if budget else [])]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", "--source", SOURCE,
+                               "--port", str(port), "--models-dir", str(args.models_dir), *extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_live(url, ["synthetic"], 240)
+        time.sleep(WARM_UP_S * 2)  # SAM 2's first frames, and time for the budget to settle
+        stats0 = get_json(url + "/streams")["streams"][0]["stats"]
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+        report, masked = _masked_share(url, "synthetic", args.seconds)
+        cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0) * 100
+        stats = get_json(url + "/streams")["streams"][0]["stats"]
+    finally:
+        stop(server, timeout_s=30)
+    latency = stats["latency_ms"]
+    return {"cameras": 1, "fps": report.fps, "p50": latency["server_latency"]["p50"],
+            "p95": latency["server_latency"]["p95"], "masked": masked, "cpu": cpu,
+            "segment_ms": latency.get("segment", {}).get("p50", float("nan")), **_quality(stats, stats0, wall0)}
+
+
+def measure_cameras(args: argparse.Namespace, budget: bool) -> dict[str, Any]:
+    """`args.cameras` real RTSP cameras (GStreamer's rtsp-server on 127.0.0.1 replaying the shared person video,
+    768x432 at 10 fps, without re-encoding), the detect pipeline, one Python viewer on each camera."""
+    from density import start_cameras  # its cameras, the same way
+
+    person = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"
+    cameras, urls = start_cameras([person] * args.cameras)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve",
+                               *[a for u in urls for a in ("--source", u)], "--port", str(port), "--models-dir",
+                               str(args.models_dir), *(["--latency-budget-ms", "50"] if budget else [])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        names = [f"cam{i}" for i in range(args.cameras)]
+        _wait_live(url, names, 120)
+        time.sleep(WARM_UP_S)
+        before = {s["id"]: s["stats"] for s in get_json(url + "/streams")["streams"]}
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+
+        async def all_viewers() -> list[Any]:
+            return await asyncio.gather(*(watch(url, name, frames=10**9, timeout_s=args.seconds,
+                                                keep_messages=False) for name in names))
+
+        reports = asyncio.run(all_viewers())
+        cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0) * 100
+        after = {s["id"]: s["stats"] for s in get_json(url + "/streams")["streams"]}
+    finally:
+        stop(server, timeout_s=30)
+        cameras.kill()
+        cameras.wait()
+    qualities = [_quality(after[n], before[n], wall0) for n in names]
+    plans = sorted({q["plan"] for q in qualities})
+    return {"cameras": args.cameras, "fps": min(r.fps for r in reports),
+            "p50": max(after[n]["latency_ms"]["server_latency"]["p50"] for n in names),
+            "p95": max(after[n]["latency_ms"]["server_latency"]["p95"] for n in names), "masked": None,
+            "cpu": cpu, "segment_ms": None, "det_per_s": sum(q["det_per_s"] for q in qualities) / len(names),
+            "fresh": sum(q["fresh"] for q in qualities) / len(names), "plan": "; ".join(plans)}
+
+
+def _wait_live(url: str, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            statuses = get_json(url + "/healthz")["streams"]
+            if all(statuses.get(n) == "live" for n in names):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the streams did not go live within {timeout_s:g} s")
+
+
+def heavy_table(args: argparse.Namespace) -> Table:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if args.segment:
+        rows += [(f"segment (SAM 2.1 tiny, real size), {label}", measure_segment(args, budget))
+                 for label, budget in (("no budget", False), (f"--latency-budget-ms {SEGMENT_BUDGET_MS}", True))]
+    if args.cameras:
+        rows += [(f"{args.cameras} RTSP cameras, detect, {label}", measure_cameras(args, budget))
+                 for label, budget in (("no budget", False), ("--latency-budget-ms 50", True))]
+    table = Table(title=f"streamvis serve: the segment pipeline on the CPU and {args.cameras} RTSP cameras, one "
+                        f"Python viewer per stream, {os.cpu_count()} CPUs, {args.seconds:g} s per row")
+    for column in ("setting", "streams", "viewer fps (min)", "server latency p50 ms", "p95 ms (worst stream)",
+                   "server CPU %", "SAM 2 propagation p50 ms", "frames with masks", "detector runs/s per stream",
+                   "frames with fresh detections", "budget's plan at the end"):
+        table.add_column(column, justify="left" if column in ("setting", "budget's plan at the end") else "right")
+    for name, m in rows:
+        table.add_row(name, str(m["cameras"]), f"{m['fps']:.1f}", f"{m['p50']:.0f}", f"{m['p95']:.0f}",
+                      f"{m['cpu']:.0f}", "-" if m["segment_ms"] is None else f"{m['segment_ms']:.0f}",
+                      "-" if m["masked"] is None else f"{m['masked']:.0%}", f"{m['det_per_s']:.1f}",
+                      f"{m['fresh']:.0%}", m["plan"])
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -150,8 +281,21 @@ def main() -> None:
     parser.add_argument("--chromium", action=argparse.BooleanOptionalAction, default=True,
                         help="also watch with the viewer page in headless Chromium: glass-to-glass latency "
                              "(Debian's chromium and playwright)")
+    parser.add_argument("--segment", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the segment pipeline (SAM 2.1 at its real tiny size, random weights), budget off "
+                             "and on")
+    parser.add_argument("--cameras", type=int, default=8,
+                        help="also this many real RTSP cameras with a viewer each, budget off and on (0: none)")
+    parser.add_argument("--heavy-only", action="store_true", help="only the segment and camera rows")
+    parser.add_argument("--work", default="/tmp/streamvis-bench", help="where the random SAM 2.1 is built")
     args = parser.parse_args()
     use_loopback_ice(only=True)
+    if args.segment or args.cameras:
+        heavy = heavy_table(args)
+        Console(width=200).print(heavy)
+        save_table("live_heavy", heavy)
+    if args.heavy_only:
+        return
     runs = {name: extra for name, extra in CONFIGS.items() if args.baseline or name not in BASELINES}
     measured = {name: serve_and_measure(args, extra) for name, extra in runs.items()}
     if args.chromium:

@@ -161,6 +161,24 @@ def test_a_watched_stream_over_budget_takes_steps_from_unwatched_ones_first() ->
     unwatched.close()
 
 
+def test_a_still_unwatched_stream_gives_its_steps_before_one_where_something_moves() -> None:
+    clock = Clock()
+    board = BudgetBoard()
+    watched = LatencyBudget(50.0, StreamStats("watched"), clock=clock, board=board, watched=lambda: True, hold_s=0.0)
+    moving = LatencyBudget(50.0, StreamStats("street"), clock=clock, board=board, watched=lambda: False,
+                           moving=lambda: True, hold_s=0.0)
+    still = LatencyBudget(50.0, StreamStats("hallway"), clock=clock, board=board, watched=lambda: False,
+                          moving=lambda: False, hold_s=0.0)
+    for _ in range(3):  # three seconds over budget: three steps, all from the still stream
+        for _ in range(30):
+            watched.stats.stage("frame_to_result", 80.0)
+        clock.now += 1.0
+        watched.step()
+    assert (watched.level, moving.level, still.level) == (0, 0, 3)
+    for budget in (watched, moving, still):
+        budget.close()
+
+
 def _frames_until(stream: LiveStream, condition: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

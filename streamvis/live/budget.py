@@ -21,7 +21,8 @@ The ladder, in the order the knobs move (`LADDER`; each step keeps the ones befo
 The encoder is x264 `ultrafast` with `zerolatency` live already: its preset is not a knob.
 
 One plan over the process (`BudgetBoard`): the streams of one server share its cores, so a watched stream over
-its budget first takes a step from a stream nobody watches (the one still at the highest quality), and steps down itself
+its budget first takes a step from a stream nobody watches (a still one before one where something moves, then the
+one still at the highest quality), and steps down itself
 only when none has a step left to give. A stream that gave steps takes them back only once no watched stream has
 been over its budget for its recover time. None is starved: the last step still detects and publishes.
 Without a budget nothing here runs, and a stream behaves as before.
@@ -121,14 +122,14 @@ class BudgetBoard:
             self._members = [(b, w) for b, w in self._members if b is not budget]
 
     def take_step_for(self, asking: LatencyBudget, now: float) -> LatencyBudget | None:
-        """A watched stream is over its budget: one step from an unwatched stream that can give one (the one
-        still at the highest quality), or None when none can."""
+        """A watched stream is over its budget: one step from an unwatched stream that can give one (a still one
+        before one where something moves, then the one still at the highest quality), or None when none can."""
         with self._lock:
             self.last_pressure = now
             donors = [b for b, watched in self._members if b is not asking and not watched() and b.can_give(now)]
         if not donors:
             return None
-        donor = min(donors, key=lambda b: b.level)
+        donor = min(donors, key=lambda b: (b.moving(), b.level))
         donor.give(now, f"a step given to stream {asking.stats.stream}, watched and over its budget")
         return donor
 
@@ -141,10 +142,12 @@ class LatencyBudget:
     def __init__(self, budget_ms: float, stats: StreamStats, ladder: tuple[BudgetPlan, ...] = LADDER,
                  recover_fraction: float = 0.6, recover_s: float = 5.0, hold_s: float = 2.0,
                  max_changes_per_minute: int = 10, clock: Callable[[], float] = time.monotonic,
-                 board: BudgetBoard | None = None, watched: Callable[[], bool] = lambda: True) -> None:
+                 board: BudgetBoard | None = None, watched: Callable[[], bool] = lambda: True,
+                 moving: Callable[[], bool] = lambda: True) -> None:
         self.budget_ms = budget_ms
         self.board = board
         self.watched = watched
+        self.moving = moving  # something moves in the stream (motion gating did not hold its last keyframe)
         self.given = 0  # steps down taken for other streams (the board's), given back first
         self._lock = threading.Lock()  # the board moves this budget from other streams' threads
         self._applied = 0  # the level whose plan `step` last returned

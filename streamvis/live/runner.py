@@ -1,18 +1,16 @@
 """Live mode: one pipeline per source, the newest frame wins, the detector runs whenever it is free.
 
-Three threads per stream:
+Three threads per stream, and workers beside them:
 - the reader decodes into a newest-wins slot (`ingest`): a frame the pipeline has not taken yet is replaced by
   a newer one and counted as dropped. Files are played at their own frame rate, as a camera would deliver them
   (`PacedSource`), and again when they end with `loop_files` (`LoopedSource`);
 - the pipeline thread takes the newest frame, applies the latest keyframe result (or carries objects with the
   tracker / SAM 2 propagation), annotates, and writes the `Result` to the stream's sinks (viewers, recorder);
-- the detector worker runs keyframes (`LiveKeyframes`: when the detector is free and at least
-  `every_n_frames` frames, and 1 / `detector.fps` seconds, have passed), and with motion gating (on by
-  default live, `MotionGate`) only when something moves: a gated keyframe leaves the still objects carried, and
-  is counted. A fast detector's result is applied to the frame it was run on (the
-  pipeline waits up to `inline_wait_ms`); a slow one's is applied when it arrives, to the current frame,
-  unless it is older than `staleness_s`.
-Descriptions (narration) run in the narrator's own worker (`LiveNarrator`), never in the pipeline thread.
+- the detector worker runs keyframes (`live.keyframing`: when one is due, where motion lets it, which result goes
+  with which frame).
+Under a latency budget, a video segmenter propagates in a worker of its own (`live.propagation`). Descriptions
+(narration) and text reading run in their own workers (`LiveNarrator`, `LiveReader`), never in the pipeline
+thread.
 """
 
 from __future__ import annotations
@@ -21,27 +19,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-import numpy as np
 import supervision as sv
 
 from streamvis.config import PipelineConfig
-from streamvis.detection import Prioritized
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription, TextReading
 from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.keyframing import LiveDetection
 from streamvis.live.prompting import LivePrompts
 from streamvis.live.propagation import LivePropagation
 from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats
 from streamvis.narration.backends import ReportsHealth
 from streamvis.narration.narrator import LiveNarrator
-from streamvis.pipeline.keyframes import LiveKeyframes
 from streamvis.pipeline.loading import Models
-from streamvis.pipeline.motion import MotionGate
 from streamvis.pipeline.step import Pipeline
 from streamvis.prompts import Prompt, PromptResult
 from streamvis.reading.reader import LiveReader
@@ -59,15 +54,6 @@ if TYPE_CHECKING:
     from streamvis.search.live import LiveIndex
 
 log = logging.getLogger(__name__)
-
-
-class KeyframeRun(NamedTuple):
-    """One detector run: the frame it ran on, what it found, how long it took, the part of the frame it saw."""
-
-    frame: Frame
-    detections: sv.Detections
-    detect_ms: float
-    region_xyxy: np.ndarray | None  # None: the whole frame
 
 
 def _always() -> bool:
@@ -113,13 +99,10 @@ class LiveStream:
         self._stop = threading.Event()
         self._source: Source | None = None
         self._packet_tap: PacketTap | None = None
-        self._detector = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
-        detector_fps = config.detector.fps
-        self._keyframes = LiveKeyframes(config.detector.every_n_frames, 1 / detector_fps if detector_fps else 0.0)
-        self._gate = MotionGate(config.motion, crop=pipeline.crops()) if config.motion.on(live=True) else None
-        self.stats.motion_gating = self._gate is not None
+        # keyframes: when, where motion lets them, the detector's worker (`live.keyframing`)
+        self.detection = LiveDetection(stream_id, pipeline, config, self.stats, self.settings,
+                                       watched=lambda: self.stats.viewers > 0)
         self._threads: list[threading.Thread] = []
-        self.detector_calls = 0
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
         # text is read in the reader's worker (`LiveReader`), one look at a time, never in this stream's loop
         self.reader = LiveReader(pipeline.reader) if pipeline.reader is not None else None
@@ -131,7 +114,7 @@ class LiveStream:
             and pipeline.segmenter is not None and pipeline.segmenter.propagates else None
         pipeline.propagation_elsewhere = self._propagation is not None
         # prompts wait there for the pipeline thread, which applies them between two frames
-        self._prompts = LivePrompts(stream_id, pipeline, self._detector, lambda: self.latest)
+        self._prompts = LivePrompts(stream_id, pipeline, self.detection.worker, lambda: self.latest)
 
     def _budget(self, config: PipelineConfig) -> LatencyBudget | None:
         latency = config.latency
@@ -145,7 +128,7 @@ class LiveStream:
         ladder = ladder_for(propagates, narrates=models_for_narration)
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
                              latency.hold_s, latency.max_changes_per_minute, board=self.settings.budget_board,
-                             watched=lambda: self.stats.viewers > 0)
+                             watched=lambda: self.stats.viewers > 0, moving=lambda: not self.detection.still)
 
     def narrator_health(self) -> dict[str, object] | None:
         """The state of a narrator that can fail on its own (a model server elsewhere), for `/streams`."""
@@ -155,8 +138,7 @@ class LiveStream:
     def _apply_plan(self, plan: BudgetPlan) -> None:
         """The latency budget changed its plan: the knobs it names move (in the pipeline thread)."""
         base = self.pipeline.config.detector
-        self._keyframes.every_n = base.every_n_frames * plan.detector_every
-        self._keyframes.min_interval_s = (1 / base.fps if base.fps else 0.0) * plan.detector_every
+        self.detection.space_out(plan, base.every_n_frames, base.fps)
         self.pipeline.propagate_every = plan.propagate_every
         if self.narrator is not None:
             self.narrator.min_gap_s = plan.narration_gap_s
@@ -270,7 +252,7 @@ class LiveStream:
             self._source.close()
         for thread in self._threads:
             thread.join(timeout=5)
-        self._detector.shutdown(wait=False, cancel_futures=True)
+        self.detection.close()
         if self._propagation is not None:
             self._propagation.close()
         if self.narrator is not None:
@@ -344,15 +326,6 @@ class LiveStream:
                 return frame
         return None
 
-    def _detect(self, frame: Frame, region_xyxy: np.ndarray | None) -> KeyframeRun:
-        detector = self.pipeline.detector
-        if isinstance(detector, Prioritized):  # one queue for every stream: a watched stream's keyframes first
-            detector.prioritize(1 if self.stats.viewers > 0 else 0)
-        start = time.perf_counter()
-        detections = self.pipeline.detect(frame.image, region_xyxy)
-        self.detector_calls += 1
-        return KeyframeRun(frame, detections, (time.perf_counter() - start) * 1e3, region_xyxy)
-
     def _write(self, result: Result) -> None:
         with self._lock:
             sinks = list(self._sinks)
@@ -363,7 +336,6 @@ class LiveStream:
                 log.exception("stream %s: sink %r failed", self.stream_id, sink)
 
     def _run(self) -> None:
-        pending: Future[KeyframeRun] | None = None
         try:
             while (frame := self._next_frame()) is not None:
                 drained: tuple[sv.Detections | None, float | None] = (None, None)
@@ -371,39 +343,8 @@ class LiveStream:
                     drained = self._propagation.drain()  # a prompt changes the session: none may run meanwhile
                 self._prompts.apply_waiting()
                 start = time.perf_counter()
-                due = self._keyframes.due(frame.index, frame.pts, detector_free=pending is None)
-                if due:  # a gated keyframe passes as a run would: the next is due one interval later
-                    self._keyframes.started(frame.index, frame.pts)
-                submitted = self._gate.decide(frame.image, frame.pts, due) if self._gate is not None else due
-                if submitted:
-                    region = self._gate.region_xyxy if self._gate is not None else None
-                    if region is not None:
-                        self.stats.cropped_keyframes += 1
-                    pending = self._detector.submit(self._detect, frame, region)
-                elif due:
-                    self.stats.gated_keyframes += 1
-                keyframe = None
-                region = None
-                timings: dict[str, float] = {}
-                if pending is not None:
-                    try:
-                        wait = submitted and self.plan.wait_for_detector
-                        run = pending.result(timeout=self.settings.inline_wait_ms / 1e3 if wait else 0)
-                    except TimeoutError:
-                        pass
-                    except Exception:  # one failed detector run must not end the stream: carry on, retry
-                        log.exception("stream %s: detector failed on frame %d", self.stream_id, frame.index)
-                        pending = None
-                    else:
-                        pending = None
-                        timings["detect"] = run.detect_ms
-                        if frame.pts - run.frame.pts <= self.settings.staleness_s:
-                            keyframe, region = run.detections, run.region_xyxy
-                            self.stats.keyframes += 1
-                            self.stats.keyframe_rate.tick()
-                        else:
-                            self.stats.stale_results += 1
-                still = self._gate is not None and self._gate.still
+                keyframe, region, detect_ms = self.detection.step(frame, self.plan)
+                timings: dict[str, float] = {} if detect_ms is None else {"detect": detect_ms}
                 propagated, segment_ms = drained
                 if self._propagation is not None:
                     wait_s = self.settings.inline_wait_ms / 1e3 if self.plan.wait_for_detector else 0.0
@@ -412,11 +353,11 @@ class LiveStream:
                         propagated, segment_ms = newest, ms
                 if segment_ms is not None:
                     timings["segment"] = segment_ms
-                result = self.pipeline.apply(frame, keyframe, timings=timings, still=still,
+                result = self.pipeline.apply(frame, keyframe, timings=timings, still=self.detection.still,
                                              annotate=self._annotate_next(), region_xyxy=region,
                                              propagated=propagated)
-                if keyframe is not None and self._gate is not None:
-                    self._gate.saw(result.detections)
+                if keyframe is not None:
+                    self.detection.saw(result.detections)
                 if self.reader is not None:
                     pending_look = self.reader.step(frame, result.detections)
                     if pending_look is not None:
