@@ -18,8 +18,9 @@ the pipeline, waiting for the encoder, encoding, network and jitter buffer, deco
 Chromium decodes on the same 2 cores.
 
 The heavy rows (`live_heavy`), budget off and on in the same run: the segment pipeline (YOLOX keyframes, SAM 2.1
-masks on every frame) with random SAM 2.1 weights at the real hiera-tiny size, so its propagation takes what the
-real model takes on this CPU (its masks mean nothing), budget 100 ms; and `--cameras` real RTSP cameras
+masks on every frame) on the shared person video played as a camera, with random SAM 2.1 weights at the real
+hiera-tiny size, so its propagation takes what the real model takes on this CPU (its masks mean nothing), budget
+100 ms; and `--cameras` real RTSP cameras
 (GStreamer's rtsp-server replaying the shared person video) with one Python viewer each, budget 50 ms. Columns: the
 worst stream's server latency, SAM 2's propagation time, the share of frames whose objects carry masks, detector
 runs, the share of frames with fresh detections, and the plan each budget chose.
@@ -149,6 +150,7 @@ def serve_and_measure(args: argparse.Namespace, extra: list[str],
 
 # -- the heavy rows: the segment pipeline with SAM 2 at its real size on the CPU, and many RTSP cameras --------
 SEGMENT_BUDGET_MS = 100
+PERSON = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"
 
 
 def _masked_share(url: str, stream: str, seconds: float) -> tuple[Any, float]:
@@ -164,27 +166,38 @@ def _masked_share(url: str, stream: str, seconds: float) -> tuple[Any, float]:
     return report, frames[1] / max(1, frames[0])
 
 
-def measure_segment(args: argparse.Namespace, budget: bool) -> dict[str, Any]:
-    """The segment pipeline (YOLOX keyframes, SAM 2.1 hiera-tiny masks on every frame) on the 720p30 source, with
-    random SAM 2.1 weights at the real hiera-tiny size (what its time is; its masks mean nothing), one viewer."""
-    from streamvis.testing.models import build_sam2_video
+def random_sam2_real_size(folder: Path) -> Path:
+    """SAM 2.1 hiera-tiny at its real size with random weights (what its time is; its masks mean nothing), its
+    object-score head biased towards "present" (as the tests' tiny one) so that prompted objects are carried."""
+    import torch
 
-    folder = Path(args.work) / "sam2.1-hiera-tiny-random"
+    from streamvis.testing.models import random_sam2_video
+
     if not (folder / "config.json").is_file():
-        build_sam2_video(folder, preset="real")
+        model = random_sam2_video("real")
+        with torch.no_grad():
+            model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(8.0)
+        model.save_pretrained(folder)
+    return folder
+
+
+def measure_segment(args: argparse.Namespace, budget: bool) -> dict[str, Any]:
+    """The segment pipeline (YOLOX keyframes, SAM 2.1 hiera-tiny masks on every frame) on the shared person video
+    (768x432, 10 fps, played as a camera, looped), SAM 2.1 at its real size with random weights, one viewer."""
+    folder = random_sam2_real_size(Path(args.work) / "sam2.1-hiera-tiny-random")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     extra = ["-p", "segment", "--set", "detector.type=yolox", "--set", f"segmenter.model={folder}",
              "--set", "segmenter.device=cpu", *(["--latency-budget-ms", str(SEGMENT_BUDGET_MS)] if budget else [])]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", "--source", SOURCE,
-                               "--port", str(port), "--models-dir", str(args.models_dir), *extra],
+    server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", "--source", str(PERSON),
+                               "--loop", "--port", str(port), "--models-dir", str(args.models_dir), *extra],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_live(url, ["synthetic"], 240)
+        _wait_live(url, [PERSON.stem], 240)
         time.sleep(WARM_UP_S * 2)  # SAM 2's first frames, and time for the budget to settle
         stats0 = get_json(url + "/streams")["streams"][0]["stats"]
         cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-        report, masked = _masked_share(url, "synthetic", args.seconds)
+        report, masked = _masked_share(url, PERSON.stem, args.seconds)
         cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0) * 100
         stats = get_json(url + "/streams")["streams"][0]["stats"]
     finally:
@@ -200,8 +213,7 @@ def measure_cameras(args: argparse.Namespace, budget: bool) -> dict[str, Any]:
     768x432 at 10 fps, without re-encoding), the detect pipeline, one Python viewer on each camera."""
     from density import start_cameras  # its cameras, the same way
 
-    person = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"
-    cameras, urls = start_cameras([person] * args.cameras)
+    cameras, urls = start_cameras([PERSON] * args.cameras)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve",
