@@ -9,7 +9,8 @@ the way `process --index` writes them (tracks with their fields, in DuckDB's fix
 query ranks every row (`array_cosine_similarity`, a scan) with no filter, with a class filter, and with a time
 window. The model's cost: crops and sentences embedded per second on this CPU, in batches of 16; an hour of video
 is costed from what `process --index` embeds on the shared person video (three views per track, a scene keyframe
-every 5 s).
+every 5 s). The size of an hour: `process --index` on the shared person video with the real YOLOX-nano and
+ByteTrack and a 512-value stand-in embedder, the index file and its thumbnails scaled to an hour.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 CLASSES = ["person", "car", "dog", "bicycle", "bus", "truck", "cat", "bottle"]
+ROOT = Path(__file__).resolve().parent.parent
+PERSON = ROOT.parent / "shared" / "media" / "videos" / "intel_one-by-one-person-detection.mp4"
 
 
 def fill(path: Path, rows: int, dim: int, rng: np.random.Generator) -> float:
@@ -79,6 +82,49 @@ def query_ms(path: Path, dim: int, rng: np.random.Generator, repeats: int = 5) -
     return out
 
 
+class RandomEmbedder:
+    """A stand-in of the real model's width (512): random unit vectors. It times and sizes the index; it says
+    nothing of what a model retrieves."""
+
+    name, dim, provider = "random-512", 512, "cpu"
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def _unit(self, n: int) -> np.ndarray:
+        vectors = self.rng.standard_normal((n, self.dim)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def images(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        return self._unit(len(images_bgr))
+
+    def texts(self, texts: list[str]) -> np.ndarray:
+        return self._unit(len(texts))
+
+
+def size_per_hour(video: Path, models_dir: Path, folder: Path) -> dict[str, float]:
+    """`process --index` on `video` with the real YOLOX and tracker, a 512-value stand-in embedder: what the index
+    file and its thumbnails hold per hour of such video."""
+    import dataclasses
+
+    from streamvis.config import PipelineConfig
+    from streamvis.offline.process import process_input
+    from streamvis.pipeline.loading import load_models
+    from streamvis.search.index import MomentIndex
+
+    config = PipelineConfig.model_validate({"embedder": {"type": "clip"}})
+    models = dataclasses.replace(load_models(PipelineConfig(), models_dir), embedder=RandomEmbedder())
+    index = MomentIndex(folder / "moments.duckdb", "random-512", 512)
+    report = process_input(str(video), folder / "out.mp4", None, config, models, show_progress=False, index=index)
+    tracks, scenes = index.counts()
+    index.close()
+    seconds = report.frames / 10.0  # the person video: 10 fps
+    thumbs = sum(f.stat().st_size for f in (folder / "moments.duckdb.thumbs").rglob("*.jpg"))
+    per_hour = 3600 / seconds
+    return {"tracks": tracks * per_hour, "scenes": scenes * per_hour,
+            "db_mb": (folder / "moments.duckdb").stat().st_size * per_hour / 1e6, "thumbs_mb": thumbs * per_hour / 1e6}
+
+
 def model_cost() -> dict[str, float]:
     """CLIP ViT-B/32 with random weights: crops and sentences per second, batches of 16."""
     import torch
@@ -109,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--models-dir", default=ROOT.parent / "shared" / "models")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     table = Table(title=f"The index (DuckDB, {args.dim}-value embeddings): size and query latency (top 10, median "
@@ -139,6 +186,15 @@ def main() -> None:
                   f"{per_hour / cost['images_per_s']:.0f}")
     console.print(model)
     save_table("search_model", model)
+    with tempfile.TemporaryDirectory(prefix="streamvis-search-size-") as tmp:
+        size = size_per_hour(PERSON, Path(args.models_dir), Path(tmp))
+    sizes = Table(title="An hour of the shared person video indexed (process --index, the real YOLOX-nano and "
+                        "ByteTrack, 512-value vectors from a stand-in)")
+    for column in ("tracks / hour", "scene keyframes / hour", "index file MB / hour", "thumbnails MB / hour"):
+        sizes.add_column(column, justify="right")
+    sizes.add_row(f"{size['tracks']:.0f}", f"{size['scenes']:.0f}", f"{size['db_mb']:.1f}", f"{size['thumbs_mb']:.1f}")
+    console.print(sizes)
+    save_table("search_size", sizes)
 
 
 if __name__ == "__main__":
