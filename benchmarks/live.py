@@ -53,11 +53,28 @@ from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
 SOURCE = "synthetic:?w=1280&h=720&fps=30&frames=0&objects=4&realtime=1"
 
 
+class TrackIds:
+    """The track ids one viewer saw on the data channel: how fragmented identities were (the same objects cross the
+    synthetic scene in every row, so more ids a minute means more broken tracks)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.started = time.monotonic()
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "frame":
+            self.ids.update(d["track_id"] for d in message.get("detections", []) if d.get("track_id") is not None)
+
+    def per_minute(self) -> float:
+        return len(self.ids) * 60 / max(1e-6, time.monotonic() - self.started)
+
+
 async def measure(url: str, viewers: int, seconds: float, pid: int) -> dict[str, Any]:
     cpu0, wall0 = cpu_seconds(pid), time.monotonic()
     stats0 = get_json(url + "/streams")["streams"][0]["stats"]
-    reports = await asyncio.gather(*(watch(url, "synthetic", frames=10**9, timeout_s=seconds, keep_messages=False)
-                                     for _ in range(viewers)))
+    ids = TrackIds()
+    reports = await asyncio.gather(*(watch(url, "synthetic", frames=10**9, timeout_s=seconds, keep_messages=False,
+                                           on_message=ids if i == 0 else None) for i in range(viewers)))
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
     stats = get_json(url + "/streams")["streams"][0]["stats"]
     latency = stats["latency_ms"]
@@ -66,6 +83,7 @@ async def measure(url: str, viewers: int, seconds: float, pid: int) -> dict[str,
         "server_fps": stats["fps_out"], "p50": latency["server_latency"]["p50"],
         "p95": latency["server_latency"]["p95"], "pipeline_p95": latency["pipeline"]["p95"],
         "dropped": stats["dropped"] - stats0["dropped"], "cpu": cpu * 100, **_quality(stats, stats0, wall0),
+        "ids_per_min": ids.per_minute(),
     }
 
 
@@ -319,7 +337,8 @@ def main() -> None:
     for column in ("setting", "viewers", "client fps (min)", "client fps (mean)", "server fps",
                    "server latency p50 ms", "p95 ms", "pipeline p95 ms", "glass to glass p50 / p95 ms",
                    "dropped at ingest", "server CPU %", "detector runs/s", "frames with fresh detections",
-                   "budget's plan at the end", "glass to glass p50 by part: pipeline / to encoder / encode / "
+                   "budget's plan at the end", "track ids / min (fewer: identities kept)",
+                   "glass to glass p50 by part: pipeline / to encoder / encode / "
                    "network / display ms", f"30 fps, p95<=50, CPU<={TARGET_CPU_PERCENT}%"):
         table.add_column(column, justify="left" if column in ("setting", "budget's plan at the end") else "right")
     for name, rows in measured.items():
@@ -329,7 +348,8 @@ def main() -> None:
                           f"{m['server_fps']:.1f}", f"{m['p50']:.1f}", f"{m['p95']:.1f}", f"{m['pipeline_p95']:.1f}",
                           f"{m['g2g_p50']:.0f} / {m['g2g_p95']:.0f}" if "g2g_p50" in m else "-",
                           str(m["dropped"]), f"{m['cpu']:.0f}", f"{m['det_per_s']:.1f}", f"{m['fresh']:.0%}",
-                          m["plan"], m.get("breakdown", "-"), "yes" if ok else "no")
+                          m["plan"], f"{m['ids_per_min']:.0f}" if "ids_per_min" in m else "-",
+                          m.get("breakdown", "-"), "yes" if ok else "no")
     Console(width=200).print(table)
     save_table("live", table)
 
