@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +36,8 @@ from streamvis.errors import ConfigError, SourceError, StreamvisError
 from streamvis.frame import Result
 from streamvis.offline.process import InputReport, expand_inputs, open_outputs, plan_outputs
 from streamvis.serialize import detections_to_json
-from streamvis.sinks import Sink
 from streamvis.sources import FrameSpan, MediaIndex, index_media, open_source
 from streamvis.sources.spans import PacketKey
-
-if TYPE_CHECKING:
-    from streamvis.search.collect import MomentCollector
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +224,14 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
     local run writes (`open_outputs`); with `index`, its moments go to this input's own part of it
     (`index_part`), merged into the index by the driver."""
     from streamvis.pipeline.annotate import Annotator
+    from streamvis.search.parts import index_sink
     from streamvis.serialize import detections_from_json
 
     report = InputReport(uri, events=events)
     started = time.perf_counter()
     try:
         source = open_source(uri, config.source)
-        moments = _moments(uri, output, config, index)
+        moments = index_sink(uri, output, config, index) if index is not None else None
     except StreamvisError as exc:
         report.status, report.message = "failed", str(exc)
         return report
@@ -266,78 +263,6 @@ def write_input(uri: str, output: Path, events: Path | None, config: PipelineCon
         report.output = output if writer.frames else None
         report.seconds = time.perf_counter() - started
     return report
-
-
-def index_part(index: Path, output: Path) -> Path:
-    """Where the Ray task writing `output` puts its moments: a file of its own beside `index` (one writer per
-    file), merged into `index` by the driver once the task is done."""
-    return index.with_name(index.name + ".parts") / f"{output.stem}.duckdb"
-
-
-def _moments(uri: str, output: Path, config: PipelineConfig, index: Path | None) -> Sink | None:
-    """The index sink of a Ray write task: this input's part of `index`, its thumbnails beside `index` itself."""
-    if index is None or not isinstance(config.embedder, ClipEmbedderConfig):
-        return None
-    from streamvis.search.collect import MomentCollector
-    from streamvis.search.embedder import ImageTextEmbedder
-    from streamvis.search.index import MomentIndex
-
-    embedder = ImageTextEmbedder(config.embedder)
-    part = index_part(index, output)
-    part.unlink(missing_ok=True)  # a part left by a run that failed before merging it
-    return _ClosingIndex(MomentCollector(MomentIndex(part, embedder.name, embedder.dim), embedder, output.stem,
-                                         config.embedder, output, uri, thumbs_of=index))
-
-
-class _ClosingIndex:
-    """A collector whose index file is closed with it (a Ray task owns its part from start to end)."""
-
-    def __init__(self, collector: MomentCollector) -> None:
-        self.collector = collector
-
-    def write(self, result: Result) -> None:
-        self.collector.write(result)
-
-    def close(self) -> None:
-        try:
-            self.collector.close()
-        finally:
-            self.collector.index.close()
-
-
-def merge_parts(index: Path, outputs: list[Path]) -> tuple[int, int, list[str]]:
-    """The parts the write tasks made, merged into `index` (created like its first part) one transaction each;
-    a part merged is deleted, one that fails stays, named in the returned problems."""
-    from streamvis.search.index import MomentIndex
-
-    tracks = scenes = 0
-    problems: list[str] = []
-    moments: MomentIndex | None = None
-    try:
-        for output in outputs:
-            part = index_part(index, output)
-            if not part.is_file():
-                continue
-            try:
-                if moments is None:
-                    first = MomentIndex(part, read_only=True)
-                    model, dim, clock = first.model, first.dim, first.clock
-                    first.close()
-                    moments = MomentIndex(index, model, dim, clock=clock)
-                added = moments.merge(part)
-            except StreamvisError as exc:
-                problems.append(str(exc))
-                continue
-            tracks, scenes = tracks + added[0], scenes + added[1]
-            part.unlink()
-            part.with_name(part.name + ".wal").unlink(missing_ok=True)
-    finally:
-        if moments is not None:
-            moments.close()
-    folder = index.with_name(index.name + ".parts")
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    return tracks, scenes, problems
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -461,6 +386,8 @@ def process_on_ray(inputs: list[str], output: Path, events: Path | None, config:
             reports[n] = InputReport(uri, mp4 if row["frames"] else None, jsonl, None, int(row["frames"]),
                                      time.perf_counter() - started, row["status"], row["message"])
     if index is not None:
+        from streamvis.search.parts import merge_parts
+
         tracks, scenes, problems = merge_parts(index, [plans[n][1] for n in range(len(plans))])
         for problem in problems:
             log.error("--index: %s (the part is kept)", problem)

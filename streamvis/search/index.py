@@ -16,10 +16,11 @@ stream's moments can be cut from is in `videos`: the video a run wrote, or a liv
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -186,51 +187,49 @@ class MomentIndex:
             raise ConfigError(f"{self.path}: an embedding of {vector.shape[0]} values for an index of {self.dim}")
         return vector.tolist()
 
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[None]:
+        """One transaction: all of it or, on any failure, none. A database that cannot be written (a full disk)
+        raises `OutputError` naming `doing`."""
+        import duckdb
+
+        self._db.execute("BEGIN")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise OutputError(f"{self.path}: cannot {doing}: {str(exc).splitlines()[0]}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _insert_tracks(self, tracks: list[TrackMoment]) -> None:
+        self._db.executemany("INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (t.stream, t.track, t.class_name, t.start_s, t.end_s, t.score, *t.box_xyxy, t.thumbnail,
+             self._vector(t.embedding)) for t in tracks])
+
     @_locked
     def add(self, tracks: list[TrackMoment], scenes: list[SceneMoment]) -> None:
         """Tracks and scene keyframes in one transaction. A database that cannot be written (a full disk) raises
         `OutputError`: a live stream's index writer then stops, saying why once, and the stream goes on."""
-        import duckdb
-
         if not tracks and not scenes:
             return
-        self._db.execute("BEGIN")
-        try:
+        with self._transaction("write the index"):
             if tracks:
-                self._db.executemany("INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                    (t.stream, t.track, t.class_name, t.start_s, t.end_s, t.score, *t.box_xyxy, t.thumbnail,
-                     self._vector(t.embedding)) for t in tracks])
+                self._insert_tracks(tracks)
             if scenes:
                 self._db.executemany("INSERT INTO scenes VALUES (?, ?, ?, ?)", [
                     (s.stream, s.t_s, s.thumbnail, self._vector(s.embedding)) for s in scenes])
-            self._db.execute("COMMIT")
-        except duckdb.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise OutputError(f"{self.path}: cannot write the index: {str(exc).splitlines()[0]}") from None
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     @_locked
     def put_track(self, track: TrackMoment) -> None:
         """`track`, in place of the row written for it before (same stream, id and first second), in one
         transaction: a live track is indexed while in view, then made whole when it ends."""
-        import duckdb
-
-        self._db.execute("BEGIN")
-        try:
+        with self._transaction("write the index"):
             self._db.execute("DELETE FROM tracks WHERE stream = ? AND track = ? AND start_s = ?",
                              [track.stream, track.track, track.start_s])
-            self._db.execute("INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                track.stream, track.track, track.class_name, track.start_s, track.end_s, track.score,
-                *track.box_xyxy, track.thumbnail, self._vector(track.embedding)])
-            self._db.execute("COMMIT")
-        except duckdb.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise OutputError(f"{self.path}: cannot write the index: {str(exc).splitlines()[0]}") from None
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            self._insert_tracks([track])
 
     @_locked
     def add_video(self, stream: str, video: Path, source: str) -> None:
@@ -253,8 +252,6 @@ class MomentIndex:
     def merge(self, part: Path) -> tuple[int, int]:
         """Every moment and video of the index `part` (one Ray task's) into this one, in one transaction: all of it
         or, on any failure, none. The part must hold vectors of this index's model, on its clock."""
-        import duckdb
-
         other = MomentIndex(part, read_only=True)
         try:
             if (other.model, other.dim, other.clock) != (self.model, self.dim, self.clock):
@@ -266,15 +263,10 @@ class MomentIndex:
         quoted = str(part.resolve()).replace("'", "''")
         self._db.execute(f"ATTACH '{quoted}' AS part (READ_ONLY)")
         try:
-            self._db.execute("BEGIN")
-            try:
+            with self._transaction(f"merge {part}"):
                 self._db.execute("INSERT INTO tracks SELECT * FROM part.tracks")
                 self._db.execute("INSERT INTO scenes SELECT * FROM part.scenes")
                 self._db.execute("INSERT OR REPLACE INTO videos SELECT * FROM part.videos")
-                self._db.execute("COMMIT")
-            except duckdb.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise OutputError(f"{self.path}: cannot merge {part}: {str(exc).splitlines()[0]}") from None
         finally:
             self._db.execute("DETACH part")
         return counts
