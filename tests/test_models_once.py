@@ -66,13 +66,13 @@ def test_three_streams_and_a_publisher_share_one_load_of_each_model(tiny_models:
     for stream in streams.values():
         stream.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any(s.stats.frames_out < 10 or s.detector_calls < 1
+    while time.monotonic() < deadline and any(s.stats.frames_out < 10 or s.detection.calls < 1
                                               for s in streams.values()):
         time.sleep(0.2)
     for stream in streams.values():
         stream.stop()
     assert all(s.stats.frames_out >= 10 for s in streams.values())
-    assert all(s.detector_calls >= 1 for s in streams.values())
+    assert all(s.detection.calls >= 1 for s in streams.values())
     assert loads == {"Florence2ForConditionalGeneration": 1, "Sam2VideoModel": 1, "AutoProcessor": 1}
 
 
