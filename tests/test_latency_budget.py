@@ -265,3 +265,17 @@ def test_a_slow_video_segmenter_propagates_beside_the_frames_under_a_budget() ->
     assert stats["frames_out"] >= 5 * 20 * 0.8  # the frames kept coming at the source's rate
     assert segmenter.max_active == 1 and 5 <= segmenter.updates <= 6 / 0.3 + 2  # one propagation at a time
     assert sum(masked) >= len(masked) * 0.8  # the keyframes' objects carried, with their masks
+
+
+def test_in_a_shared_detector_queue_watched_streams_then_those_over_budget_go_first() -> None:
+    config = PipelineConfig.model_validate({"latency": {"budget_ms": 50}})
+    stream = LiveStream("cam", lambda: open_source("synthetic:?w=64&h=64&frames=3"), config,
+                        Models(StandInDetector()))
+    assert stream.budget is not None and stream.priority() == 0
+    stream.budget.measured_p95_ms = 80.0  # its last second's p95, over its 50 ms budget
+    assert stream.priority() == 1
+    stream.stats.viewers = 1
+    assert stream.priority() == 3
+    stream.budget.measured_p95_ms = 30.0
+    assert stream.priority() == 2
+    stream.stop()

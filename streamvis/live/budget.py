@@ -277,6 +277,11 @@ class LatencyBudget:
         log.info("stream %s: latency budget: %s (%s)", self.stats.stream, self.plan.describe(), why)
         return self.plan
 
+    @property
+    def over(self) -> bool:
+        """The last second's p95 was over the budget."""
+        return self.measured_p95_ms is not None and self.measured_p95_ms > self.budget_ms
+
     def snapshot(self) -> dict[str, object]:
         """What `/streams` and the viewer's stats panel show."""
         return {"budget_ms": self.budget_ms, "level": self.level, "plan": self.plan.describe(),

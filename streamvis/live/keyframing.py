@@ -55,12 +55,12 @@ class LiveDetection:
     frame; `worker` also runs a prompt's grounding (`LivePrompts`)."""
 
     def __init__(self, stream_id: str, pipeline: Pipeline, config: PipelineConfig, stats: StreamStats,
-                 settings: LiveSettings, watched: Callable[[], bool]) -> None:
+                 settings: LiveSettings, priority: Callable[[], int]) -> None:
         self.stream_id = stream_id
         self.pipeline = pipeline
         self.stats = stats
         self.settings = settings
-        self.watched = watched
+        self.priority = priority  # of this stream's keyframes in a detector queue shared by streams (higher first)
         self.worker = ThreadPoolExecutor(1, thread_name_prefix=f"detect-{stream_id}")
         detector = config.detector
         self.schedule = LiveKeyframes(detector.every_n_frames, 1 / detector.fps if detector.fps else 0.0)
@@ -81,8 +81,8 @@ class LiveDetection:
 
     def _detect(self, frame: Frame, region_xyxy: np.ndarray | None) -> KeyframeRun:
         detector = self.pipeline.detector
-        if isinstance(detector, Prioritized):  # one queue for every stream: a watched stream's keyframes first
-            detector.prioritize(1 if self.watched() else 0)
+        if isinstance(detector, Prioritized):  # one queue for every stream: its priority says whose go first
+            detector.prioritize(self.priority())
         start = time.perf_counter()
         detections = self.pipeline.detect(frame.image, region_xyxy)
         self.calls += 1

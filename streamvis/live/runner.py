@@ -100,8 +100,7 @@ class LiveStream:
         self._source: Source | None = None
         self._packet_tap: PacketTap | None = None
         # keyframes: when, where motion lets them, the detector's worker (`live.keyframing`)
-        self.detection = LiveDetection(stream_id, pipeline, config, self.stats, self.settings,
-                                       watched=lambda: self.stats.viewers > 0)
+        self.detection = LiveDetection(stream_id, pipeline, config, self.stats, self.settings, self.priority)
         self._threads: list[threading.Thread] = []
         self.narrator = LiveNarrator(pipeline.narrator) if pipeline.narrator is not None else None
         # text is read in the reader's worker (`LiveReader`), one look at a time, never in this stream's loop
@@ -129,6 +128,12 @@ class LiveStream:
         return LatencyBudget(latency.budget_ms, self.stats, ladder, latency.recover_fraction, latency.recover_s,
                              latency.hold_s, latency.max_changes_per_minute, board=self.settings.budget_board,
                              watched=lambda: self.stats.viewers > 0, moving=lambda: not self.detection.still)
+
+    def priority(self) -> int:
+        """Its keyframes' place in a detector queue shared by streams: watched before unwatched, and among each, a
+        stream over its latency budget first (none is starved: the queue serves a lane passed over three times)."""
+        over = self.budget is not None and self.budget.over
+        return 2 * (self.stats.viewers > 0) + over
 
     def narrator_health(self) -> dict[str, object] | None:
         """The state of a narrator that can fail on its own (a model server elsewhere), for `/streams`."""
