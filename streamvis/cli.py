@@ -189,21 +189,13 @@ def serve(
     try:
         if codec not in ("h264", "vp8"):
             raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
-        check_exposure(host, token)
-        if view_token and not token:
-            raise ConfigError("--view-token needs --token: the view token is the lesser of two")
-        if view_token and view_token == token:
-            raise ConfigError("--view-token must differ from --token")
+        check_exposure(host, token, view_token)
         context = ssl_context(certfile, keyfile)
         overrides = [*(set_ or []), *([f"latency.budget_ms={latency_budget_ms}"] if latency_budget_ms else [])]
         if latency_budget_ms is not None and latency_budget_ms <= 0:
             raise ConfigError(f"--latency-budget-ms must be positive, got {latency_budget_ms:g}")
         config = load_pipeline(pipeline, overrides)
-        if record_segment_s <= 0:
-            raise ConfigError(f"--record-segment-s must be positive, got {record_segment_s}")
-        if record_annotated and record is None:
-            raise ConfigError("--record-annotated needs --record DIR")
-        recording = Recording(record, record_segment_s, record_annotated) if record is not None else None
+        recording = Recording.from_options(record, record_segment_s, record_annotated)
         alerts = AlertSettings.from_options(alert or [], alert_threshold, alert_cooldown_s, alert_webhook)
         live = LiveSettings(loop_files=loop)
         streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index, alerts)

@@ -65,6 +65,15 @@ class Recording:
     segment_s: float = 300.0
     annotated: bool = False
 
+    @classmethod
+    def from_options(cls, folder: Path | None, segment_s: float, annotated: bool) -> Recording | None:
+        """`serve --record`'s options, checked (`ConfigError` names the one that is wrong); None without a folder."""
+        if segment_s <= 0:
+            raise ConfigError(f"--record-segment-s must be positive, got {segment_s}")
+        if annotated and folder is None:
+            raise ConfigError("--record-annotated needs --record DIR")
+        return cls(folder, segment_s, annotated) if folder is not None else None
+
 
 def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | Path | None,
                   settings: LiveSettings, record: Recording | None = None, index: Path | None = None,
@@ -135,10 +144,15 @@ def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
     return context
 
 
-def check_exposure(host: str, token: str | None) -> None:
+def check_exposure(host: str, token: str | None, view_token: str | None = None) -> None:
+    """Who may reach the server: off loopback only with a token; a view token is the lesser of two."""
     if not is_loopback(host) and not token:
         raise ConfigError(f"serving on {host} (not loopback) needs a token: --token or STREAMVIS_TOKEN; "
                           "every request will then have to carry it")
+    if view_token and not token:
+        raise ConfigError("--view-token needs --token: the view token is the lesser of two")
+    if view_token and view_token == token:
+        raise ConfigError("--view-token must differ from --token")
 
 
 def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,
