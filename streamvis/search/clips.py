@@ -66,20 +66,34 @@ def _records(jsonl: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _first_wall_s(jsonl: Path) -> float | None:
+    """When a segment's first recorded frame was decoded (Unix time), None for a segment without one yet."""
+    with jsonl.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                return float(json.loads(line)["wall_s"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
 def cut_recording(folder: Path, start_s: float, end_s: float, out: Path) -> Path:
-    """The moment from `start_s` to `end_s` (Unix times) out of the recording in `folder` (segments named by
-    their start, each with its JSONL), by copying packets from the first segment that holds part of it."""
-    for jsonl in sorted(folder.glob("*.jsonl")):
-        video = jsonl.with_suffix(".mp4")
-        if not video.is_file():
-            continue
+    """The moment from `start_s` to `end_s` (Unix times) out of the recording in `folder` (segments, each with its
+    JSONL), by copying packets from the first segment that holds part of it. Only a segment whose time can hold the
+    moment (from its first frame to the next segment's first) is read whole."""
+    begins = {jsonl: _first_wall_s(jsonl) for jsonl in folder.glob("*.jsonl") if jsonl.with_suffix(".mp4").is_file()}
+    segments = sorted((t, jsonl) for jsonl, t in begins.items() if t is not None)
+    for i, (begin_s, jsonl) in enumerate(segments):
+        if begin_s > end_s or (i + 1 < len(segments) and segments[i + 1][0] <= start_s):
+            continue  # it begins after the moment, or the next one begins before the moment does
         span = _wall_to_video(_records(jsonl), start_s, end_s)
         if span is None:
             continue
+        video = jsonl.with_suffix(".mp4")
         try:
             return cut(video, span[0], span[1], out)
         except OutputError:
-            if jsonl == max(folder.glob("*.jsonl")):  # an MP4 gets its index when its segment closes
+            if i == len(segments) - 1:  # the newest: an MP4 gets its index when its segment closes
                 raise OutputError(f"{video.name} is still being recorded: the moment can be cut once its segment "
                                   "closes (serve --record-segment-s)") from None
             raise

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from streamvis.config import ClipEmbedderConfig
-from streamvis.frame import Frame, Result
+from streamvis.frame import Result
 from streamvis.search.alerts import Alert, AlertRules
 from streamvis.search.embedder import ImageTextEmbedder
 from streamvis.search.index import MomentIndex, SceneMoment, TrackMoment
@@ -54,16 +54,6 @@ class _Track:
     checked: bool = False  # against the alert sentences, once it was followed `min_track_s`
 
 
-def frame_time(frame: Frame) -> float:
-    """A moment's time in an index on the video clock: the frame's pts."""
-    return frame.pts
-
-
-def wall_time(frame: Frame) -> float:
-    """... on the wall clock: when the frame was decoded (Unix time)."""
-    return frame.decoded_wall_s
-
-
 class MomentCollector:
     """One stream's moments into `index` (a sink: `write` per result, `close` at the end), timed by the index's
     clock. `video` is where they can be cut from (a video file, or a live recording's folder). Thumbnails go to
@@ -76,10 +66,9 @@ class MomentCollector:
                  thumbs_of: Path | None = None) -> None:
         self.index, self.embedder, self.stream, self.config = index, embedder, stream, config
         self.alerts, self.on_alert = alerts, on_alert
-        self.live = index.clock == "wall"  # a live index: tracks are searchable while they are in view
+        self.live = index.clock == "wall"  # timed by the wall clock; tracks searchable while they are in view
         # set by a live stream's latency budget (its narration step): scene keyframes at least this far apart
         self.min_gap_s = 0.0
-        self.time_of = wall_time if self.live else frame_time
         if video is not None:
             index.add_video(stream, video, source)  # what `streamvis search --export` cuts clips from
         home = thumbs_of or index.path
@@ -92,7 +81,7 @@ class MomentCollector:
         self.scenes_written = 0
 
     def write(self, result: Result) -> None:
-        t = self.time_of(result.frame)
+        t = result.frame.decoded_wall_s if self.live else result.frame.pts  # the index's clock
         image = result.frame.image
         detections = result.detections
         height, width = image.shape[:2]

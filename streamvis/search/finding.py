@@ -13,7 +13,7 @@ from rich.table import Table
 from streamvis.config import ClipEmbedderConfig
 from streamvis.errors import ConfigError, OutputError
 from streamvis.search.embedder import ImageTextEmbedder
-from streamvis.search.index import Found, MomentIndex, parse_time, wall_time
+from streamvis.search.index import Found, MomentIndex, local_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def moments_table(query: str, index: Path, result: Search) -> Table:
                    "track", "class", "thumbnail"):
         table.add_column(column, justify="left" if column in ("kind", "stream", "class", "thumbnail") else "right")
     for rank, f in enumerate(result.found, 1):
-        start, end = (wall_time(f.start_s), wall_time(f.end_s)[11:19]) if wall else (f"{f.start_s:.1f}",
+        start, end = (local_time(f.start_s), local_time(f.end_s)[11:19]) if wall else (f"{f.start_s:.1f}",
                                                                                       f"{f.end_s:.1f}")
         table.add_row(str(rank), f"{f.similarity:.3f}", f.kind, f.stream, start[:19].replace("T", " "), end,
                       "" if f.track is None else str(f.track), f.class_name or "", f.thumbnail)

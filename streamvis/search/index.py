@@ -98,11 +98,11 @@ class Found:
             "similarity": round(self.similarity, 4), "track": self.track, "class": self.class_name,
             "thumbnail": self.thumbnail}
         if clock == "wall":
-            record["start"], record["end"] = wall_time(self.start_s), wall_time(self.end_s)
+            record["start"], record["end"] = local_time(self.start_s), local_time(self.end_s)
         return record
 
 
-def wall_time(unix_s: float) -> str:
+def local_time(unix_s: float) -> str:
     """Unix time as an ISO 8601 local time to the second, with its offset (2026-12-06T09:41:02+01:00)."""
     return datetime.datetime.fromtimestamp(unix_s).astimezone().isoformat(timespec="seconds")
 
