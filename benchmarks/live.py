@@ -9,7 +9,10 @@ to its encoded packets, per viewer (the p50/p95 of the last 600 frames), read fr
 frames received per second by each viewer; CPU is the server process's CPU time over wall time (200% = both
 of 2 cores). Target on 2 cores: 30 fps sustained, server p95 <= 50 ms and <= 160% CPU. The same rows with
 `--latency-budget-ms 50` show what the budget holds and what it gave up (detector runs a second, the share of
-frames with fresh detections, its plan at the end); the rows with the detector's threads spin-waiting between
+frames with fresh detections, its plan at the end, and the tracks' continuity: IDF1, ID switches and MOTA of what
+the first viewer was sent against the synthetic source's exact boxes, by `trackers.eval`); the rows with
+`--busy-cores` (default 2: both cores) run the defaults and the budget while other processes keep that many
+cores busy: a slower box, where the budget has to act. The rows with the detector's threads spin-waiting between
 frames (onnxruntime's default, streamvis's before) are the older baseline. With
 `--chromium` (the default), the viewer page in headless Chromium watches too and reports glass-to-glass latency:
 from a frame's arrival at the server to its display in the page (on the server's clock, estimated by the page
@@ -34,6 +37,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,28 +57,59 @@ from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
 SOURCE = "synthetic:?w=1280&h=720&fps=30&frames=0&objects=4&realtime=1"
 
 
-class TrackIds:
-    """The track ids one viewer saw on the data channel: how fragmented identities were (the same objects cross the
-    synthetic scene in every row, so more ids a minute means more broken tracks)."""
+class Tracks:
+    """The tracks one viewer saw on the data channel, frame by frame, scored against the synthetic source's exact
+    boxes: how many track ids a minute (the same objects cross the scene in every row, so more ids a minute means
+    more broken tracks) and IDF1, ID switches and MOTA by `trackers.eval` (class-agnostic, IoU 0.5, over the
+    frames this viewer received), so that what a budget gives up in continuity is measured against the truth."""
 
     def __init__(self) -> None:
-        self.ids: set[int] = set()
+        self.rows: list[tuple[int, int, list[float]]] = []  # (frame index, track id, xyxy)
+        self.frames: set[int] = set()
         self.started = time.monotonic()
 
     def __call__(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "frame":
-            self.ids.update(d["track_id"] for d in message.get("detections", []) if d.get("track_id") is not None)
+        if message.get("type") != "frame":
+            return
+        self.frames.add(int(message["frame_index"]))
+        self.rows.extend((int(message["frame_index"]), int(d["track_id"]), d["xyxy"])
+                         for d in message.get("detections", []) if d.get("track_id") is not None)
 
     def per_minute(self) -> float:
-        return len(self.ids) * 60 / max(1e-6, time.monotonic() - self.started)
+        return len({track for _, track, _ in self.rows}) * 60 / max(1e-6, time.monotonic() - self.started)
+
+    def scores(self) -> dict[str, float]:
+        """IDF1, ID switches and MOTA against the source's ground truth, the frames renumbered 1.. in order."""
+        from urllib.parse import parse_qsl
+
+        from streamvis.evaluation import score
+        from streamvis.sources.synthetic import SyntheticSource
+
+        if not self.frames:
+            return {}
+        source = SyntheticSource(SOURCE, dict(parse_qsl(SOURCE.partition("?")[2])))
+        number = {index: n for n, index in enumerate(sorted(self.frames), start=1)}
+        gt_lines = []
+        for index, n in number.items():
+            truth = source.boxes_at(index)
+            for (x1, y1, x2, y2), oid in zip(truth.xyxy, truth.data["object_id"], strict=True):
+                gt_lines.append(f"{n},{int(oid) + 1},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},1,1,1")
+        track_lines = [f"{number[index]},{track + 1},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},1,-1,-1,-1"
+                       for index, track, (x1, y1, x2, y2) in self.rows]
+        with tempfile.TemporaryDirectory() as work:
+            gt, tracks = Path(work) / "gt.txt", Path(work) / "tracks.txt"
+            gt.write_text("\n".join(gt_lines) + "\n")
+            tracks.write_text("\n".join(track_lines) + "\n")
+            metrics = score(gt, tracks, 0.5)
+        return {"idf1": metrics["IDF1"], "idsw": metrics["IDSW"], "mota": metrics["MOTA"]}
 
 
 async def measure(url: str, viewers: int, seconds: float, pid: int) -> dict[str, Any]:
     cpu0, wall0 = cpu_seconds(pid), time.monotonic()
     stats0 = get_json(url + "/streams")["streams"][0]["stats"]
-    ids = TrackIds()
+    tracks = Tracks()
     reports = await asyncio.gather(*(watch(url, "synthetic", frames=10**9, timeout_s=seconds, keep_messages=False,
-                                           on_message=ids if i == 0 else None) for i in range(viewers)))
+                                           on_message=tracks if i == 0 else None) for i in range(viewers)))
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
     stats = get_json(url + "/streams")["streams"][0]["stats"]
     latency = stats["latency_ms"]
@@ -83,7 +118,7 @@ async def measure(url: str, viewers: int, seconds: float, pid: int) -> dict[str,
         "server_fps": stats["fps_out"], "p50": latency["server_latency"]["p50"],
         "p95": latency["server_latency"]["p95"], "pipeline_p95": latency["pipeline"]["p95"],
         "dropped": stats["dropped"] - stats0["dropped"], "cpu": cpu * 100, **_quality(stats, stats0, wall0),
-        "ids_per_min": ids.per_minute(),
+        "ids_per_min": tracks.per_minute(), **tracks.scores(),
     }
 
 
@@ -143,13 +178,20 @@ WARM_UP_S = 8.0  # a steady state, and time for a latency budget to settle
 TARGET_CPU_PERCENT = 160
 
 
-def serve_and_measure(args: argparse.Namespace, extra: list[str],
-                      browser: bool = False) -> list[tuple[int, dict[str, Any]]]:
+def busy_cores(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` processes that each keep one core busy: the box made slower than it is, so that the rows with them
+    show what the budget does where YOLOX and the encoder take longer (a slower CPU, another job on the box)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def serve_and_measure(args: argparse.Namespace, extra: list[str], browser: bool = False,
+                      busy: int = 0) -> list[tuple[int, dict[str, Any]]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", "--source", SOURCE,
                                "--port", str(port), "--models-dir", str(args.models_dir), "--codec", args.codec,
                                *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    burners = busy_cores(busy)
     try:
         for _ in range(120):
             try:
@@ -163,6 +205,9 @@ def serve_and_measure(args: argparse.Namespace, extra: list[str],
             return [(n, measure_in_chromium(url, n, args.seconds, server.pid)) for n in args.viewers]
         return [(n, asyncio.run(measure(url, n, args.seconds, server.pid))) for n in args.viewers]
     finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
         stop(server, timeout_s=15)
 
 
@@ -316,6 +361,9 @@ def main() -> None:
                              "and on")
     parser.add_argument("--cameras", type=int, default=8,
                         help="also this many real RTSP cameras with a viewer each, budget off and on (0: none)")
+    parser.add_argument("--busy-cores", type=int, default=2,
+                        help="also the default and budget rows with this many cores kept busy by other processes "
+                             "(0: none)")
     parser.add_argument("--heavy-only", action="store_true", help="only the segment and camera rows")
     parser.add_argument("--work", default="/tmp/streamvis-bench", help="where the random SAM 2.1 is built")
     args = parser.parse_args()
@@ -328,6 +376,10 @@ def main() -> None:
         return
     runs = {name: extra for name, extra in CONFIGS.items() if args.baseline or name not in BASELINES}
     measured = {name: serve_and_measure(args, extra) for name, extra in runs.items()}
+    if args.busy_cores:
+        for name in ("streamvis", "--latency-budget-ms 50"):
+            measured[f"{name}, {args.busy_cores} core(s) busy elsewhere"] = serve_and_measure(
+                args, CONFIGS[name], busy=args.busy_cores)
     if args.chromium:
         measured["streamvis, Chromium viewers"] = serve_and_measure(args, [], browser=True)
         measured["--latency-budget-ms 50, Chromium viewers"] = serve_and_measure(
@@ -338,6 +390,7 @@ def main() -> None:
                    "server latency p50 ms", "p95 ms", "pipeline p95 ms", "glass to glass p50 / p95 ms",
                    "dropped at ingest", "server CPU %", "detector runs/s", "frames with fresh detections",
                    "budget's plan at the end", "track ids / min (fewer: identities kept)",
+                   "IDF1 / ID switches / MOTA vs the source's truth",
                    "glass to glass p50 by part: pipeline / to encoder / encode / "
                    "network / display ms", f"30 fps, p95<=50, CPU<={TARGET_CPU_PERCENT}%"):
         table.add_column(column, justify="left" if column in ("setting", "budget's plan at the end") else "right")
@@ -349,6 +402,7 @@ def main() -> None:
                           f"{m['g2g_p50']:.0f} / {m['g2g_p95']:.0f}" if "g2g_p50" in m else "-",
                           str(m["dropped"]), f"{m['cpu']:.0f}", f"{m['det_per_s']:.1f}", f"{m['fresh']:.0%}",
                           m["plan"], f"{m['ids_per_min']:.0f}" if "ids_per_min" in m else "-",
+                          f"{m['idf1']:.3f} / {m['idsw']:.0f} / {m['mota']:.3f}" if "idf1" in m else "-",
                           m.get("breakdown", "-"), "yes" if ok else "no")
     Console(width=200).print(table)
     save_table("live", table)

@@ -105,6 +105,40 @@ def test_a_step_up_that_does_not_hold_waits_twice_as_long_next_time() -> None:
     assert (first, second, third) == (6, 11, 21)  # 5 s, then 10 s, then 20 s of calm (plus the first look)
 
 
+def test_a_step_up_known_not_to_fit_is_not_tried() -> None:
+    """Frames stopped waiting for a detector that takes 45 ms of a 50 ms budget: however calm the frames are without
+    waiting (10 ms), waiting again would add the detector's run, so the controller stays; once the detector is
+    fast (5 ms), it steps up after its calm time."""
+    budget, clock = _budget(hold_s=0.0, recover_s=5.0)
+    _second(budget, clock, 80.0)
+    assert budget.level == 1 and not budget.plan.wait_for_detector
+
+    def calm_seconds(detect_ms: float, seconds: int) -> list[BudgetPlan | None]:
+        plans = []
+        for _ in range(seconds):
+            for _ in range(30):
+                budget.stats.stage("detect", detect_ms)
+            plans.append(_second(budget, clock, 10.0))
+        return plans
+
+    assert calm_seconds(45.0, 30) == [None] * 30 and budget.level == 1
+    assert "would add about 45 ms" in budget.reason
+    assert any(plan is not None for plan in calm_seconds(5.0, 8)) and budget.level == 0
+
+
+def test_a_larger_video_is_predicted_from_the_encoder_time_at_this_size() -> None:
+    ladder = (BudgetPlan(), BudgetPlan(output_scale=0.5))
+    clock = Clock()
+    budget = LatencyBudget(50.0, StreamStats("s"), ladder=ladder, clock=clock, hold_s=0.0, recover_s=2.0)
+    _second(budget, clock, 80.0)
+    assert budget.level == 1
+    for _ in range(30):
+        budget.stats.stage("encode", 12.0)  # at half size: four times the pixels would take about 48 ms
+    for _ in range(10):
+        _second(budget, clock, 20.0)
+    assert budget.level == 1 and "would add about 36 ms" in budget.reason
+
+
 def test_no_more_changes_a_minute_than_allowed_and_nothing_on_too_few_samples() -> None:
     budget, clock = _budget(hold_s=0.0, max_changes_per_minute=3)
     for _ in range(20):

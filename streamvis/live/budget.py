@@ -5,7 +5,10 @@ What is held: the p95, over the last second, of a frame's time from its decode t
 Once a second (`LatencyBudget.step`) the controller compares it with the budget:
 
 - over the budget: one step down the ladder (less quality for less time), at once;
-- under `recover_fraction` of the budget for `recover_s`: one step back up;
+- under `recover_fraction` of the budget for `recover_s`: one step back up, unless what that step is known to add
+  (waiting for the detector adds its run; a larger video its extra encoding, from the stream's own recent
+  figures) would take the p95 over the budget: on a box where the detector alone takes most of the budget, frames
+  keep not waiting for it instead of probing the step up every few seconds;
 - changes at least `hold_s` apart and at most `max_changes_per_minute`; a step up that had to be taken back
   within twice its wait doubles that wait (up to `MAX_RECOVER_S`), so a load near the edge does not make it
   oscillate; every change is logged once, with the figure that caused it.
@@ -254,6 +257,11 @@ class LatencyBudget:
         pressed = self.given > 0 and self.board is not None and now - self.board.last_pressure < wait_s
         if calm and self.level > 0 and can_change and not pressed and self._calm_since is not None \
                 and now - self._calm_since >= wait_s:
+            added_ms = self._added_ms(self.ladder[self.level - 1])
+            if p95 + added_ms > self.budget_ms:  # the step up is known not to fit: do not try it
+                self.reason = (f"{stage} p95 {p95:.0f} ms; the step up would add about {added_ms:.0f} ms, over the "
+                               f"{self.budget_ms:g} ms budget")
+                return
             self._calm_since = now
             self._last_up = (now, self.level - 1)
             self.given = max(0, self.given - 1)
@@ -263,6 +271,23 @@ class LatencyBudget:
         if over:
             self.reason = figure + (": at the last step" if self.level == len(self.ladder) - 1
                                     else ": waiting to change again")
+
+    def _added_ms(self, to: BudgetPlan) -> float:
+        """What stepping up to `to` is known to add to a frame's time, from this stream's own recent figures: waiting
+        for the detector adds its run (p95); a larger video adds encoding in proportion to its pixels. The other
+        knobs (cadences, narration, frame rate) cost shared CPU, which no figure of this stream predicts: the calm
+        rule and the back-off cover them."""
+        added = 0.0
+        if to.wait_for_detector and not self.plan.wait_for_detector:
+            added += self._recent_p95("detect")
+        if to.output_scale > self.plan.output_scale:
+            added += self._recent_p95("encode") * ((to.output_scale / self.plan.output_scale) ** 2 - 1)
+        return added
+
+    def _recent_p95(self, stage: str, samples: int = 60) -> float:
+        latency = self.stats.stages.get(stage)
+        recent = latency.recent(samples) if latency is not None else []
+        return float(np.percentile(recent, 95)) if recent else 0.0
 
     def close(self) -> None:
         if self.board is not None:
