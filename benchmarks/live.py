@@ -384,6 +384,10 @@ def main() -> None:
         measured["streamvis, Chromium viewers"] = serve_and_measure(args, [], browser=True)
         measured["--latency-budget-ms 50, Chromium viewers"] = serve_and_measure(
             args, CONFIGS["--latency-budget-ms 50"], browser=True)
+        if args.busy_cores:
+            for name in ("streamvis", "--latency-budget-ms 50"):
+                measured[f"{name}, Chromium viewers, {args.busy_cores} core(s) busy elsewhere"] = serve_and_measure(
+                    args, CONFIGS[name], browser=True, busy=args.busy_cores)
     table = Table(title=f"streamvis serve, 1280x720 30 fps synthetic source, detect pipeline (YOLOX-nano every "
                         f"frame), {args.codec}, {os.cpu_count()} CPUs, {args.seconds:g} s per row")
     for column in ("setting", "viewers", "client fps (min)", "client fps (mean)", "server fps",

@@ -14,6 +14,11 @@ over `STARVE_AFTER` batches in a row goes first next, so none is starved. Order:
 complete in the order they were submitted. Overflow policy: a lane holds at most `max_pending` requests; a
 newer one replaces the oldest, whose future is cancelled and counted in `dropped` (the newest frame wins, as
 everywhere in live mode).
+
+Workers: on a CPU, where a batch is one request, `workers` threads may each run one (an onnxruntime session runs
+calls from several threads at once): two runs with one intra-op thread each get more from two cores than one run
+with two, whose threads wait for each other at every layer while the decoders take turns on the cores. A lane
+never has two requests running at once, so its order holds whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class _Request(Generic[In, Out]):
     item: In
     future: Future[Out]
     submitted: float  # time.monotonic()
+    lane: Hashable
 
 
 class BatcherClosed(RuntimeError):
@@ -61,14 +67,16 @@ class Batcher(Generic[In, Out]):
     """Runs `run_batch(items) -> outputs` (one output per item, in order) on batches of requests from many lanes."""
 
     def __init__(self, name: str, run_batch: Callable[[list[In]], Sequence[Out]], max_batch: int = 8,
-                 batch_wait_ms: float = 5.0, max_pending: int = 4, lane_idle_s: float = 5.0) -> None:
-        if max_batch < 1 or max_pending < 1 or batch_wait_ms < 0:
-            raise ValueError("max_batch and max_pending must be at least 1, batch_wait_ms at least 0")
+                 batch_wait_ms: float = 5.0, max_pending: int = 4, lane_idle_s: float = 5.0,
+                 workers: int = 1) -> None:
+        if max_batch < 1 or max_pending < 1 or batch_wait_ms < 0 or workers < 1:
+            raise ValueError("max_batch, max_pending and workers must be at least 1, batch_wait_ms at least 0")
         self.name = name
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_ms / 1e3
         self.max_pending = max_pending
+        self.workers = workers  # requests (batches) that run at once
         self.lane_idle_s = lane_idle_s  # a lane that submitted nothing this long is no longer waited for
         self._seen: dict[Hashable, float] = {}  # lane -> its latest submit
         self.stats = BatcherStats()
@@ -77,10 +85,13 @@ class Batcher(Generic[In, Out]):
         self._next = 0  # where the next batch starts in the ring
         self._priority: dict[Hashable, int] = {}  # lane -> its priority (higher first; 0 when unset)
         self._passed_over: dict[Hashable, int] = {}  # lane -> batches it waited through in a row
+        self._running: set[Hashable] = set()  # lanes with a request in a batch that runs now
         self._cond = threading.Condition()
         self._closed = False
-        self._worker = threading.Thread(target=self._work, name=f"batch-{name}", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
+                         for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, item: In, lane: Hashable | None = None) -> Future[Out]:
         """Queue `item` on `lane` (default: the calling thread); its future resolves when its batch has run."""
@@ -99,7 +110,7 @@ class Batcher(Generic[In, Out]):
                 self.stats.dropped += 1
             now = time.monotonic()
             self._seen[lane] = now
-            queue.append(_Request(item, future, now))
+            queue.append(_Request(item, future, now, lane))
             self._cond.notify()
         return future
 
@@ -122,11 +133,13 @@ class Batcher(Generic[In, Out]):
         for request in pending:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(BatcherClosed(f"batcher {self.name} is closed"))
-        self._worker.join(timeout=5)
+        for worker in self._workers:
+            worker.join(timeout=5)
 
     # -- the worker ---------------------------------------------------------------------------------------------
     def _pending(self) -> int:
-        return sum(len(queue) for queue in self._lanes.values())
+        """Requests a batch may take now (not those of a lane whose request is running)."""
+        return sum(len(queue) for lane, queue in self._lanes.items() if lane not in self._running)
 
     def _everyone_in(self) -> bool:
         """Every lane active within `lane_idle_s` has a request waiting: no one else is coming to join."""
@@ -137,7 +150,7 @@ class Batcher(Generic[In, Out]):
         return all(self._lanes.get(lane) for lane in self._seen)
 
     def _oldest(self) -> float:
-        return min(queue[0].submitted for queue in self._lanes.values() if queue)
+        return min(queue[0].submitted for lane, queue in self._lanes.items() if queue and lane not in self._running)
 
     def _turns(self) -> list[Hashable]:
         """The lanes in the order this batch serves them: passed over too long first, then by priority, then
@@ -156,13 +169,17 @@ class Batcher(Generic[In, Out]):
         while len(batch) < self.max_batch and self._pending():
             for lane in turns:
                 queue = self._lanes[lane]
-                if queue and len(batch) < self.max_batch:
+                if queue and len(batch) < self.max_batch and lane not in self._running:
                     batch.append(queue.popleft())
                     served.add(lane)
+            if self.workers > 1:  # one request per lane per batch: the lane's next waits for this one
+                break
         for lane, queue in self._lanes.items():
             self._passed_over[lane] = 0 if lane in served or not queue else self._passed_over.get(lane, 0) + 1
         self._next = self._next % len(self._order) + 1
-        for lane in [lane for lane, queue in self._lanes.items() if not queue]:  # forget idle lanes
+        if self.workers > 1:
+            self._running |= served
+        for lane in [lane for lane, queue in self._lanes.items() if not queue and lane not in self._running]:
             del self._lanes[lane]
             self._passed_over.pop(lane, None)
             index = self._order.index(lane)
@@ -188,23 +205,33 @@ class Batcher(Generic[In, Out]):
                     self._cond.wait()
 
     def _work(self) -> None:
-        while (batch := self._wait_for_batch()) is not None:
-            started = time.monotonic()
-            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
-            if not batch:
-                continue
+        while (taken := self._wait_for_batch()) is not None:
+            try:
+                self._run(taken)
+            finally:
+                if self.workers > 1:
+                    with self._cond:  # the lanes may run their next requests
+                        self._running.difference_update(r.lane for r in taken)
+                        self._cond.notify_all()
+
+    def _run(self, taken: list[_Request[In, Out]]) -> None:
+        started = time.monotonic()
+        batch = [r for r in taken if r.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        with self._cond:
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
             self.stats.waits_ms.extend((started - r.submitted) * 1e3 for r in batch)
-            try:
-                outputs = list(self.run_batch([r.item for r in batch]))
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"batcher {self.name}: {len(batch)} items gave {len(outputs)} outputs")
-            except Exception as exc:  # every request of the batch learns why; the worker carries on
-                log.exception("batcher %s: a batch of %d failed", self.name, len(batch))
-                for request in batch:
-                    request.future.set_exception(exc)
-                continue
-            for request, output in zip(batch, outputs, strict=True):
-                request.future.set_result(output)
+        try:
+            outputs = list(self.run_batch([r.item for r in batch]))
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"batcher {self.name}: {len(batch)} items gave {len(outputs)} outputs")
+        except Exception as exc:  # every request of the batch learns why; the worker carries on
+            log.exception("batcher %s: a batch of %d failed", self.name, len(batch))
+            for request in batch:
+                request.future.set_exception(exc)
+            return
+        for request, output in zip(batch, outputs, strict=True):
+            request.future.set_result(output)

@@ -16,7 +16,12 @@ from streamvis.batching import Batcher, BatcherClosed
 from streamvis.config import Florence2Config, PipelineConfig, Sam2Config, YoloxConfig
 from streamvis.detection.batched import BatchedDetector
 from streamvis.detection.florence2 import Florence2Detector, Florence2Model
-from streamvis.pipeline.loading import batches_across_streams, detector_queue_batch, load_models
+from streamvis.pipeline.loading import (
+    batches_across_streams,
+    detector_queue_batch,
+    detector_queue_workers,
+    load_models,
+)
 from streamvis.segmentation.processing import preprocess_square
 from streamvis.segmentation.video import VideoSegmenterModel
 from streamvis.sources import open_source
@@ -192,6 +197,58 @@ def test_threads_calling_at_once_share_batches(make) -> None:
         thread.join(30)
     assert results == {k: [2 * (k * 100 + i) for i in range(5)] for k in range(6)}
     assert batcher.stats.largest >= 3 and batcher.stats.batches < 30
+
+
+class Concurrency:
+    """A stand-in model that records how many calls ran at once, overall and per lane (the item's first part)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.most = 0
+        self.most_in_a_lane = 0
+        self.done: dict[str, list[int]] = {}
+
+    def __call__(self, items: list) -> list:
+        lanes = [lane for lane, _ in items]
+        with self.lock:
+            for lane in lanes:
+                self.now[lane] = self.now.get(lane, 0) + 1
+            self.most = max(self.most, sum(self.now.values()))
+            self.most_in_a_lane = max(self.most_in_a_lane, *self.now.values())
+        time.sleep(self.seconds)
+        with self.lock:
+            for lane, value in items:
+                self.now[lane] -= 1
+                self.done.setdefault(lane, []).append(value)
+        return [2 * value for _, value in items]
+
+
+def test_workers_run_the_lanes_at_once_and_each_lane_in_order(make) -> None:
+    model = Concurrency(seconds=0.05)
+    batcher = make(model, max_batch=1, batch_wait_ms=0, max_pending=16, workers=2)
+    futures = {lane: [batcher.submit((lane, i), lane=lane) for i in range(6)] for lane in ("a", "b", "c")}
+    assert {lane: [f.result(10) for f in fs] for lane, fs in futures.items()} == \
+        {lane: [2 * i for i in range(6)] for lane in futures}
+    assert model.most == 2  # two runs at once, never more
+    assert model.most_in_a_lane == 1  # a lane's next request waits for its last
+    assert model.done == {lane: list(range(6)) for lane in futures}  # and they ran in the order submitted
+    with pytest.raises(ValueError, match="workers"):
+        Batcher("test", model, workers=0)
+
+
+def test_serve_runs_as_many_keyframes_at_once_as_cores_and_streams_allow(models_dir) -> None:
+    batching = PipelineConfig().batching
+    assert detector_queue_workers(batching, streams=1, cores=2) == 1  # one stream: one at a time, on every core
+    assert detector_queue_workers(batching, streams=16, cores=2) == 2
+    assert detector_queue_workers(batching, streams=3, cores=8) == 3
+    one = PipelineConfig.model_validate({"batching": {"cpu_workers": 1}}).batching
+    assert detector_queue_workers(one, streams=16, cores=2) == 1  # as asked
+    many = load_models(PipelineConfig(), models_dir, cross_stream=True, streams=16).detector
+    assert isinstance(many, BatchedDetector)
+    assert many.batcher.workers == detector_queue_workers(batching, 16)
+    many.close()
 
 
 # -- tiny real models: a batch gives what one at a time gives ---------------------------------------------------

@@ -149,6 +149,12 @@ def test_a_live_stream_with_nothing_moving_is_gated_and_counted() -> None:
     assert snapshot["gated_keyframes"] == stream.stats.gated_keyframes and snapshot["motion_gating"] is True
     assert f'streamvis_gated_keyframes_total{{stream="quiet"}} {stream.stats.gated_keyframes}' \
         in prometheus_text([stream.stats])
+    # the frames with motion are counted: none while the picture is still, most once the object moves (the
+    # background learns it a little, and a loaded machine drops frames)
+    assert 0 < stream.stats.moving_frames <= len(after) and stream.stats.moving_frames >= len(after) // 2
+    assert snapshot["moving_frames"] == stream.stats.moving_frames
+    assert f'streamvis_moving_frames_total{{stream="quiet"}} {stream.stats.moving_frames}' \
+        in prometheus_text([stream.stats])
 
 
 def test_gating_is_on_live_and_off_offline_unless_asked() -> None:

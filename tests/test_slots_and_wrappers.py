@@ -124,6 +124,22 @@ def test_live_keyframes_keep_to_the_detector_rate_whatever_the_frame_rate() -> N
     assert started == list(range(0, 50, 5))
 
 
+def test_live_keyframes_keep_the_detector_rate_on_average_when_frames_miss_the_interval() -> None:
+    policy = LiveKeyframes(1, min_interval_s=1 / 5)  # detector.fps: 5 on a 12.5 fps camera (80 ms frames)
+    started = [i for i in range(125) if _start(policy, i, pts=i * 0.08)]  # 10 s
+    assert len(started) in (50, 51)  # 5 a second, not 4.2 (every 3rd frame)
+    assert {b - a for a, b in itertools.pairwise(started)} == {2, 3}
+
+
+def test_live_keyframes_do_not_make_up_for_a_busy_detector() -> None:
+    policy = LiveKeyframes(1, min_interval_s=0.2)
+    assert _start(policy, 0, pts=0.0)
+    assert not _start(policy, 10, pts=1.0, detector_free=False)  # busy for a second
+    assert _start(policy, 11, pts=1.1)
+    assert not _start(policy, 12, pts=1.2)  # no burst to catch up: the slots start again from the late run
+    assert _start(policy, 13, pts=1.3)
+
+
 def test_offline_keyframe_interval_follows_the_detector_rate() -> None:
     assert offline_every_n(1, None, 25.0) == 1
     assert offline_every_n(1, 5.0, 25.0) == 5 and offline_every_n(1, 5.0, 12.5) == 2

@@ -158,6 +158,9 @@ class BatchingConfig(Strict):
     max_batch: int = Field(8, ge=1, le=64, description="requests in one model call at most")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="the longest a request waits for others to join "
                                  "(a batch starts at once when every active stream is in it)")
+    cpu_workers: int = Field(0, ge=0, le=64, description="keyframes the shared detector queue runs at once on a "
+                             "CPU, each on its share of the cores' intra-op threads (0: one per core, at most one "
+                             "per stream; 1: one at a time on every core)")
 
 
 class PipelineConfig(Strict):

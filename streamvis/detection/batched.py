@@ -19,13 +19,14 @@ def detect_many(detector: Detector, images_bgr: list[np.ndarray]) -> list[sv.Det
 class BatchedDetector:
     """The `Detector` protocol over a shared detector: `detect` from any stream's thread joins the next batch."""
 
-    def __init__(self, detector: Detector, max_batch: int, batch_wait_ms: float) -> None:
+    def __init__(self, detector: Detector, max_batch: int, batch_wait_ms: float, workers: int = 1) -> None:
         self.inner = detector
         self.name = detector.name
         self.open_vocabulary = detector.open_vocabulary
         self.last_timings_ms: dict[str, float] = {}  # the batch's, in the batch's own thread
         self.batcher: Batcher[np.ndarray, sv.Detections] = Batcher(
-            f"detect-{detector.name}", lambda images: detect_many(detector, images), max_batch, batch_wait_ms)
+            f"detect-{detector.name}", lambda images: detect_many(detector, images), max_batch, batch_wait_ms,
+            workers=workers)
 
     @property
     def provider(self) -> str:

@@ -94,6 +94,8 @@ class LiveDetection:
         if due:  # a gated keyframe passes as a run would: the next is due one interval later
             self.schedule.started(frame.index, frame.pts)
         submitted = self.gate.decide(frame.image, frame.pts, due) if self.gate is not None else due
+        if self.gate is not None and self.gate.moving:
+            self.stats.moving_frames += 1
         if submitted:
             region = self.gate.region_xyxy if self.gate is not None else None
             if region is not None:

@@ -86,6 +86,7 @@ class StreamStats:
     stale_results: int = 0  # keyframe results older than the staleness budget, discarded
     keyframes: int = 0
     gated_keyframes: int = 0  # due keyframes motion gating skipped: nothing moved
+    moving_frames: int = 0  # frames in which motion gating saw something move (or a track moving)
     cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
     latency_budget: dict[str, object] | None = None  # the latency budget's state (`LatencyBudget.snapshot`)
     motion_gating: bool = False
@@ -118,6 +119,7 @@ class StreamStats:
             "frames_out": self.frames_out, "dropped": self.dropped, "drops": dict(self.drops),
             "stale_results": self.stale_results, "keyframes": self.keyframes,
             "gated_keyframes": self.gated_keyframes, "cropped_keyframes": self.cropped_keyframes,
+            "moving_frames": self.moving_frames,
             "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
@@ -156,7 +158,8 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
                 ("keyframes_total", "keyframes (detector runs applied)", "keyframes"),
                 ("gated_keyframes_total", "due keyframes motion gating skipped (nothing moved)", "gated_keyframes"),
                 ("cropped_keyframes_total", "detector runs that saw only the moving part of the frame",
-                 "cropped_keyframes"))
+                 "cropped_keyframes"),
+                ("moving_frames_total", "frames in which motion gating saw something move", "moving_frames"))
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]

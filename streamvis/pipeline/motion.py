@@ -162,6 +162,11 @@ class MotionGate:
         self._tracks_moving = False
         self._diagonal_px = 0.0
 
+    @property
+    def moving(self) -> bool:
+        """Something moved in the last frame, or a track moved between the last two detector runs."""
+        return self.last_motion.moving or self._tracks_moving
+
     def decide(self, image_bgr: np.ndarray, pts: float, due: bool) -> bool:
         """Call on every frame, in order: learns its motion; for a due keyframe, whether to run the detector on
         it (motion, a moving track, the first frame or `refresh_s` since the last run), else it is gated. A run

@@ -4,7 +4,10 @@ Every stream calls the models from threads of its own. torch on a CPU gives each
 team of `torch.get_num_threads()` threads (one per core by default), so four streams running SAM 2 on a
 2-core box ask for eight busy threads and spend the difference switching between them. `serve` therefore sets
 torch's intra-op threads to the cores divided by the streams (at least one) when a torch model runs on the CPU.
-onnxruntime needs no budget: the runs of one session share its own thread pool, whatever calls them.
+onnxruntime's runs of one session share its own thread pool, whatever calls them; but one run at a time on two
+intra-op threads uses two cores worse than two runs on one thread each (the threads wait for each other at every
+layer while the decoders take the cores in turn), so `serve`'s shared detector queue runs one keyframe per core
+at once, each session run on its share of the cores (`pipeline.loading.detector_queue_workers`).
 """
 
 from __future__ import annotations

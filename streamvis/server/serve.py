@@ -94,7 +94,7 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
     if index is not None and not isinstance(config.embedder, ClipEmbedderConfig):
         raise ConfigError(f"--index {index}: needs an embedder to turn tracks into vectors: --set embedder.type=clip "
                           "(embedder.model: a CLIP or SigLIP hub id or folder)")
-    models = load_models(config, models_dir, cross_stream=True)
+    models = load_models(config, models_dir, cross_stream=True, streams=len(sources))
     if index is not None and models.embedder is not None and isinstance(config.embedder, ClipEmbedderConfig):
         from streamvis.search.live import LiveIndex
 
