@@ -14,8 +14,9 @@ result (the worst camera's), frames dropped per place, the server's CPU (200% = 
 Rows with recording follow (at 8 and 16 cameras: the cameras' packets copied, `--record`, against the annotated
 video re-encoded, `--record-annotated`, as `--record` did before), with one Python WebRTC viewer per 4 cameras
 at 8, gating without the queue at 16, and at 16 (half quiet, then all busy) the queue running one keyframe at a
-time (`batching.cpu_workers=1`, the default before one run per core). A busy camera's detector runs are also given
-per second of motion (its runs over the seconds in which its motion gating saw something move, from the
+time (`batching.cpu_workers=1`, the default before one run per core). The NVR rows use `examples/nvr.sh`'s
+settings (`--record`, `detector.fps` 5), the setting the issue's targets describe. A busy camera's detector runs
+are also given per second of motion (its runs over the seconds in which its motion gating saw something move, from the
 `moving_frames` counter): what the target "every camera with motion detected >= 5 times a second" asks. Frames
 nobody watches or records are not drawn in any row.
 Targets (issue 29, 2-core AMD EPYC): a quiet camera <= 3% of a core; every busy camera detected >= 5 times a
@@ -152,12 +153,11 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
         cameras.kill()
         cameras.wait()
     runs = [(a["stats"]["keyframes"] - b["stats"]["keyframes"]) / wall for a, b in zip(after, before, strict=True)]
-    per_motion_s = []  # runs / seconds of motion (moving frames / the camera's frame rate); gating off: none
+    per_motion_s = []  # runs / seconds of motion (moving frames / the camera's frame rate); none without motion
     for a, b, rate in zip(after, before, runs, strict=True):
         moving = a["stats"].get("moving_frames", 0) - b["stats"].get("moving_frames", 0)
         frames = a["stats"]["frames_in"] - b["stats"]["frames_in"]
-        if moving > 0 and frames > 0:
-            per_motion_s.append(rate * frames / moving)
+        per_motion_s.append(rate * frames / moving if moving > 0 and frames > 0 else None)
     gated = sum(a["stats"]["gated_keyframes"] - b["stats"]["gated_keyframes"]
                 for a, b in zip(after, before, strict=True)) / wall
     drops: dict[str, int] = {}
@@ -167,7 +167,7 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
     p95 = max((s["stats"]["latency_ms"].get("frame_to_result", {}).get("p95", float("nan")) for s in after),
               default=float("nan"))
     busy_n = row.cameras - row.quiet
-    return Measured(runs[:busy_n], per_motion_s[:busy_n] if len(per_motion_s) == len(runs) else [], runs[busy_n:],
+    return Measured(runs[:busy_n], [v for v in per_motion_s[:busy_n] if v is not None], runs[busy_n:],
                     gated, p95, drops, cpu, memory, row.cameras, viewer_fps)
 
 
@@ -188,6 +188,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="before and default at the camera counts only")
     parser.add_argument("--recording-only", action="store_true",
                         help="the recording rows alone (recorded as density-recording)")
+    parser.add_argument("--nvr-only", action="store_true",
+                        help="the rows with examples/nvr.sh's settings alone (recorded as density-nvr)")
     args = parser.parse_args()
     use_loopback_ice(only=True)
     rows: list[Row] = []
@@ -203,12 +205,22 @@ def main() -> None:
         Row("before, --record (annotated, re-encoded)", 16, 8, [*BEFORE, "--record", record, "--record-annotated"]),
         Row("default, --record (the cameras' packets copied)", 16, 8, ["--record", record]),
     ]
+    nvr = ["--record", record, "--set", "detector.fps=5"]  # examples/nvr.sh: recorded, detected 5 times a second
+    nvr_rows = [
+        Row("NVR (examples/nvr.sh: --record, detector.fps 5), the queue one run at a time (before)", 16, 8,
+            [*nvr, "--set", "batching.cpu_workers=1"]),
+        Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 16, 8, nvr),
+        Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 32, 24, nvr),
+        Row("NVR, busy cameras only", 16, 0, nvr),
+    ]
     if args.recording_only:
         rows = recording_rows
+    elif args.nvr_only:
+        rows = nvr_rows
     elif not args.quick:
         for label, extra in (("quiet cameras only, before", BEFORE), ("quiet cameras only, default", [])):
             rows.append(Row(label, 8, 8, extra))
-        rows += recording_rows
+        rows += recording_rows + nvr_rows
         rows.append(Row("before, 1 viewer per 4 cameras", 8, 4, BEFORE, viewers=2))
         rows.append(Row("default, 1 viewer per 4 cameras", 8, 4, viewers=2))
         rows.append(Row("gating on, a detector per stream", 16, 8, ["--set", "batching.enabled=false"]))
@@ -242,7 +254,8 @@ def main() -> None:
              "time: batching.cpu_workers=1 (one keyframe at a time on both cores' threads, the default before "
              "one run per core). --record copies each camera's packets (no re-encoding); --record-annotated "
              "re-encodes the annotated video, as --record did before.")
-    save_table("density-recording" if args.recording_only else "density", table, notes=notes)
+    name = "density-recording" if args.recording_only else "density-nvr" if args.nvr_only else "density"
+    save_table(name, table, notes=notes)
 
 
 if __name__ == "__main__":
