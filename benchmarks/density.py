@@ -15,7 +15,9 @@ Rows with recording follow (at 8 and 16 cameras: the cameras' packets copied, `-
 video re-encoded, `--record-annotated`, as `--record` did before), with one Python WebRTC viewer per 4 cameras
 at 8, gating without the queue at 16, and at 16 (half quiet, then all busy) the queue running one keyframe at a
 time (`batching.cpu_workers=1`, the default before one run per core). The NVR rows use `examples/nvr.sh`'s
-settings (`--record`, `detector.fps` 5), the setting the issue's targets describe. A busy camera's detector runs
+settings (`--record`, `detector.fps` 5), the setting the issue's targets describe; at `detector.fps` 3, with and
+without decoding only what is processed (`source.skip_unneeded_frames`: the frames no other frame refers to left
+out while nobody watches). A busy camera's detector runs
 are also given per second of motion (its runs over the seconds in which its motion gating saw something move, from the
 `moving_frames` counter): what the target "every camera with motion detected >= 5 times a second" asks. Frames
 nobody watches or records are not drawn in any row.
@@ -97,6 +99,7 @@ class Measured:
     cpu_percent: float
     rss_mb: float
     cameras: int
+    decoded_per_s: float  # frames decoded a second, per camera (mean)
     viewer_fps: float | None = None
 
 
@@ -167,8 +170,9 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
     p95 = max((s["stats"]["latency_ms"].get("frame_to_result", {}).get("p95", float("nan")) for s in after),
               default=float("nan"))
     busy_n = row.cameras - row.quiet
+    decoded = sum(a["stats"]["frames_in"] - b["stats"]["frames_in"] for a, b in zip(after, before, strict=True))
     return Measured(runs[:busy_n], [v for v in per_motion_s[:busy_n] if v is not None], runs[busy_n:],
-                    gated, p95, drops, cpu, memory, row.cameras, viewer_fps)
+                    gated, p95, drops, cpu, memory, row.cameras, decoded / wall / row.cameras, viewer_fps)
 
 
 async def _watch_all(url: str, streams: list[str], seconds: float) -> list:
@@ -212,6 +216,11 @@ def main() -> None:
         Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 16, 8, nvr),
         Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 32, 24, nvr),
         Row("NVR, busy cameras only", 16, 0, nvr),
+        # detector.fps 3: under the 4 frames a second the person video's decoder cannot leave out (IBBP at 10 fps),
+        # so its frames past the rate are not decoded; the car video (no B-frames) is decoded whole either way
+        Row("NVR at detector.fps 3, every frame decoded (before)", 16, 8,
+            [*nvr, "--set", "detector.fps=3", "--set", "source.skip_unneeded_frames=false"]),
+        Row("NVR at detector.fps 3, only what is processed decoded", 16, 8, [*nvr, "--set", "detector.fps=3"]),
     ]
     if args.recording_only:
         rows = recording_rows
@@ -235,7 +244,7 @@ def main() -> None:
         for column in ("setting", "cameras (quiet)", "detector runs/s, busy camera",
                        "busy camera: runs per second of motion", "quiet camera",
                        "gated keyframes/s", "frame to result p95 ms", "drops (place: frames)", "server CPU %",
-                       "CPU % per camera", "RSS MB", "viewer fps (min)"):
+                       "CPU % per camera", "frames decoded/s per camera", "RSS MB", "viewer fps (min)"):
             table.add_column(column, justify="left" if column == "setting" else "right")
         for row in rows:
             m = measure_row(row, quiet_clip, args)
@@ -243,7 +252,8 @@ def main() -> None:
             table.add_row(row.label, f"{row.cameras} ({row.quiet})", _mean(m.busy_runs_per_s),
                           _mean(m.busy_runs_per_motion_s),
                           _mean(m.quiet_runs_per_s), f"{m.gated_per_s:.1f}", f"{m.p95_ms:.0f}", drops,
-                          f"{m.cpu_percent:.0f}", f"{m.cpu_percent / m.cameras:.1f}", f"{m.rss_mb:.0f}",
+                          f"{m.cpu_percent:.0f}", f"{m.cpu_percent / m.cameras:.1f}", f"{m.decoded_per_s:.1f}",
+                          f"{m.rss_mb:.0f}",
                           f"{m.viewer_fps:.1f}" if m.viewer_fps is not None else "-")
             print(f"{row.label}, {row.cameras} cameras ({row.quiet} quiet): {m.cpu_percent:.0f}% CPU", flush=True)
     Console(width=220).print(table)

@@ -29,6 +29,7 @@ from streamvis.config import PipelineConfig
 from streamvis.errors import StreamvisError
 from streamvis.frame import Frame, Result, SceneDescription, TextReading
 from streamvis.live.budget import BudgetPlan, LatencyBudget, ladder_for
+from streamvis.live.decoding import LiveDecoding
 from streamvis.live.keyframing import LiveDetection
 from streamvis.live.prompting import LivePrompts
 from streamvis.live.propagation import LivePropagation
@@ -112,6 +113,9 @@ class LiveStream:
         self._propagation = LivePropagation(pipeline, stream_id) if self.budget is not None \
             and pipeline.segmenter is not None and pipeline.segmenter.propagates else None
         pipeline.propagation_elsewhere = self._propagation is not None
+        # what it decodes: only the frames others refer to while nothing needs every frame (`live.decoding`)
+        self.decoding = LiveDecoding(stream_id, config, self.stats,
+                                     lambda: self.stats.viewers > 0 or self._annotate_next())
         # prompts wait there for the pipeline thread, which applies them between two frames
         self._prompts = LivePrompts(stream_id, pipeline, self.detection.worker, lambda: self.latest)
 
@@ -382,6 +386,7 @@ class LiveStream:
                 self.stats.frames_out += 1
                 self.stats.fps_out.tick()
                 self._write(result)
+                self.decoding.step(self._source, time.monotonic())
         except Exception as exc:
             log.exception("stream %s: pipeline failed", self.stream_id)
             self._set_status(f"failed: unexpected {type(exc).__name__}: {exc}")

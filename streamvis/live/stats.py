@@ -87,6 +87,8 @@ class StreamStats:
     keyframes: int = 0
     gated_keyframes: int = 0  # due keyframes motion gating skipped: nothing moved
     moving_frames: int = 0  # frames in which motion gating saw something move (or a track moving)
+    references_only: bool = False  # decoding only the frames others refer to (`live.decoding`)
+    skipped_frames: int = 0  # frames the decoder left out meanwhile
     cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
     latency_budget: dict[str, object] | None = None  # the latency budget's state (`LatencyBudget.snapshot`)
     motion_gating: bool = False
@@ -119,7 +121,8 @@ class StreamStats:
             "frames_out": self.frames_out, "dropped": self.dropped, "drops": dict(self.drops),
             "stale_results": self.stale_results, "keyframes": self.keyframes,
             "gated_keyframes": self.gated_keyframes, "cropped_keyframes": self.cropped_keyframes,
-            "moving_frames": self.moving_frames,
+            "moving_frames": self.moving_frames, "references_only": self.references_only,
+            "skipped_frames": self.skipped_frames,
             "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
@@ -159,7 +162,8 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
                 ("gated_keyframes_total", "due keyframes motion gating skipped (nothing moved)", "gated_keyframes"),
                 ("cropped_keyframes_total", "detector runs that saw only the moving part of the frame",
                  "cropped_keyframes"),
-                ("moving_frames_total", "frames in which motion gating saw something move", "moving_frames"))
+                ("moving_frames_total", "frames in which motion gating saw something move", "moving_frames"),
+                ("skipped_frames_total", "frames left undecoded: nothing needed them", "skipped_frames"))
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]

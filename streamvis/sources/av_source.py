@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import av
 import av.error
 import numpy as np
+from av.video.frame import PictureType
 
 from streamvis.config import SourceConfig
 from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
@@ -81,6 +83,8 @@ def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
     return options
 
 
+REFERENCE_WINDOW = 100  # frames over which the share of frames others refer to is measured
+REFERENCE_MIN_FRAMES = 30  # frames seen before that share is trusted
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
 
 
@@ -118,6 +122,7 @@ class AVSource(Source):
     video and audio, can be tapped before decoding (`packet_tap`: a recording that copies them)."""
 
     copies_packets = True
+    skips_frames = True
 
     def __init__(self, spec: SourceSpec, config: SourceConfig, source_id: str | None = None,
                  span: FrameSpan | None = None) -> None:
@@ -126,6 +131,7 @@ class AVSource(Source):
         self.config = config
         self.span = span
         self.connection = 0  # this source's connections so far (a live source reconnects)
+        self._referenced: deque[bool] = deque(maxlen=REFERENCE_WINDOW)  # lately decoded frames: not a B-frame
         if spec.kind == "file" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"input not found: {spec.target}")
         if spec.kind == "device" and not Path(spec.target).exists():
@@ -181,18 +187,31 @@ class AVSource(Source):
             stream.codec_context.thread_count = self.config.decoder_threads
         return container
 
+    @property
+    def reference_fps(self) -> float | None:
+        if self.fps is None or len(self._referenced) < REFERENCE_MIN_FRAMES:
+            return None
+        return self.fps * sum(self._referenced) / len(self._referenced)
+
     def _decode(self, container: Any, packets: Iterator[Any] | None = None) -> Iterator[av.VideoFrame]:
         """Decode packet by packet (the container's, or `packets`), so one damaged packet costs a frame, not the
-        file."""
+        file. With `references_only` (once the clock is known to follow the stream's own timestamps), the
+        decoder leaves out the frames no other frame refers to."""
         stream = container.streams.video[0]
         tap = self.packet_tap if packets is None else None  # a span's seek is offline: never tapped
         demuxed = [stream, *container.streams.audio[:1]] if tap is not None else [stream]
         consecutive = 0
+        skipping = False  # what the decoder was last told
+        decoded_here = 0  # frames of this connection so far: the clock is chosen from the first ones
         for packet in packets if packets is not None else container.demux(*demuxed):
             if tap is not None:
                 tap.packet(self.connection, packet)
                 if packet.stream.type != "video":
                     continue
+            skip = self.references_only and decoded_here > PROBE_FRAMES and self.clock.kind == "pts"
+            if skip != skipping:
+                stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
@@ -205,6 +224,11 @@ class AVSource(Source):
                                       f"after frame {self.report.frames}") from exc
                 continue
             consecutive = 0
+            decoded_here += len(decoded)
+            if skipping:
+                self.report.skipped_frames += int(bool(packet.size) and not decoded)
+            else:
+                self._referenced.extend(frame.pict_type != PictureType.B for frame in decoded)
             yield from decoded
             if self.closed:
                 return

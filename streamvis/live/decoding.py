@@ -1,0 +1,57 @@
+"""What a live stream decodes: every frame while something needs every frame, else only what is processed.
+
+Nothing needs every frame of a camera when nobody watches it, no annotated recording is made and `detector.fps`
+caps its detector runs: then (`source.skip_unneeded_frames`, on by default) the decoder leaves out the frames no
+other frame refers to (FFmpeg's skip_frame=nonref: the B-frames of most encoders), as long as the frames left still
+come at least `detector.fps` times a second. The source measures that rate while it decodes every frame
+(`Source.reference_fps`). The frames the decoder could otherwise skip are those nothing refers to, so only cameras
+that send B-frames save anything; a camera without them (H.264 Baseline, most IP cameras' defaults) is decoded
+whole. The camera's packets are copied to a recording before decoding, so a copied recording keeps every frame;
+its JSONL then has a record for each frame decoded. A viewer who arrives gets every frame again within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from streamvis.config import PipelineConfig
+from streamvis.live.stats import StreamStats
+from streamvis.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 1.0  # how often the stream looks at what needs its frames
+SOMETHING_TO_SKIP = 0.95  # frames others refer to under this share of all: the camera sends frames to leave out
+
+
+class LiveDecoding:
+    """One stream's choice, looked at once a second in its pipeline thread (`step`); `needs_every_frame` says
+    whether a viewer or a sink needs every frame now."""
+
+    def __init__(self, stream_id: str, config: PipelineConfig, stats: StreamStats,
+                 needs_every_frame: Callable[[], bool]) -> None:
+        self.stream_id = stream_id
+        self.rate = config.detector.fps
+        self.enabled = config.source.skip_unneeded_frames and self.rate is not None
+        self.stats = stats
+        self.needs_every_frame = needs_every_frame
+        self._checked_at = -CHECK_EVERY_S
+
+    def step(self, source: Source | None, now: float) -> None:
+        if not self.enabled or source is None or not source.live or not source.skips_frames \
+                or now - self._checked_at < CHECK_EVERY_S:
+            return
+        self._checked_at = now
+        self.stats.skipped_frames = source.report.skipped_frames
+        references = source.reference_fps
+        skip = (self.rate is not None and references is not None and source.fps is not None
+                and self.rate <= references < SOMETHING_TO_SKIP * source.fps and not self.needs_every_frame())
+        if skip == source.references_only:
+            return
+        source.references_only = self.stats.references_only = skip
+        if skip:
+            log.info("stream %s: nothing needs every frame: decoding only the %.1f frames a second others refer to "
+                     "(of %.1f; detector.fps %g)", self.stream_id, references, source.fps, self.rate)
+        else:
+            log.info("stream %s: decoding every frame again", self.stream_id)
