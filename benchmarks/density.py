@@ -46,7 +46,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
-from serving import cpu_seconds, free_port, get_json, rss_mb, stop  # noqa: E402
+from serving import busy_cores, cpu_seconds, end_busy, free_port, get_json, rss_mb, stop  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -86,6 +86,7 @@ class Row:
     quiet: int
     extra: list[str] = field(default_factory=list)
     viewers: int = 0
+    busy: int = 0  # cores other processes keep busy meanwhile
 
 
 @dataclass
@@ -126,6 +127,7 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
     server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve", *sources, "-p", "detect",
                                "--port", str(port), "--models-dir", str(args.models_dir), *row.extra],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    burners = busy_cores(row.busy)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -152,6 +154,7 @@ def measure_row(row: Row, quiet_clip: Path, args: argparse.Namespace) -> Measure
         memory = rss_mb(server.pid)
         after = get_json(url + "/streams")["streams"]
     finally:
+        end_busy(burners)
         stop(server)
         cameras.kill()
         cameras.wait()
@@ -192,6 +195,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="before and default at the camera counts only")
     parser.add_argument("--recording-only", action="store_true",
                         help="the recording rows alone (recorded as density-recording)")
+    parser.add_argument("--busy-cores", type=int, default=0,
+                        help="also the NVR rows at 16 and 32 cameras while other processes keep this many cores "
+                             "busy: a slower box (its CPU column is then the server's share, not its need)")
     parser.add_argument("--nvr-only", action="store_true",
                         help="the rows with examples/nvr.sh's settings alone (recorded as density-nvr)")
     args = parser.parse_args()
@@ -222,6 +228,9 @@ def main() -> None:
             [*nvr, "--set", "detector.fps=3", "--set", "source.skip_unneeded_frames=false"]),
         Row("NVR at detector.fps 3, only what is processed decoded", 16, 8, [*nvr, "--set", "detector.fps=3"]),
     ]
+    if args.busy_cores:
+        nvr_rows += [Row(f"NVR (examples/nvr.sh), {args.busy_cores} core(s) busy elsewhere", n, quiet, nvr,
+                         busy=args.busy_cores) for n, quiet in ((16, 8), (32, 24))]
     if args.recording_only:
         rows = recording_rows
     elif args.nvr_only:

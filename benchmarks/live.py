@@ -48,7 +48,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from results import save_table  # noqa: E402
-from serving import cpu_seconds, free_port, get_json, stop  # noqa: E402
+from serving import busy_cores, cpu_seconds, end_busy, free_port, get_json, stop  # noqa: E402
 from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
@@ -178,12 +178,6 @@ WARM_UP_S = 8.0  # a steady state, and time for a latency budget to settle
 TARGET_CPU_PERCENT = 160
 
 
-def busy_cores(count: int) -> list[subprocess.Popen[bytes]]:
-    """`count` processes that each keep one core busy: the box made slower than it is, so that the rows with them
-    show what the budget does where YOLOX and the encoder take longer (a slower CPU, another job on the box)."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-
-
 def serve_and_measure(args: argparse.Namespace, extra: list[str], browser: bool = False,
                       busy: int = 0) -> list[tuple[int, dict[str, Any]]]:
     port = free_port()
@@ -205,9 +199,7 @@ def serve_and_measure(args: argparse.Namespace, extra: list[str], browser: bool 
             return [(n, measure_in_chromium(url, n, args.seconds, server.pid)) for n in args.viewers]
         return [(n, asyncio.run(measure(url, n, args.seconds, server.pid))) for n in args.viewers]
     finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
+        end_busy(burners)
         stop(server, timeout_s=15)
 
 

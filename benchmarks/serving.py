@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +34,18 @@ def rss_mb(pid: int) -> float:
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
+
+
+def busy_cores(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` processes that each keep one core busy: the box made slower than it is (a slower CPU, another job on
+    the box). End them with `end_busy`."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def end_busy(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 def stop(server: subprocess.Popen[str] | subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:

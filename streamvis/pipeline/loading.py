@@ -133,8 +133,8 @@ def load_models(config: PipelineConfig, models_dir: str | Path | None = None,
     `cross_stream`: the models serve several live streams, so keyframe detection and SAM 2 image encoding are
     batched across them as `config.batching` says; on a CPU the shared detector queue then runs
     `detector_queue_workers(streams)` keyframes at once, each with its share of the cores' intra-op threads
-    (measured at 16 cameras on 2 cores: 40% more detector runs a second than one run at a time on two threads,
-    `benchmarks/density.py`)."""
+    (measured at 16 cameras on 2 cores: 18-23% more detector runs a second than one run at a time on two
+    threads, `benchmarks/density.py`)."""
     check_installed(config)  # an extra the pipeline needs and lacks fails here, before anything loads
     finds_objects = config.segmenter.finds_objects  # SAM 3: no detector is loaded or run
     for role, hub_id in config.hub_models().items():
