@@ -177,8 +177,7 @@ class Batcher(Generic[In, Out]):
         for lane, queue in self._lanes.items():
             self._passed_over[lane] = 0 if lane in served or not queue else self._passed_over.get(lane, 0) + 1
         self._next = self._next % len(self._order) + 1
-        if self.workers > 1:
-            self._running |= served
+        self._running |= served
         for lane in [lane for lane, queue in self._lanes.items() if not queue and lane not in self._running]:
             del self._lanes[lane]
             self._passed_over.pop(lane, None)
@@ -209,10 +208,9 @@ class Batcher(Generic[In, Out]):
             try:
                 self._run(taken)
             finally:
-                if self.workers > 1:
-                    with self._cond:  # the lanes may run their next requests
-                        self._running.difference_update(r.lane for r in taken)
-                        self._cond.notify_all()
+                with self._cond:  # the lanes may run their next requests
+                    self._running.difference_update(r.lane for r in taken)
+                    self._cond.notify_all()
 
     def _run(self, taken: list[_Request[In, Out]]) -> None:
         started = time.monotonic()
