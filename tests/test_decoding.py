@@ -1,7 +1,8 @@
 """Decoding only what is processed: while nothing needs every frame of a live camera (nobody watches, no annotated
-recording, `detector.fps` set), the decoder leaves out the frames no other frame refers to, as long as the frames
-left keep up with `detector.fps`; a viewer gets every frame again. First the source on the shared person video
-(H.264 with B-frames), then the rule on a stand-in source, then a real RTSP camera."""
+recording, `detector.fps` set), the source passes on only `detector.fps` frames a second, on the detector's slots,
+and the decoder leaves out the frames no other frame refers to, as long as the frames left keep up with
+`detector.fps`; a viewer gets every frame again. First the source on the shared videos (H.264 with and without
+B-frames), then the keyframes such frames get, then the rule on a stand-in source, then a real RTSP camera."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ import itertools
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
-from support import PERSON_VIDEO, need, need_rtsp_server, rtsp_camera
+from support import CAR_VIDEO, PERSON_VIDEO, need, need_rtsp_server, rtsp_camera
 
 from streamvis.config import PipelineConfig
 from streamvis.frame import Frame
+from streamvis.live.budget import BudgetPlan
 from streamvis.live.decoding import LiveDecoding
+from streamvis.live.keyframing import LiveDetection
 from streamvis.live.runner import LiveStream
+from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats, prometheus_text
 from streamvis.pipeline.loading import Models
+from streamvis.pipeline.step import Pipeline
 from streamvis.sources import open_source
 from streamvis.sources.base import Source
 from streamvis.testing.fakes import StandInDetector
@@ -41,6 +47,46 @@ def test_the_source_leaves_out_the_frames_nothing_refers_to_and_keeps_their_time
     assert set(kept) <= set(whole)  # each frame kept at its own time
     assert len(kept) < 0.7 * len(whole)  # most frames after the 100th left out
     assert source.report.skipped_frames == len(whole) - len(kept)
+
+
+@pytest.mark.parametrize(("video", "max_fps", "gaps"), [
+    (CAR_VIDEO, 5.0, {2, 3}),  # 12.5 fps: frames 3, 2, 3, 2 apart, 5 a second on average
+    (PERSON_VIDEO, 2.5, {4}),  # 10 fps: every fourth frame
+])
+def test_past_max_fps_frames_are_decoded_but_not_passed_on(video, max_fps, gaps) -> None:
+    need(video)
+    whole = [round(frame.pts, 6) for frame in itertools.islice(open_source(str(video)), 200)]
+    source = open_source(str(video))
+    source.max_fps = max_fps
+    kept = [round(frame.pts, 6) for frame in itertools.islice(source, 40)]  # within the 200 frames
+    source.close()
+    assert kept[0] == whole[0] and set(kept) <= set(whole)  # each frame passed on at its own time
+    positions = [whole.index(pts) for pts in kept]
+    assert {b - a for a, b in itertools.pairwise(positions)} == gaps
+    assert len(kept) / (kept[-1] - kept[0]) == pytest.approx(max_fps, rel=0.05)
+    assert source.report.past_rate_frames == positions[-1] + 1 - len(kept)  # the others: decoded, not passed on
+    source.max_fps = None  # every frame again
+    assert source._past_rate(0.0) is False
+
+
+def test_frames_passed_at_the_detector_rate_each_get_a_run() -> None:
+    # a run slower than the inline wait (60 against 40 ms) but done before the next frame: the detector is free
+    # again on every frame, as the source passes them under max_fps
+    config = PipelineConfig.model_validate({"detector": {"fps": 5}, "tracker": {"enabled": False},
+                                            "motion": {"enabled": False}})
+    detector = StandInDetector(0.06)
+    pipeline = Pipeline(config, Models(detector), narration="worker", interactive=True)
+    stats = StreamStats("cam")
+    detection = LiveDetection("cam", pipeline, config, stats, LiveSettings(), lambda: 0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    try:
+        for i in range(7):
+            detection.step(Frame(image, i, 0.2 * i, "cam"), BudgetPlan())
+            time.sleep(0.2)
+    finally:
+        detection.close()
+    assert detector.calls == 7  # one run a frame
+    assert stats.keyframes == 6  # each applied on the next frame, the last one's still to come
 
 
 class StandInSource(Source):
@@ -77,6 +123,8 @@ def test_only_what_is_processed_is_decoded_when_nothing_needs_every_frame(detect
     source = StandInSource(30.0, references_fps)
     decoding.step(source, now=0.0)
     assert source.references_only is skips and stats.references_only is skips
+    # whatever the decoder can leave out, only detector.fps frames a second are processed while nothing needs more
+    assert source.max_fps == (detector_fps if detector_fps is not None and not needed else None)
 
 
 def test_a_viewer_gets_every_frame_again_and_the_setting_turns_it_off() -> None:
@@ -90,11 +138,11 @@ def test_a_viewer_gets_every_frame_again_and_the_setting_turns_it_off() -> None:
     decoding.step(source, now=0.5)  # looked at once a second
     assert source.references_only
     decoding.step(source, now=1.0)
-    assert not source.references_only
+    assert not source.references_only and source.max_fps is None
     off = PipelineConfig.model_validate({"detector": {"fps": 5}, "source": {"skip_unneeded_frames": False}})
     untouched = StandInSource(30.0, 10.0)
     LiveDecoding("cam", off, StreamStats("cam"), lambda: False).step(untouched, now=0.0)
-    assert not untouched.references_only
+    assert not untouched.references_only and untouched.max_fps is None
 
 
 def test_a_real_rtsp_camera_nobody_watches_is_decoded_in_part_until_a_sink_wants_every_frame() -> None:
@@ -112,13 +160,18 @@ def test_a_real_rtsp_camera_nobody_watches_is_decoded_in_part_until_a_sink_wants
                 time.sleep(0.2)
             assert stream.stats.references_only, stream.status
             counted = stream.stats.frames_in
-            time.sleep(3.0)
-            rate_in_part = (stream.stats.frames_in - counted) / 3.0
-            assert 1.5 < rate_in_part < 7.0  # about 4 a second, not 10
-            assert stream.stats.skipped_frames > 0 and stream.stats.keyframes > 0
+            runs = stream.stats.keyframes + stream.stats.gated_keyframes
+            time.sleep(4.0)
+            processed_per_s = (stream.stats.frames_in - counted) / 4.0
+            assert 1.0 < processed_per_s < 3.0  # about 2 a second (detector.fps), not 10
+            # each of them a keyframe: detected, or gated when nothing moved
+            assert (stream.stats.keyframes + stream.stats.gated_keyframes - runs) / 4.0 > 1.0
+            assert stream.stats.skipped_frames > 0 and stream.stats.past_rate_frames > 0
             snapshot = stream.stats.snapshot()
-            assert snapshot["references_only"] is True
-            assert 'streamvis_skipped_frames_total{stream="person"}' in prometheus_text([stream.stats])
+            assert snapshot["references_only"] is True and snapshot["past_rate_frames"] > 0
+            metrics = prometheus_text([stream.stats])
+            assert 'streamvis_skipped_frames_total{stream="person"}' in metrics
+            assert 'streamvis_past_rate_frames_total{stream="person"}' in metrics
 
             class Drawn:  # a sink that wants every frame drawn (an annotated recording would)
                 def write(self, result: object) -> None:

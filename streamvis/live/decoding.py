@@ -1,13 +1,22 @@
-"""What a live stream decodes: every frame while something needs every frame, else only what is processed.
+"""What a live stream decodes and processes: every frame while something needs every frame, else only what is
+processed.
 
 Nothing needs every frame of a camera when nobody watches it, no annotated recording is made and `detector.fps`
-caps its detector runs: then (`source.skip_unneeded_frames`, on by default) the decoder leaves out the frames no
-other frame refers to (FFmpeg's skip_frame=nonref: the B-frames of most encoders), as long as the frames left still
-come at least `detector.fps` times a second. The source measures that rate while it decodes every frame
-(`Source.reference_fps`). The frames the decoder could otherwise skip are those nothing refers to, so only cameras
-that send B-frames save anything; a camera without them (H.264 Baseline, most IP cameras' defaults) is decoded
-whole. The camera's packets are copied to a recording before decoding, so a copied recording keeps every frame;
-its JSONL then has a record for each frame decoded. A viewer who arrives gets every frame again within a second.
+caps its detector runs. Then (`source.skip_unneeded_frames`, on by default):
+
+- the source passes on only `detector.fps` frames a second (`Source.max_fps`), on the slots the detector's
+  keyframes fall on (`streamvis.rate`): the frames between are decoded, since later frames refer to them, but
+  never converted to pixels, looked at for motion nor tracked. A 25 fps camera detected 5 times a second has 5
+  frames a second processed, not 25. Counted: `past_rate_frames`.
+- the decoder also leaves out the frames no other frame refers to (FFmpeg's skip_frame=nonref: the B-frames of
+  most encoders), as long as the frames left still come at least `detector.fps` times a second. The source
+  measures that rate while it decodes every frame (`Source.reference_fps`). Only cameras that send B-frames save
+  this; a camera without them (H.264 Baseline, most IP cameras' defaults) is decoded whole. Counted:
+  `skipped_frames`.
+
+The camera's packets are copied to a recording before decoding, so a copied recording keeps every frame; its JSONL
+then has a record for each frame processed. A viewer who arrives, or a sink that draws every frame, gets every
+frame again within a second.
 """
 
 from __future__ import annotations
@@ -44,14 +53,21 @@ class LiveDecoding:
             return
         self._checked_at = now
         self.stats.skipped_frames = source.report.skipped_frames
+        self.stats.past_rate_frames = source.report.past_rate_frames
+        unneeded = not self.needs_every_frame()
+        rate = self.rate if unneeded else None
+        if rate != source.max_fps:
+            source.max_fps = rate
+            log.info("stream %s: %s", self.stream_id, f"nothing needs every frame: processing {rate:g} a second "
+                     "(detector.fps)" if rate is not None else "processing every frame again")
         references = source.reference_fps
-        skip = (self.rate is not None and references is not None and source.fps is not None
-                and self.rate <= references < SOMETHING_TO_SKIP * source.fps and not self.needs_every_frame())
+        skip = (unneeded and self.rate is not None and references is not None and source.fps is not None
+                and self.rate <= references < SOMETHING_TO_SKIP * source.fps)
         if skip == source.references_only:
             return
         source.references_only = self.stats.references_only = skip
         if skip:
-            log.info("stream %s: nothing needs every frame: decoding only the %.1f frames a second others refer to "
-                     "(of %.1f; detector.fps %g)", self.stream_id, references, source.fps, self.rate)
+            log.info("stream %s: decoding only the %.1f frames a second others refer to (of %.1f)", self.stream_id,
+                     references, source.fps)
         else:
             log.info("stream %s: decoding every frame again", self.stream_id)

@@ -50,6 +50,9 @@ class Keyframe(NamedTuple):
     detect_ms: float | None
 
 
+NO_RESULT = Keyframe(None, None, None)
+
+
 class LiveDetection:
     """One stream's keyframes (see the module text). `step` is called from the stream's pipeline thread, once a
     frame; `worker` also runs a prompt's grounding (`LivePrompts`)."""
@@ -90,6 +93,9 @@ class LiveDetection:
 
     def step(self, frame: Frame, plan: BudgetPlan) -> Keyframe:
         """Start a keyframe on `frame` if one is due (and motion lets it), and give back a result that is ready."""
+        # a run that finished since the last frame frees the detector for this one (frames a second or a fifth
+        # apart, as a source passes them under `max_fps`, would otherwise find it busy on every other slot)
+        finished = self._finished(frame, wait_s=0.0)
         due = self.schedule.due(frame.index, frame.pts, detector_free=self._pending is None)
         if due:  # a gated keyframe passes as a run would: the next is due one interval later
             self.schedule.started(frame.index, frame.pts)
@@ -101,19 +107,25 @@ class LiveDetection:
             if region is not None:
                 self.stats.cropped_keyframes += 1
             self._pending = self.worker.submit(self._detect, frame, region)
+            wait_s = self.settings.inline_wait_ms / 1e3 if plan.wait_for_detector else 0.0
+            finished = self._finished(frame, wait_s) or finished  # the newest result wins
         elif due:
             self.stats.gated_keyframes += 1
+        return finished or NO_RESULT
+
+    def _finished(self, frame: Frame, wait_s: float) -> Keyframe | None:
+        """The pending run's result for `frame` once it has finished (waiting up to `wait_s`), and the detector
+        free again; None while it runs or when none is pending."""
         if self._pending is None:
-            return Keyframe(None, None, None)
+            return None
         try:
-            wait = submitted and plan.wait_for_detector
-            run = self._pending.result(timeout=self.settings.inline_wait_ms / 1e3 if wait else 0)
+            run = self._pending.result(timeout=wait_s)
         except TimeoutError:
-            return Keyframe(None, None, None)
+            return None
         except Exception:  # one failed detector run must not end the stream: carry on, retry
             log.exception("stream %s: detector failed on frame %d", self.stream_id, frame.index)
             self._pending = None
-            return Keyframe(None, None, None)
+            return None
         self._pending = None
         if frame.pts - run.frame.pts > self.settings.staleness_s:
             self.stats.stale_results += 1

@@ -89,6 +89,7 @@ class StreamStats:
     moving_frames: int = 0  # frames in which motion gating saw something move (or a track moving)
     references_only: bool = False  # decoding only the frames others refer to (`live.decoding`)
     skipped_frames: int = 0  # frames the decoder left out meanwhile
+    past_rate_frames: int = 0  # frames decoded but not processed: past detector.fps while nothing needed them
     cropped_keyframes: int = 0  # detector runs that saw only the moving part of the frame (`motion.crop`)
     latency_budget: dict[str, object] | None = None  # the latency budget's state (`LatencyBudget.snapshot`)
     motion_gating: bool = False
@@ -122,7 +123,7 @@ class StreamStats:
             "stale_results": self.stale_results, "keyframes": self.keyframes,
             "gated_keyframes": self.gated_keyframes, "cropped_keyframes": self.cropped_keyframes,
             "moving_frames": self.moving_frames, "references_only": self.references_only,
-            "skipped_frames": self.skipped_frames,
+            "skipped_frames": self.skipped_frames, "past_rate_frames": self.past_rate_frames,
             "motion_gating": self.motion_gating,
             "viewers": self.viewers, "providers": dict(self.providers),
         }
@@ -154,7 +155,7 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
         family("latency_budget_level", "gauge", "steps down the latency budget's ladder (0: full quality)")
         lines += [f'streamvis_latency_budget_level{{stream="{s.stream}"}} {(s.latency_budget or {})["level"]}'
                   for s in budgeted]
-    counters = (("frames_in_total", "frames decoded", "frames_in"),
+    counters = (("frames_in_total", "frames processed (decoded and passed on)", "frames_in"),
                 ("frames_out_total", "frames published", "frames_out"),
                 ("dropped_frames_total", "frames dropped at ingest (newest frame wins)", "dropped"),
                 ("stale_results_total", "keyframe results discarded as too old", "stale_results"),
@@ -163,7 +164,9 @@ def prometheus_text(all_stats: list[StreamStats]) -> str:
                 ("cropped_keyframes_total", "detector runs that saw only the moving part of the frame",
                  "cropped_keyframes"),
                 ("moving_frames_total", "frames in which motion gating saw something move", "moving_frames"),
-                ("skipped_frames_total", "frames left undecoded: nothing needed them", "skipped_frames"))
+                ("skipped_frames_total", "frames left undecoded: nothing needed them", "skipped_frames"),
+                ("past_rate_frames_total", "frames decoded but not processed: past detector.fps, nothing needed them",
+                 "past_rate_frames"))
     for name, help_text, attr in counters:
         family(name, "counter", help_text)
         lines += [f'streamvis_{name}{{stream="{s.stream}"}} {getattr(s, attr)}' for s in all_stats]

@@ -10,6 +10,8 @@ and the frames in between are carried by the tracker or SAM 2 propagation. With 
 
 from __future__ import annotations
 
+from streamvis.rate import RateSlots
+
 
 def offline_every_n(every_n_frames: int, detector_fps: float | None, source_fps: float | None) -> int:
     """The keyframe interval offline: `every_n_frames`, widened to round(source fps / detector fps) when set."""
@@ -32,31 +34,32 @@ class OfflineKeyframes:
 
 class LiveKeyframes:
     """A run is due when `every_n` frames have passed since the last run started, the detector is free and, with
-    `min_interval_s`, the stream time has reached the next run's slot: slots are `min_interval_s` apart, counted
-    from the slot the last run filled, not from when it started, so a camera whose frames do not fall on the
-    interval still gets 1 / `min_interval_s` runs a second on average (a 12.5 fps camera at `detector.fps` 5 runs
-    3, 2, 3, 2 frames apart, not always 3, which gave 4.2 a second). A run that started late (a busy detector) is
-    not made up for: the slots start again from it."""
+    `min_interval_s`, the stream time has reached the next run's slot (`streamvis.rate.RateSlots`: a camera whose
+    frames do not fall on the interval still gets 1 / `min_interval_s` runs a second on average; a run that started
+    late, on a busy detector, is not made up for)."""
 
     def __init__(self, every_n: int, min_interval_s: float = 0.0) -> None:
         if every_n < 1:
             raise ValueError(f"every_n must be at least 1, got {every_n}")
         self.every_n = every_n
-        self.min_interval_s = min_interval_s
+        self.slots = RateSlots(min_interval_s)
         self.last_started: int | None = None
-        self._next_pts: float = 0.0  # the next run's slot (stream time)
+
+    @property
+    def min_interval_s(self) -> float:
+        return self.slots.interval_s
+
+    @min_interval_s.setter
+    def min_interval_s(self, interval_s: float) -> None:
+        self.slots.interval_s = interval_s
 
     def due(self, index: int, pts: float, detector_free: bool) -> bool:
         """Whether a run may start on frame `index` (at `pts`) now."""
         if not detector_free:
             return False
-        return self.last_started is None or (index - self.last_started >= self.every_n
-                                             and pts >= self._next_pts - 1e-6)
+        return self.last_started is None or (index - self.last_started >= self.every_n and self.slots.due(pts))
 
     def started(self, index: int, pts: float) -> None:
         """A run started on frame `index`."""
-        interval = self.min_interval_s
-        slot = self._next_pts + interval
-        # the first run, or one that started late (half an interval or more past its slot): the slots start again
-        self._next_pts = pts + interval if self.last_started is None or slot < pts + interval / 2 else slot
+        self.slots.fill(pts)
         self.last_started = index

@@ -25,6 +25,7 @@ from av.video.frame import PictureType
 from streamvis.config import SourceConfig
 from streamvis.errors import DecodeError, SourceError, SourceNotFoundError, reason
 from streamvis.frame import Frame
+from streamvis.rate import RateSlots
 from streamvis.sources.base import Source
 from streamvis.sources.pixels import to_bgr
 from streamvis.sources.spans import FrameSpan, PacketKey
@@ -132,6 +133,7 @@ class AVSource(Source):
         self.span = span
         self.connection = 0  # this source's connections so far (a live source reconnects)
         self._referenced: deque[bool] = deque(maxlen=REFERENCE_WINDOW)  # lately decoded frames: not a B-frame
+        self._slots: RateSlots | None = None  # the frames passed on under `max_fps`
         if spec.kind == "file" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"input not found: {spec.target}")
         if spec.kind == "device" and not Path(spec.target).exists():
@@ -186,6 +188,19 @@ class AVSource(Source):
         if self.config.decoder_threads:
             stream.codec_context.thread_count = self.config.decoder_threads
         return container
+
+    def _past_rate(self, pts: float) -> bool:
+        """Whether the frame at `pts` is past `max_fps` (counted, then left: decoded, never converted)."""
+        rate = self.max_fps
+        if not rate:
+            self._slots = None
+            return False
+        if self._slots is None or self._slots.interval_s != 1 / rate:
+            self._slots = RateSlots(1 / rate)
+        if self._slots.take(pts):
+            return False
+        self.report.past_rate_frames += 1
+        return True
 
     @property
     def reference_fps(self) -> float | None:
@@ -296,6 +311,9 @@ class AVSource(Source):
                         break
                     if index < first:  # decoded for the frames after it; not shown
                         index += 1
+                        continue
+                    if self._past_rate(pts):
+                        t0 = time.perf_counter()  # each frame passed on is timed by its own decoding
                         continue
                     image = upright(to_bgr(vframe), vframe.rotation)
                     decode_ms = (time.perf_counter() - t0) * 1000

@@ -20,6 +20,7 @@ class SourceReport:
     frames: int = 0
     decode_errors: int = 0
     skipped_frames: int = 0  # frames left undecoded while only the frames others refer to were decoded
+    past_rate_frames: int = 0  # frames decoded (others refer to them) but not passed on: past `max_fps`
     reconnects: int = 0
     expected_frames: int | None = None
     incomplete: str | None = None  # why the source ended before its end, when it did
@@ -67,12 +68,15 @@ class Source(ABC):
     copies_packets: bool = False
     #: given the packets before decoding, when set before iterating (and `copies_packets`)
     packet_tap: PacketTap | None = None
-    #: whether `references_only` is honoured: the source decodes a compressed stream, some of whose frames no
-    #: other frame refers to (B-frames, mostly), and times its frames by the stream's own timestamps
+    #: whether `references_only` and `max_fps` are honoured: the source decodes a compressed stream, some of whose
+    #: frames no other frame refers to (B-frames, mostly), and times its frames by the stream's own timestamps
     skips_frames: bool = False
     #: set from any thread: decode only the frames other frames refer to, leaving the rest out (FFmpeg's
     #: skip_frame=nonref); what nothing needs every frame of saves decoding them
     references_only: bool = False
+    #: set from any thread: pass on at most this many frames a second of stream time, on `streamvis.rate` slots;
+    #: the frames past it are decoded where others refer to them, but not converted to pixels nor passed on
+    max_fps: float | None = None
 
     @property
     def reference_fps(self) -> float | None:
