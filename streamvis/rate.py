@@ -18,11 +18,15 @@ class RateSlots:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
+        # a frame this much before a slot falls on it: set where the frames come already spaced out by slots of
+        # their own (a source passing frames under `max_fps`), half their interval, so that two sets of slots a
+        # frame apart do not miss each other's frames
+        self.early_s = 0.0
         self._next_s: float | None = None  # the next slot (stream time); None: none taken yet
 
     def due(self, pts: float) -> bool:
         """Whether a frame at `pts` falls on a slot."""
-        return self._next_s is None or pts >= self._next_s - TOLERANCE_S
+        return self._next_s is None or pts >= self._next_s - max(self.early_s, TOLERANCE_S)
 
     def fill(self, pts: float) -> None:
         """A frame at `pts` was taken: the next slot is one interval on."""

@@ -22,8 +22,10 @@ from streamvis.live.keyframing import LiveDetection
 from streamvis.live.runner import LiveStream
 from streamvis.live.settings import LiveSettings
 from streamvis.live.stats import StreamStats, prometheus_text
+from streamvis.pipeline.keyframes import LiveKeyframes
 from streamvis.pipeline.loading import Models
 from streamvis.pipeline.step import Pipeline
+from streamvis.rate import RateSlots
 from streamvis.sources import open_source
 from streamvis.sources.base import Source
 from streamvis.testing.fakes import StandInDetector
@@ -87,6 +89,27 @@ def test_frames_passed_at_the_detector_rate_each_get_a_run() -> None:
         detection.close()
     assert detector.calls == 7  # one run a frame
     assert stats.keyframes == 6  # each applied on the next frame, the last one's still to come
+
+
+def test_the_keyframe_slots_take_every_frame_the_source_passes_even_a_frame_out_of_step() -> None:
+    # a 12.5 fps camera at detector.fps 5, passed on under max_fps from its 8th frame: the keyframes ran before,
+    # and miss a slot once while the detector is busy, so their slots and the source's stand a frame apart
+    config = PipelineConfig.model_validate({"detector": {"fps": 5}})
+    keyframes = LiveKeyframes(1, 1 / 5)
+    LiveDecoding("cam", config, StreamStats("cam"), lambda: False, keyframes.slots).step(
+        StandInSource(12.5, 12.5), now=0.0)
+    assert keyframes.slots.early_s == pytest.approx(0.1)  # half the source's interval
+    source_slots = RateSlots(1 / 5)
+    runs = passed = 0
+    for i in range(60 * 25 // 2):  # 60 s
+        pts = i / 12.5
+        if i >= 7 and not source_slots.take(pts):
+            continue
+        passed += 1
+        if keyframes.due(i, pts, detector_free=passed != 20):
+            keyframes.started(i, pts)
+            runs += 1
+    assert runs / 60 == pytest.approx(5, rel=0.02)  # the busy slot alone lost (without early_s: 2.5 a second)
 
 
 class StandInSource(Source):

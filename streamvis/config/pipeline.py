@@ -39,9 +39,10 @@ class SourceConfig(Strict):
     decoder_threads: int = Field(0, ge=0, le=64, description="video decoder threads (0: FFmpeg's choice, one per "
                                  "core and one more)")
     skip_unneeded_frames: bool = Field(True, description="live, with detector.fps set: while nobody watches and no "
-                                       "annotated recording is made, decode only the frames other frames refer to "
-                                       "(leaves out B-frames) as long as those come at least detector.fps times a "
-                                       "second")
+                                       "annotated recording is made, process only detector.fps frames a second (the "
+                                       "others decoded where later frames refer to them, never converted) and decode "
+                                       "only the frames other frames refer to (leaves out B-frames) as long as those "
+                                       "come at least detector.fps times a second")
 
 
 class TrackerConfig(Strict):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from streamvis.config import PipelineConfig
 from streamvis.live.stats import StreamStats
+from streamvis.rate import RateSlots
 from streamvis.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,13 @@ SOMETHING_TO_SKIP = 0.95  # frames others refer to under this share of all: the 
 
 class LiveDecoding:
     """One stream's choice, looked at once a second in its pipeline thread (`step`); `needs_every_frame` says
-    whether a viewer or a sink needs every frame now."""
+    whether a viewer or a sink needs every frame now; `keyframe_slots` are the stream's detector slots, which
+    take the frames the source passes a little early (they are already spaced out by the source's own slots)."""
 
     def __init__(self, stream_id: str, config: PipelineConfig, stats: StreamStats,
-                 needs_every_frame: Callable[[], bool]) -> None:
+                 needs_every_frame: Callable[[], bool], keyframe_slots: RateSlots | None = None) -> None:
         self.stream_id = stream_id
+        self.keyframe_slots = keyframe_slots
         self.rate = config.detector.fps
         self.enabled = config.source.skip_unneeded_frames and self.rate is not None
         self.stats = stats
@@ -58,6 +61,8 @@ class LiveDecoding:
         rate = self.rate if unneeded else None
         if rate != source.max_fps:
             source.max_fps = rate
+            if self.keyframe_slots is not None:
+                self.keyframe_slots.early_s = 0.5 / rate if rate is not None else 0.0
             log.info("stream %s: %s", self.stream_id, f"nothing needs every frame: processing {rate:g} a second "
                      "(detector.fps)" if rate is not None else "processing every frame again")
         references = source.reference_fps

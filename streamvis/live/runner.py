@@ -115,7 +115,8 @@ class LiveStream:
         pipeline.propagation_elsewhere = self._propagation is not None
         # what it decodes: only the frames others refer to while nothing needs every frame (`live.decoding`)
         self.decoding = LiveDecoding(stream_id, config, self.stats,
-                                     lambda: self.stats.viewers > 0 or self._annotate_next())
+                                     lambda: self.stats.viewers > 0 or self._annotate_next(),
+                                     self.detection.schedule.slots)
         # prompts wait there for the pipeline thread, which applies them between two frames
         self._prompts = LivePrompts(stream_id, pipeline, self.detection.worker, lambda: self.latest)
 

@@ -312,7 +312,8 @@ class AVSource(Source):
                     if index < first:  # decoded for the frames after it; not shown
                         index += 1
                         continue
-                    if self._past_rate(pts):
+                    if self._past_rate(pts):  # numbered all the same: `index` counts the frames decoded
+                        index += 1
                         t0 = time.perf_counter()  # each frame passed on is timed by its own decoding
                         continue
                     image = upright(to_bgr(vframe), vframe.rotation)
