@@ -230,6 +230,8 @@ def main() -> None:
         Row("NVR (examples/nvr.sh: --record, detector.fps 5), every frame processed (before)", 32, 24, every_frame),
         Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 32, 24, nvr),
         Row("NVR, busy cameras only", 16, 0, nvr),
+        Row("NVR, quiet cameras only, every frame processed (before)", 8, 8, every_frame),
+        Row("NVR, quiet cameras only", 8, 8, nvr),
         # detector.fps 3: under the 4 frames a second the person video's decoder cannot leave out (IBBP at 10 fps),
         # so its non-reference frames are not decoded; the car video (no B-frames) is decoded whole either way
         Row("NVR at detector.fps 3, every frame processed (before)", 16, 8,

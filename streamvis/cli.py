@@ -182,31 +182,21 @@ def serve(
     from streamvis.config import load_pipeline
     from streamvis.live.settings import LiveSettings
     from streamvis.search.live import AlertSettings
-    from streamvis.server.egress import parse_publish
-    from streamvis.server.hub import ServerSettings
-    from streamvis.server.serve import Recording, build_streams, check_exposure, run, ssl_context
+    from streamvis.server.serve import Recording, build_streams, run, server_settings, ssl_context, stream_ids
 
     try:
-        if codec not in ("h264", "vp8"):
-            raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
-        check_exposure(host, token, view_token)
+        settings = server_settings(host, token, view_token, codec, ice_server or [], cors_origin, publish or [],
+                                   publish_token, stream_ids(source or []))
         context = ssl_context(certfile, keyfile)
-        overrides = [*(set_ or []), *([f"latency.budget_ms={latency_budget_ms}"] if latency_budget_ms else [])]
         if latency_budget_ms is not None and latency_budget_ms <= 0:
             raise ConfigError(f"--latency-budget-ms must be positive, got {latency_budget_ms:g}")
+        overrides = [*(set_ or []), *([f"latency.budget_ms={latency_budget_ms}"] if latency_budget_ms else [])]
         config = load_pipeline(pipeline, overrides)
         recording = Recording.from_options(record, record_segment_s, record_annotated)
         alerts = AlertSettings.from_options(alert or [], alert_threshold, alert_cooldown_s, alert_webhook)
         live = LiveSettings(loop_files=loop)
         streams, make_stream = build_streams(source or [], config, models_dir, live, recording, index, alerts)
-        origins = cors_origin if cors_origin is not None else (["*"] if token else [])
-        try:
-            targets = parse_publish(publish or [], list(streams))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        settings = ServerSettings(token=token, view_token=view_token, codec=codec, ice_servers=ice_server or [],
-                                  cors_origins=origins, publish=targets, publish_token=publish_token,
-                                  search=live.moments)
+        settings.search = live.moments  # `--index`: what GET /search ranks
         run(streams, host, port, settings, context, make_stream)
     except SETUP_ERRORS as exc:
         _fail(exc, debug, EXIT_USAGE)

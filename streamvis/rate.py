@@ -26,7 +26,7 @@ class RateSlots:
 
     def due(self, pts: float) -> bool:
         """Whether a frame at `pts` falls on a slot."""
-        return self._next_s is None or pts >= self._next_s - max(self.early_s, TOLERANCE_S)
+        return self._next_s is None or pts >= self._next_s - self.early_s - TOLERANCE_S
 
     def fill(self, pts: float) -> None:
         """A frame at `pts` was taken: the next slot is one interval on."""

@@ -71,6 +71,22 @@ def test_past_max_fps_frames_are_decoded_but_not_passed_on(video, max_fps, gaps)
     assert source._past_rate(0.0) is False
 
 
+def test_a_keyframe_the_busy_detector_missed_gets_the_next_frame_not_the_next_slot() -> None:
+    need(CAR_VIDEO)
+    whole = [round(frame.pts, 6) for frame in itertools.islice(open_source(str(CAR_VIDEO)), 60)]
+    source = open_source(str(CAR_VIDEO))
+    source.max_fps = 5.0
+    kept = []
+    for frame in itertools.islice(source, 8):
+        kept.append(whole.index(round(frame.pts, 6)))
+        if len(kept) == 3:
+            source.pass_next_frame = True  # the third found the detector busy
+    source.close()
+    assert kept[3] == kept[2] + 1  # the very next frame
+    assert kept[:3] + kept[4:] == [0, 3, 5, 8, 10, 13, 15]  # the slots as planned, 5 a second at 12.5 fps
+    assert not source.pass_next_frame
+
+
 def test_frames_passed_at_the_detector_rate_each_get_a_run() -> None:
     # a run slower than the inline wait (60 against 40 ms) but done before the next frame: the detector is free
     # again on every frame, as the source passes them under max_fps
@@ -83,8 +99,13 @@ def test_frames_passed_at_the_detector_rate_each_get_a_run() -> None:
     image = np.zeros((64, 64, 3), np.uint8)
     try:
         for i in range(7):
+            if i:
+                time.sleep(0.2)
             detection.step(Frame(image, i, 0.2 * i, "cam"), BudgetPlan())
-            time.sleep(0.2)
+            assert not detection.missed
+        detection.step(Frame(image, 7, 1.4, "cam"), BudgetPlan())  # at once: the detector is still busy
+        assert detection.missed  # the source then passes the next frame too
+        time.sleep(0.1)
     finally:
         detection.close()
     assert detector.calls == 7  # one run a frame

@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import MODELS, RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, free_port, need, need_rtsp_server
+from support import CAR_VIDEO, MODELS, RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, free_port, need, need_rtsp_server, rtsp_camera
 
 from streamvis.config import SourceConfig
 from streamvis.errors import SourceError
 from streamvis.frame import Frame
-from streamvis.sources import open_source
+from streamvis.sources import open_source, parse_source_uri
+from streamvis.sources.av_source import open_options
 
 SERVER_SCRIPT = RTSP_SERVER_SCRIPT
 FPS = 15
@@ -122,6 +123,23 @@ def test_a_real_rtsp_camera_over_tcp_and_udp(camera: Camera, transport: str) -> 
     assert [f.index for f in frames] == list(range(len(frames)))
     steps = [b.pts - a.pts for a, b in itertools.pairwise(frames[5:])]
     assert sorted(steps)[len(steps) // 2] == pytest.approx(1 / FPS, abs=0.01)  # the camera's own timing
+
+
+def test_a_camera_gives_its_first_frames_as_they_come_not_after_seconds_of_probing() -> None:
+    # FFmpeg's own probe (up to 5 s) held each connect back 2-3 s, then gave those frames at once, and a live
+    # stream keeps only the newest of them; an RTSP session description already names the streams, so half a
+    # second of probing finds them (the copied recording's audio too: tests/test_copy_record.py)
+    assert open_options(parse_source_uri("rtsp://camera/stream"), SourceConfig())["analyzeduration"] == "500000"
+    with rtsp_camera("car", CAR_VIDEO, audio=True) as url:
+        for probe_s, most_at_once in ((0.5, 12), (5.0, None)):
+            source = open_source(url, SourceConfig(rtsp_probe_s=probe_s))
+            arrivals = [time.monotonic() for _ in itertools.islice(source, 40)]
+            source.close()
+            at_once = sum(1 for a, b in itertools.pairwise(arrivals) if b - a < 0.02)
+            if most_at_once is not None:
+                assert at_once <= most_at_once  # the 8 frames the clock is chosen from, and no more
+            else:
+                assert at_once > 20  # the car video's 12.5 fps: 27 frames at once after FFmpeg's default probe
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])

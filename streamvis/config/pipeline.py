@@ -27,6 +27,10 @@ class SourceConfig(Strict):
     stall_timeout_s: float = Field(10.0, gt=0, description="a source that sends nothing this long has stalled: "
                                    "a live one reconnects")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    rtsp_probe_s: float = Field(0.5, ge=0, le=10, description="seconds of an RTSP stream read to learn its streams "
+                                "before the first frame (FFmpeg's analyzeduration; its default, up to 5 s, held "
+                                "each connect back 2-3 s and then gave those frames at once, all but the newest "
+                                "dropped); raise it for a camera whose streams are not all found")
     live: Literal["auto"] | bool = Field("auto", description="auto: learnt from the stream (an HLS VOD playlist, "
                                          "an HTTP file of known duration: finite; RTSP, a live playlist, a camera: "
                                          "live); true: reconnect and never end; false: read to the end")

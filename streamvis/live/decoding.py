@@ -7,7 +7,8 @@ caps its detector runs. Then (`source.skip_unneeded_frames`, on by default):
 - the source passes on only `detector.fps` frames a second (`Source.max_fps`), on the slots the detector's
   keyframes fall on (`streamvis.rate`): the frames between are decoded, since later frames refer to them, but
   never converted to pixels, looked at for motion nor tracked. A 25 fps camera detected 5 times a second has 5
-  frames a second processed, not 25. Counted: `past_rate_frames`.
+  frames a second processed, not 25; a keyframe that found the detector busy gets the next frame
+  (`Source.pass_next_frame`), not the next slot. Counted: `past_rate_frames`.
 - the decoder also leaves out the frames no other frame refers to (FFmpeg's skip_frame=nonref: the B-frames of
   most encoders), as long as the frames left still come at least `detector.fps` times a second. The source
   measures that rate while it decodes every frame (`Source.reference_fps`). Only cameras that send B-frames save

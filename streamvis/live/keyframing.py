@@ -70,6 +70,7 @@ class LiveDetection:
         self.gate = MotionGate(config.motion, crop=pipeline.crops()) if config.motion.on(live=True) else None
         stats.motion_gating = self.gate is not None
         self.calls = 0  # detector runs started
+        self.missed = False  # the last frame was due a keyframe but for the busy detector
         self._pending: Future[KeyframeRun] | None = None
 
     @property
@@ -97,6 +98,8 @@ class LiveDetection:
         # apart, as a source passes them under `max_fps`, would otherwise find it busy on every other slot)
         finished = self._finished(frame, wait_s=0.0)
         due = self.schedule.due(frame.index, frame.pts, detector_free=self._pending is None)
+        # a keyframe due but for the busy detector: a source passing frames under max_fps passes the next one too
+        self.missed = not due and self.schedule.due(frame.index, frame.pts, detector_free=True)
         if due:  # a gated keyframe passes as a run would: the next is due one interval later
             self.schedule.started(frame.index, frame.pts)
         submitted = self.gate.decide(frame.image, frame.pts, due) if self.gate is not None else due

@@ -354,6 +354,8 @@ class LiveStream:
                 self._prompts.apply_waiting()
                 start = time.perf_counter()
                 keyframe, region, detect_ms = self.detection.step(frame, self.plan)
+                if self.detection.missed and self._source is not None:
+                    self._source.pass_next_frame = True  # under max_fps: the keyframe waits one frame, not a slot
                 timings: dict[str, float] = {} if detect_ms is None else {"detect": detect_ms}
                 propagated, segment_ms = drained
                 if self._propagation is not None:

@@ -24,6 +24,7 @@ from streamvis.runtime.threads import apply_torch_budget
 from streamvis.search.live import AlertSettings
 from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
+from streamvis.server.egress import parse_publish
 from streamvis.server.hub import ServerSettings, StreamFactory
 from streamvis.server.routes import build_app
 from streamvis.sinks.copy_record import CopyRecorder
@@ -153,6 +154,24 @@ def check_exposure(host: str, token: str | None, view_token: str | None = None) 
         raise ConfigError("--view-token needs --token: the view token is the lesser of two")
     if view_token and view_token == token:
         raise ConfigError("--view-token must differ from --token")
+
+
+def server_settings(host: str, token: str | None, view_token: str | None, codec: str, ice_servers: list[str],
+                    cors_origins: list[str] | None, publish: list[str], publish_token: str | None,
+                    streams: list[str]) -> ServerSettings:
+    """What `serve` was asked for, checked before any model loads (a `ConfigError` names what is wrong): who may
+    reach it (`check_exposure`), the viewers' codec, the web origins that may use the API (default: any when a
+    token guards it, else none), and where the streams (their ids) are published (`--publish`)."""
+    if codec not in ("h264", "vp8"):
+        raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
+    check_exposure(host, token, view_token)
+    try:
+        targets = parse_publish(publish, streams)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    origins = cors_origins if cors_origins is not None else (["*"] if token else [])
+    return ServerSettings(token=token, view_token=view_token, codec=codec, ice_servers=ice_servers,
+                          cors_origins=origins, publish=targets, publish_token=publish_token)
 
 
 def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,

@@ -73,11 +73,13 @@ def upright(image: np.ndarray, rotation_deg: int | float) -> np.ndarray:
 
 
 def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
-    """FFmpeg demuxer options for a spec: transport for RTSP, no built-in HTTP reconnect, the user's extras."""
+    """FFmpeg demuxer options for a spec: transport and a short probe for RTSP (its session description already
+    names the streams), no built-in HTTP reconnect, the user's extras."""
     options = dict(spec.options)
     scheme = spec.target.split(":", 1)[0].lower()
     if scheme in {"rtsp", "rtsps"}:
         options.setdefault("rtsp_transport", config.rtsp_transport)
+        options.setdefault("analyzeduration", str(round(config.rtsp_probe_s * 1e6)))
     if scheme in {"http", "https"}:
         options.setdefault("reconnect", "0")  # we reconnect ourselves, with logging and backoff
     options.update(config.options)
@@ -198,6 +200,9 @@ class AVSource(Source):
         if self._slots is None or self._slots.interval_s != 1 / rate:
             self._slots = RateSlots(1 / rate)
         if self._slots.take(pts):
+            return False
+        if self.pass_next_frame:
+            self.pass_next_frame = False
             return False
         self.report.past_rate_frames += 1
         return True

@@ -77,6 +77,9 @@ class Source(ABC):
     #: set from any thread: pass on at most this many frames a second of stream time, on `streamvis.rate` slots;
     #: the frames past it are decoded where others refer to them, but not converted to pixels nor passed on
     max_fps: float | None = None
+    #: set from any thread: under `max_fps`, pass on the next frame whatever its slot (the frame just passed
+    #: found the detector busy, and its keyframe is still to come); the next one on a slot follows as planned
+    pass_next_frame: bool = False
 
     @property
     def reference_fps(self) -> float | None:
