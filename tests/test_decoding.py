@@ -87,6 +87,20 @@ def test_a_keyframe_the_busy_detector_missed_gets_the_next_frame_not_the_next_sl
     assert not source.pass_next_frame
 
 
+def test_a_request_left_from_before_the_cap_passes_no_extra_frame() -> None:
+    need(CAR_VIDEO)
+    whole = [round(frame.pts, 6) for frame in itertools.islice(open_source(str(CAR_VIDEO)), 60)]
+    source = open_source(str(CAR_VIDEO))
+    frames = iter(source)
+    source.pass_next_frame = True  # asked while every frame was passed on anyway
+    first = whole.index(round(next(frames).pts, 6))
+    source.max_fps = 5.0  # capping begins: the slots alone decide
+    kept = [whole.index(round(frame.pts, 6)) for frame in itertools.islice(frames, 6)]
+    source.close()
+    assert (first, kept[0]) == (0, 1)  # the cap's slots begin at the first frame it sees
+    assert [b - a for a, b in itertools.pairwise(kept)] in ([3, 2, 3, 2, 3], [2, 3, 2, 3, 2])  # no frame between
+
+
 def test_frames_passed_at_the_detector_rate_each_get_a_run() -> None:
     # a run slower than the inline wait (60 against 40 ms) but done before the next frame: the detector is free
     # again on every frame, as the source passes them under max_fps

@@ -196,6 +196,7 @@ class AVSource(Source):
         rate = self.max_fps
         if not rate:
             self._slots = None
+            self.pass_next_frame = False  # a request left from an earlier cap must not pass a frame of the next one
             return False
         if self._slots is None or self._slots.interval_s != 1 / rate:
             self._slots = RateSlots(1 / rate)
