@@ -1,6 +1,6 @@
 """Soak: many cameras for a long time, some of them failing, viewers coming and going; does anything grow?
 
-    .venv/bin/python benchmarks/soak.py [--minutes 30] [--cameras 8] [--restart-every-s 180]
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--cameras 8] [--restart-every-s 180] [--server-env K=V]
 
 Real RTSP cameras (GStreamer's rtsp-server on 127.0.0.1, `tests/rtsp_server.py`, the shared videos by packet copy;
 half of them a still room) into one `streamvis serve -p detect --record DIR` with today's defaults. Two cameras
@@ -8,9 +8,10 @@ run in servers of their own that are killed and started again on the same port e
 (staggered), so their streams drop and reconnect; every camera's file also ends and is played again (a clip of
 14 to 140 s), as a camera that drops. A Python WebRTC viewer (`clients/python`) joins a stream every 40 s and
 watches for 60 s (one or two at a time). Every 30 s: the server's RSS, threads and open files, frames out, frames
-dropped by place and recording segments. The table shows a sample every few minutes and the summary compares
-the first sample after the warm-up with the last: what grows is a leak; drops anywhere but the counted,
-newest-wins places would be a bug (there are no others: each queue names its policy).
+dropped by place and recording segments, and where the resident memory lies (`/proc/PID/smaps`: glibc's main
+heap, its per-thread arenas, other anonymous memory, mapped files). The table shows a sample every few minutes
+and the summary compares the first sample after the warm-up with the last: what grows is a leak; drops anywhere
+but the counted, newest-wins places would be a bug (there are no others: each queue names its policy).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from streamvis_client import watch  # noqa: E402
 from streamvis import env  # noqa: E402
 from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
 
+ARENA_BYTES = 64 << 20  # glibc reserves each per-thread arena as a 64 MiB-aligned, 64 MiB region (64-bit)
 SAMPLE_EVERY_S = 30.0
 WARM_UP_S = 60.0
 VIEWER_EVERY_S = 40.0
@@ -50,6 +52,32 @@ def proc_counts(pid: int) -> tuple[int, int]:
     threads = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("Threads:"))
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def memory_parts_mb(pid: int) -> dict[str, float]:
+    """Resident MB of process `pid` by kind of mapping: glibc's main heap (`[heap]`), its per-thread arenas (anonymous
+    mappings starting on a 64 MiB boundary, at most 64 MiB), other anonymous memory (large blocks malloc maps on
+    their own, thread stacks, Python's own arenas) and mapped files (libraries, models)."""
+    parts = dict.fromkeys(("heap", "arenas", "anon", "files"), 0.0)
+    kind = "files"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head[0].endswith(":"):  # a mapping's first line: "start-end perms offset dev inode [path]"
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            path = head[5] if len(head) > 5 else ""
+            if path == "[heap]":
+                kind = "heap"
+            elif path.startswith("/"):
+                kind = "files"
+            elif not path and start % ARENA_BYTES == 0 and end - start <= ARENA_BYTES:
+                kind = "arenas"
+            elif not path and kind == "arenas" and end - start < ARENA_BYTES and start % ARENA_BYTES:
+                kind = "arenas"  # the rest of an arena's reservation, right after its used part
+            else:
+                kind = "anon"
+        elif head[0] == "Rss:":
+            parts[kind] += int(head[1]) / 1024
+    return parts
 
 
 class FlakyCamera:
@@ -107,6 +135,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--restart-every-s", type=float, default=180.0)
+    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
+                        help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable")
     parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
     args = parser.parse_args()
     use_loopback_ice(only=True)
@@ -124,7 +154,8 @@ def main() -> None:
                                    *[a for u in urls for a in ("--source", u)], "-p", "detect", "--port", str(port),
                                    "--models-dir", str(args.models_dir), "--record", str(record),
                                    "--record-segment-s", "120"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, **dict(kv.split("=", 1) for kv in args.server_env)})
         samples: list[dict[str, float | str]] = []
         counts = {"joined": 0, "frames": 0, "failed": 0}
         try:
@@ -153,8 +184,8 @@ def main() -> None:
                     samples.append(sample(server.pid, url, record, now - start, cpu0, wall0))
                     cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
                     last = samples[-1]
-                    print(f"{last['minute']} min: RSS {last['rss_mb']} MB, {last['threads']} threads, "
-                          f"{last['fds']} files, CPU {last['cpu']}%, drops {last['drops']}", flush=True)
+                    print(f"{last['minute']} min: RSS {last['rss_mb']} MB ({last['memory']}), {last['threads']} "
+                          f"threads, {last['fds']} files, CPU {last['cpu']}%, drops {last['drops']}", flush=True)
                     next_sample += SAMPLE_EVERY_S
                 time.sleep(0.5)
             loop_thread.join(timeout=VIEWER_WATCH_S + 30)
@@ -164,20 +195,22 @@ def main() -> None:
             steady_server.kill()
             for camera in flaky:
                 camera.kill()
+    server_env = "".join(f", {kv}" for kv in args.server_env)
     table = Table(title=f"Soak: {args.cameras} RTSP cameras ({args.cameras // 2} quiet, 2 killed and restarted "
                         f"every {args.restart_every_s:g} s), --record, viewers joining and leaving, "
-                        f"{args.minutes:g} min")
-    for column in ("minute", "RSS MB", "threads", "open files", "CPU %", "frames out", "drops (place: frames)",
-                   "segments"):
+                        f"{args.minutes:g} min{server_env}")
+    for column in ("minute", "RSS MB", "heap / arenas / other anon / files MB", "threads", "open files", "CPU %",
+                   "frames out", "drops (place: frames)", "segments"):
         table.add_column(column, justify="right")
     step = max(1, len(samples) // 10)
     for row in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
-        table.add_row(*(str(row[k]) for k in ("minute", "rss_mb", "threads", "fds", "cpu", "frames_out", "drops",
-                                              "segments")))
+        table.add_row(*(str(row[k]) for k in ("minute", "rss_mb", "memory", "threads", "fds", "cpu", "frames_out",
+                                              "drops", "segments")))
     console.print(table)
     first, last = samples[0], samples[-1]
     notes = (f"Server alive at the end: {alive}. From minute {first['minute']} to {last['minute']}: RSS "
-             f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}), "
+             f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}; "
+             f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
              f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
              f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
              f"camera restarts {sum(c.restarts for c in flaky)}; viewers joined {counts['joined']} "
@@ -195,7 +228,9 @@ def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall
         for place, count in s["stats"]["drops"].items():
             drops[place] = drops.get(place, 0) + count
     cpu = (cpu_seconds(pid) - cpu0) / max(1e-6, time.monotonic() - wall0) * 100
-    return {"minute": f"{elapsed_s / 60:.1f}", "rss_mb": f"{rss_mb(pid):.0f}", "threads": threads, "fds": fds,
+    memory = " / ".join(f"{mb:.0f}" for mb in memory_parts_mb(pid).values())
+    return {"minute": f"{elapsed_s / 60:.1f}", "rss_mb": f"{rss_mb(pid):.0f}", "memory": memory,
+            "threads": threads, "fds": fds,
             "cpu": f"{cpu:.0f}", "frames_out": sum(s["stats"]["frames_out"] for s in streams),
             "drops": ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if v) or "0",
             "segments": len(list(record.rglob("*.mp4")))}
