@@ -1,6 +1,7 @@
 """Soak: many cameras for a long time, some of them failing, viewers coming and going; does anything grow?
 
     .venv/bin/python benchmarks/soak.py [--minutes 30] [--cameras 8] [--restart-every-s 180] [--server-env K=V]
+        [--compare-env K=V]
 
 Real RTSP cameras (GStreamer's rtsp-server on 127.0.0.1, `tests/rtsp_server.py`, the shared videos by packet copy;
 half of them a still room) into one `streamvis serve -p detect --record DIR` with today's defaults. Two cameras
@@ -12,6 +13,11 @@ dropped by place and recording segments, and where the resident memory lies (`/p
 heap, its per-thread arenas, other anonymous memory, mapped files). The table shows a sample every few minutes
 and the summary compares the first sample after the warm-up with the last: what grows is a leak; drops anywhere
 but the counted, newest-wins places would be a bug (there are no others: each queue names its policy).
+
+`--compare-env K=V` runs a second server beside the first, on the same cameras, with the same viewers at the same
+moments, in the environment given: a baseline in the same run (for the C heap: `MALLOC_ARENA_MAX=16` and
+`STREAMVIS_HEAP_TRIM_S=0` are glibc's own defaults on 2 cores). Two servers share the cores, so their CPU and drops
+are those of a box twice as loaded; compare their memory, not their drops, with a run of one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from density import BUSY, make_quiet_clip, start_cameras
@@ -39,8 +46,8 @@ from streamvis_client import watch  # noqa: E402
 
 from streamvis import env  # noqa: E402
 from streamvis.server.aiortc_compat import use_loopback_ice  # noqa: E402
+from streamvis.server.heap import memory_parts  # noqa: E402
 
-ARENA_BYTES = 64 << 20  # glibc reserves each per-thread arena as a 64 MiB-aligned, 64 MiB region (64-bit)
 SAMPLE_EVERY_S = 30.0
 WARM_UP_S = 60.0
 VIEWER_EVERY_S = 40.0
@@ -52,32 +59,6 @@ def proc_counts(pid: int) -> tuple[int, int]:
     threads = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("Threads:"))
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def memory_parts_mb(pid: int) -> dict[str, float]:
-    """Resident MB of process `pid` by kind of mapping: glibc's main heap (`[heap]`), its per-thread arenas (anonymous
-    mappings starting on a 64 MiB boundary, at most 64 MiB), other anonymous memory (large blocks malloc maps on
-    their own, thread stacks, Python's own arenas) and mapped files (libraries, models)."""
-    parts = dict.fromkeys(("heap", "arenas", "anon", "files"), 0.0)
-    kind = "files"
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        head = line.split()
-        if not head[0].endswith(":"):  # a mapping's first line: "start-end perms offset dev inode [path]"
-            start, end = (int(x, 16) for x in head[0].split("-"))
-            path = head[5] if len(head) > 5 else ""
-            if path == "[heap]":
-                kind = "heap"
-            elif path.startswith("/"):
-                kind = "files"
-            elif not path and start % ARENA_BYTES == 0 and end - start <= ARENA_BYTES:
-                kind = "arenas"
-            elif not path and kind == "arenas" and end - start < ARENA_BYTES and start % ARENA_BYTES:
-                kind = "arenas"  # the rest of an arena's reservation, right after its used part
-            else:
-                kind = "anon"
-        elif head[0] == "Rss:":
-            parts[kind] += int(head[1]) / 1024
-    return parts
 
 
 class FlakyCamera:
@@ -130,6 +111,52 @@ async def viewers(url: str, streams: list[str], until: float, counts: dict[str, 
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class SoakServer:
+    """One `streamvis serve` of the soak, with the environment it was given, and its samples."""
+
+    def __init__(self, label: str, env_vars: list[str], urls: list[str], models_dir: str, record: Path) -> None:
+        self.label, self.record = label, record
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "streamvis"), "serve", *[a for u in urls for a in ("--source", u)],
+             "-p", "detect", "--port", str(port), "--models-dir", models_dir, "--record", str(record),
+             "--record-segment-s", "120"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **dict(kv.split("=", 1) for kv in env_vars)})
+        self.samples: list[dict[str, float | str]] = []
+        self.counts = {"joined": 0, "frames": 0, "failed": 0}
+        self.cpu0 = self.wall0 = 0.0
+
+    def wait_ready(self, cameras: int) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if len(get_json(self.url + "/healthz")["streams"]) == cameras:
+                    return
+            except OSError:
+                pass
+            time.sleep(1.0)
+
+    def start_clock(self) -> None:
+        self.cpu0, self.wall0 = cpu_seconds(self.process.pid), time.monotonic()
+
+    def take_sample(self, elapsed_s: float) -> dict[str, float | str]:
+        self.samples.append(sample(self.process.pid, self.url, self.record, elapsed_s, self.cpu0, self.wall0))
+        self.start_clock()
+        return self.samples[-1]
+
+    def summary(self, alive: bool, restarts: int) -> str:
+        first, last, samples = self.samples[0], self.samples[-1], self.samples
+        return (f"{self.label}: alive at the end: {alive}. From minute {first['minute']} to {last['minute']}: RSS "
+                f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}; "
+                f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
+                f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
+                f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
+                f"camera restarts {restarts}; viewers joined {self.counts['joined']} ({self.counts['failed']} "
+                f"failed), {self.counts['frames']} frames received; {last['trims']}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -137,43 +164,34 @@ def main() -> None:
     parser.add_argument("--restart-every-s", type=float, default=180.0)
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
                         help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable")
+    parser.add_argument("--compare-env", action="append", default=None, metavar="K=V",
+                        help="run a second server beside it, on the same cameras and viewers, with this environment "
+                             "(the baseline; repeatable), e.g. STREAMVIS_HEAP_TRIM_S=0")
     parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
     args = parser.parse_args()
     use_loopback_ice(only=True)
-    console = Console(width=200)
+    console = Console(width=220)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         quiet = make_quiet_clip(Path(tmp) / "quiet-room.mp4", seconds=14.0)
         clips = [quiet if i >= args.cameras // 2 else BUSY[i % len(BUSY)] for i in range(args.cameras)]
         steady_server, urls = start_cameras(clips[2:])
         flaky = [FlakyCamera(clips[i], f"flaky{i}") for i in range(2)]
         urls = [camera.start() for camera in flaky] + urls
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        record = Path(tmp) / "recordings"
-        server = subprocess.Popen([str(Path(sys.executable).parent / "streamvis"), "serve",
-                                   *[a for u in urls for a in ("--source", u)], "-p", "detect", "--port", str(port),
-                                   "--models-dir", str(args.models_dir), "--record", str(record),
-                                   "--record-segment-s", "120"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, **dict(kv.split("=", 1) for kv in args.server_env)})
-        samples: list[dict[str, float | str]] = []
-        counts = {"joined": 0, "frames": 0, "failed": 0}
+        setups = [(" ".join(args.server_env) or "defaults", args.server_env)]
+        if args.compare_env is not None:
+            setups.append((" ".join(args.compare_env) or "defaults", args.compare_env))
+        servers = [SoakServer(label, env_vars, urls, str(args.models_dir), Path(tmp) / f"recordings{i}")
+                   for i, (label, env_vars) in enumerate(setups)]
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if len(get_json(url + "/healthz")["streams"]) == args.cameras:
-                        break
-                except OSError:
-                    pass
-                time.sleep(1.0)
+            for server in servers:
+                server.wait_ready(args.cameras)
             start = time.monotonic()
             until = start + args.minutes * 60
-            streams = [s["id"] for s in get_json(url + "/streams")["streams"]]
-            loop_thread = _run_viewers_in_thread(url, streams, until, counts)
+            loop_threads = [_run_viewers_in_thread(server, until) for server in servers]
             next_restart = [start + args.restart_every_s * (0.5 + i / 2) for i in range(len(flaky))]
             next_sample = start + WARM_UP_S
-            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            for server in servers:
+                server.start_clock()
             while time.monotonic() < until:
                 now = time.monotonic()
                 for i, camera in enumerate(flaky):
@@ -181,43 +199,45 @@ def main() -> None:
                         camera.restart()
                         next_restart[i] = time.monotonic() + args.restart_every_s
                 if now >= next_sample:
-                    samples.append(sample(server.pid, url, record, now - start, cpu0, wall0))
-                    cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-                    last = samples[-1]
-                    print(f"{last['minute']} min: RSS {last['rss_mb']} MB ({last['memory']}), {last['threads']} "
-                          f"threads, {last['fds']} files, CPU {last['cpu']}%, drops {last['drops']}", flush=True)
+                    for server in servers:
+                        last = server.take_sample(now - start)
+                        print(f"{last['minute']} min, {server.label}: RSS {last['rss_mb']} MB ({last['memory']}), "
+                              f"{last['threads']} threads, {last['fds']} files, CPU {last['cpu']}%, drops "
+                              f"{last['drops']}; {last['trims']}", flush=True)
                     next_sample += SAMPLE_EVERY_S
                 time.sleep(0.5)
-            loop_thread.join(timeout=VIEWER_WATCH_S + 30)
-            alive = server.poll() is None
+            for thread in loop_threads:
+                thread.join(timeout=VIEWER_WATCH_S + 30)
+            alive = [server.process.poll() is None for server in servers]
         finally:
-            stop(server, timeout_s=30)
+            for server in servers:
+                stop(server.process, timeout_s=30)
             steady_server.kill()
             for camera in flaky:
                 camera.kill()
-    server_env = "".join(f", {kv}" for kv in args.server_env)
+    compared = f"; beside a server with {servers[1].label}" if len(servers) > 1 else ""
     table = Table(title=f"Soak: {args.cameras} RTSP cameras ({args.cameras // 2} quiet, 2 killed and restarted "
                         f"every {args.restart_every_s:g} s), --record, viewers joining and leaving, "
-                        f"{args.minutes:g} min{server_env}")
-    for column in ("minute", "RSS MB", "heap / arenas / other anon / files MB", "threads", "open files", "CPU %",
-                   "frames out", "drops (place: frames)", "segments"):
+                        f"{args.minutes:g} min, server with {servers[0].label}{compared}")
+    for column in ("minute", "server", "RSS MB", "heap / arenas / other anon / files MB", "threads", "open files",
+                   "CPU %", "frames out", "drops (place: frames)", "segments", "heap trims"):
         table.add_column(column, justify="right")
+    samples = servers[0].samples
     step = max(1, len(samples) // 10)
-    for row in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
-        table.add_row(*(str(row[k]) for k in ("minute", "rss_mb", "memory", "threads", "fds", "cpu", "frames_out",
-                                              "drops", "segments")))
+    rows = list(range(0, len(samples), step)) + ([len(samples) - 1] if samples and (len(samples) - 1) % step else [])
+    for index in rows:
+        for server in servers:
+            if index < len(server.samples):
+                row = server.samples[index]
+                table.add_row(*(str(row[k]) for k in ("minute",)), server.label,
+                              *(str(row[k]) for k in ("rss_mb", "memory", "threads", "fds", "cpu", "frames_out",
+                                                      "drops", "segments", "trims")))
     console.print(table)
-    first, last = samples[0], samples[-1]
-    notes = (f"Server alive at the end: {alive}. From minute {first['minute']} to {last['minute']}: RSS "
-             f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}; "
-             f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
-             f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
-             f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
-             f"camera restarts {sum(c.restarts for c in flaky)}; viewers joined {counts['joined']} "
-             f"({counts['failed']} failed), {counts['frames']} frames received. Drops are counted totals since "
-             "the start.")
+    restarts = sum(c.restarts for c in flaky)
+    notes = " ".join(server.summary(ok, restarts) for server, ok in zip(servers, alive, strict=True))
+    notes += " Drops are counted totals since the start."
     console.print(notes)
-    save_table("soak", table, notes=notes)
+    save_table("soak" if len(servers) == 1 else "soak-compare", table, notes=notes)
 
 
 def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall0: float) -> dict[str, float | str]:
@@ -228,16 +248,31 @@ def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall
         for place, count in s["stats"]["drops"].items():
             drops[place] = drops.get(place, 0) + count
     cpu = (cpu_seconds(pid) - cpu0) / max(1e-6, time.monotonic() - wall0) * 100
-    memory = " / ".join(f"{mb:.0f}" for mb in memory_parts_mb(pid).values())
+    parts = memory_parts(pid)
+    memory = " / ".join(f"{mb:.0f}" for mb in (parts.heap_mb, parts.arenas_mb, parts.anon_mb, parts.files_mb))
+    heap = heap_metrics(url)
+    trims = (f"{heap.get('streamvis_heap_trims_total', 0):.0f} trims gave back "
+             f"{heap.get('streamvis_heap_released_bytes_total', 0) / 1e6:.0f} MB in "
+             f"{heap.get('streamvis_heap_trim_seconds_total', 0) * 1e3:.0f} ms")
     return {"minute": f"{elapsed_s / 60:.1f}", "rss_mb": f"{rss_mb(pid):.0f}", "memory": memory,
-            "threads": threads, "fds": fds,
-            "cpu": f"{cpu:.0f}", "frames_out": sum(s["stats"]["frames_out"] for s in streams),
+            "threads": threads, "fds": fds, "cpu": f"{cpu:.0f}",
+            "frames_out": sum(s["stats"]["frames_out"] for s in streams),
             "drops": ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if v) or "0",
-            "segments": len(list(record.rglob("*.mp4")))}
+            "segments": len(list(record.rglob("*.mp4"))), "trims": trims}
 
 
-def _run_viewers_in_thread(url: str, streams: list[str], until: float, counts: dict[str, int]) -> threading.Thread:
-    thread = threading.Thread(target=lambda: asyncio.run(viewers(url, streams, until, counts)), daemon=True)
+def heap_metrics(url: str) -> dict[str, float]:
+    """The server's heap counters from `/metrics` (none from a server before they existed)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line.startswith("streamvis_heap_")}
+
+
+def _run_viewers_in_thread(server: SoakServer, until: float) -> threading.Thread:
+    streams = [s["id"] for s in get_json(server.url + "/streams")["streams"]]
+    thread = threading.Thread(target=lambda: asyncio.run(viewers(server.url, streams, until, server.counts)),
+                              daemon=True)
     thread.start()
     return thread
 

@@ -13,6 +13,8 @@ CACHE_DIR = "STREAMVIS_CACHE_DIR"  # replaces ~/.cache/streamvis
 OFFLINE = ("HF_HUB_OFFLINE", "STREAMVIS_OFFLINE")  # either one: nothing is downloaded
 TOKEN = "STREAMVIS_TOKEN"  # `streamvis serve --token`
 VIEW_TOKEN = "STREAMVIS_VIEW_TOKEN"  # `streamvis serve --view-token`
+HEAP_TRIM_S = "STREAMVIS_HEAP_TRIM_S"  # `serve`: seconds between handing the C heap's free pages back (0: never)
+HEAP_TRIM_DEFAULT_S = 60.0
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -30,6 +32,20 @@ def cache_dir() -> Path:
         return Path(value).expanduser()
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
     return Path(base) / "streamvis"
+
+
+def heap_trim_s() -> float:
+    """`STREAMVIS_HEAP_TRIM_S` (60 s when unset): how often `serve` hands the C heap's free pages back; 0 never."""
+    value = os.environ.get(HEAP_TRIM_S, "").strip()
+    if not value:
+        return HEAP_TRIM_DEFAULT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"{HEAP_TRIM_S} must be a number of seconds (0: never), got '{value}'")
+    return seconds
 
 
 def offline() -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.exceptions import OperationError
 
@@ -56,6 +57,7 @@ class ServerSettings:
     publish: dict[str, str] = field(default_factory=dict)  # stream id -> WHIP endpoint or Janus room it goes to
     publish_token: str | None = None  # bearer token for those endpoints (Janus: its API token)
     search: LiveIndex | None = None  # `serve --index`: what `GET /search` ranks
+    heap_trim_s: float = 0.0  # hand the C heap's free pages back this often (`heap.HeapTrimmer`); 0 never
 
 
 def viewer_codec(offer_sdp: str, preferred: str) -> str:
@@ -387,3 +389,7 @@ class StreamHub:
             output.close()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, s.stop) for s in self.streams.values()))
+
+
+HUB = web.AppKey("hub", StreamHub)  # the server's streams, viewers and publishers
+SETTINGS = web.AppKey("settings", ServerSettings)  # what `serve` was asked for

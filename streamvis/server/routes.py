@@ -27,7 +27,8 @@ from streamvis.errors import ConfigError, OutputError
 from streamvis.live.runner import LiveStream
 from streamvis.live.stats import prometheus_text
 from streamvis.search.index import parse_time
-from streamvis.server.hub import LAYERS, ServerSettings, StreamFactory, StreamHub, narration_message
+from streamvis.server.heap import HeapTrimmer
+from streamvis.server.hub import HUB, LAYERS, SETTINGS, ServerSettings, StreamFactory, StreamHub, narration_message
 from streamvis.server.ingest import Publisher
 from streamvis.server.peers import Viewer
 from streamvis.server.refused import Refused, refusals
@@ -40,6 +41,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: the vi
 MAX_BODY_BYTES = 64 * 1024  # an SDP offer is a few kB
 MAX_CLIP_S = 600.0  # the longest moment `GET /search/clip` cuts
 TOKEN_COOKIE = "streamvis_token"  # set when the page is opened with ?token=, so its scripts load too
+HEAP = web.AppKey("heap", HeapTrimmer)  # `serve`'s C heap trims, counted in /metrics
+ROLE = web.RequestKey("role", str)  # what the request's token lets it do: "control" or "view"
 
 
 async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
@@ -84,17 +87,17 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         given = header[7:]
-    role = _role(given, request.app["settings"])
+    role = _role(given, request.app[SETTINGS])
     if role is None:
         return web.Response(status=401, text="401: a valid token is required\n",
                             headers={"WWW-Authenticate": 'Bearer realm="streamvis"'})
-    request["role"] = role
+    request[ROLE] = role
     return await handler(request)
 
 
 def _control_only(request: web.Request, what: str) -> None:
     """403 unless the request carries the server's token (a view token may watch, not change streams)."""
-    if request.get("role") != "control":
+    if request.get(ROLE) != "control":
         raise Refused(403, f"{what} needs the server's token (this one may only watch)")
 
 
@@ -108,24 +111,24 @@ def _layers(value: object) -> str:
 async def index(request: web.Request) -> web.StreamResponse:
     response = web.FileResponse(WEB_DIR / "index.html")
     token = request.query.get("token")
-    if token and (request.app["settings"].token or request.app["settings"].view_token):  # checked already
+    if token and (request.app[SETTINGS].token or request.app[SETTINGS].view_token):  # checked already
         response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
     return response
 
 
 async def list_streams(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     return web.json_response({"streams": [
         {"id": name, "status": s.status, "resolution_wh": s.resolution_wh, "pipeline": s.pipeline.config.name,
          "stats": s.stats.snapshot(), **({"narrator": health} if (health := s.narrator_health()) else {})}
         for name, s in hub.streams.items()],
-        "search": request.app["settings"].search is not None,  # `GET /search` answers: the viewer shows its box
+        "search": request.app[SETTINGS].search is not None,  # `GET /search` answers: the viewer shows its box
         "ice_servers": [{"urls": i.urls, **({"username": i.username, "credential": i.credential}
                                             if i.username else {})} for i in hub.rtc_config.iceServers or []]})
 
 
 async def offer(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     body = await _json_object(request, '{"sdp": ..., "type": "offer", "stream": ...}')
     if body.get("type") != "offer":
         raise Refused(400, 'expected {"sdp": ..., "type": "offer", "stream": ...}')
@@ -133,18 +136,18 @@ async def offer(request: web.Request) -> web.Response:
     stream = _stream_or_404(hub, str(name))
     layers = _layers(body.get("layers"))
     viewer = await hub.add_viewer(stream, _check_sdp(body.get("sdp")), "offer",
-                                  can_prompt=request["role"] == "control", layers=layers)
+                                  can_prompt=request[ROLE] == "control", layers=layers)
     return web.json_response({"sdp": viewer.pc.localDescription.sdp, "type": "answer", "session": viewer.id,
                               "layers": layers, "can_prompt": viewer.can_prompt})
 
 
 async def whep_post(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     stream = _stream_or_404(hub, request.match_info["stream"])
     if request.content_type != "application/sdp":
         raise Refused(415, "WHEP expects Content-Type: application/sdp")
     sdp = _check_sdp(await request.text())
-    viewer = await hub.add_viewer(stream, sdp, "offer", can_prompt=request["role"] == "control",
+    viewer = await hub.add_viewer(stream, sdp, "offer", can_prompt=request[ROLE] == "control",
                                   layers=_layers(request.query.get("layers")))
     location = f"/whep/{stream.stream_id}/{viewer.id}"
     return created(viewer.pc.localDescription.sdp, location, viewer.id, hub.rtc_config.iceServers or [])
@@ -152,7 +155,7 @@ async def whep_post(request: web.Request) -> web.Response:
 
 def _whep_session(request: web.Request) -> Viewer:
     """The viewer `/whep/{stream}/{session}` names; 404 otherwise."""
-    viewer = request.app["hub"].viewers.get(request.match_info["session"])
+    viewer = request.app[HUB].viewers.get(request.match_info["session"])
     if viewer is None or viewer.stream.stream_id != request.match_info["stream"]:
         raise Refused(404, "no such WHEP session")
     return viewer
@@ -160,7 +163,7 @@ def _whep_session(request: web.Request) -> Viewer:
 
 def _whip_session(request: web.Request) -> Publisher:
     """The publisher `/whip/{stream}/{session}` names; 404 otherwise."""
-    publisher = request.app["hub"].publishers.get(request.match_info["session"])
+    publisher = request.app[HUB].publishers.get(request.match_info["session"])
     if publisher is None or publisher.stream_id != request.match_info["stream"]:
         raise Refused(404, "no such WHIP session")
     return publisher
@@ -172,7 +175,7 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     _control_only(request, "publishing")
     name = request.match_info["stream"]
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
@@ -202,7 +205,7 @@ async def whip_delete(request: web.Request) -> web.Response:
 
 async def ask(request: web.Request) -> web.Response:
     """`{"stream": ..., "question": ...}` -> the answer about the newest frame, also sent as a narration event."""
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     body = await _json_object(request, '{"question": ..., "stream": ...}')
     question = body.get("question")
     if not isinstance(question, str) or not question.strip() or len(question) > 500:
@@ -221,11 +224,11 @@ async def ask(request: web.Request) -> web.Response:
 async def prompt(request: web.Request) -> web.Response:
     """`{"stream": ..., "type": "point" | "box" | "text" | "remove", ...}` (see `streamvis.prompts`) -> the
     prompt's result once the stream's pipeline has applied it."""
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     body = await _json_object(request, '{"stream": ..., "type": "point" | "box" | "text" | "remove", ...}')
     stream = _stream_or_404(hub, str(body.get("stream") or next(iter(hub.streams), "")))
     client = f"http:{request.remote or '?'}"
-    reply = await hub.prompt(stream, body, client, request["role"] == "control")
+    reply = await hub.prompt(stream, body, client, request[ROLE] == "control")
     status = int(reply.pop("status", 200))
     return web.json_response(reply, status=status)
 
@@ -242,7 +245,7 @@ def _time_arg(request: web.Request, name: str) -> float | None:
 
 
 def _index(request: web.Request) -> LiveIndex:
-    moments: LiveIndex | None = request.app["settings"].search
+    moments = request.app[SETTINGS].search
     if moments is None:
         raise Refused(404, "this server keeps no index: serve with --index FILE and --set embedder.type=clip")
     return moments
@@ -296,13 +299,14 @@ async def search_clip(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
-    return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]),
+    hub = request.app[HUB]
+    trimmer = request.app[HEAP]
+    return web.Response(text=prometheus_text([s.stats for s in hub.streams.values()]) + trimmer.prometheus_text(),
                         content_type="text/plain", charset="utf-8")
 
 
 async def healthz(request: web.Request) -> web.Response:
-    hub: StreamHub = request.app["hub"]
+    hub = request.app[HUB]
     return web.json_response({"ok": True, "streams": {n: s.status for n, s in hub.streams.items()}})
 
 
@@ -316,12 +320,15 @@ def build_app(streams: dict[str, LiveStream], settings: ServerSettings,
     """The server; `make_stream(name, open_source)` builds a pipeline for each WHIP publisher."""
     app = web.Application(middlewares=[cors, refusals, _auth], client_max_size=MAX_BODY_BYTES)
     hub = StreamHub(streams, settings, make_stream)
-    app["hub"], app["settings"] = hub, settings
+    trimmer = HeapTrimmer(settings.heap_trim_s)
+    app[HUB], app[SETTINGS], app[HEAP] = hub, settings, trimmer
 
     async def on_startup(app: web.Application) -> None:
         hub.start(asyncio.get_running_loop())
+        trimmer.start()
 
     async def on_shutdown(app: web.Application) -> None:
+        await trimmer.stop()
         await hub.close()  # the streams stop first: their index writers flush the tracks still open
         if settings.search is not None:
             settings.search.close()

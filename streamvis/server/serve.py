@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from streamvis import env
 from streamvis.config import ClipEmbedderConfig, PipelineConfig
 from streamvis.errors import ConfigError
 from streamvis.live.budget import BudgetBoard
@@ -161,7 +162,8 @@ def server_settings(host: str, token: str | None, view_token: str | None, codec:
                     streams: list[str]) -> ServerSettings:
     """What `serve` was asked for, checked before any model loads (a `ConfigError` names what is wrong): who may
     reach it (`check_exposure`), the viewers' codec, the web origins that may use the API (default: any when a
-    token guards it, else none), and where the streams (their ids) are published (`--publish`)."""
+    token guards it, else none), where the streams (their ids) are published (`--publish`), and how often the C
+    heap is trimmed (`STREAMVIS_HEAP_TRIM_S`)."""
     if codec not in ("h264", "vp8"):
         raise ConfigError(f"--codec must be h264 or vp8, got '{codec}'")
     check_exposure(host, token, view_token)
@@ -169,9 +171,14 @@ def server_settings(host: str, token: str | None, view_token: str | None, codec:
         targets = parse_publish(publish, streams)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        heap_trim_s = env.heap_trim_s()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     origins = cors_origins if cors_origins is not None else (["*"] if token else [])
     return ServerSettings(token=token, view_token=view_token, codec=codec, ice_servers=ice_servers,
-                          cors_origins=origins, publish=targets, publish_token=publish_token)
+                          cors_origins=origins, publish=targets, publish_token=publish_token,
+                          heap_trim_s=heap_trim_s)
 
 
 def run(streams: dict[str, LiveStream], host: str, port: int, server: ServerSettings,

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiortc import RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
+from streamvis.server.hub import SETTINGS
 from streamvis.server.refused import Refused
 
 SDP = "application/sdp"
@@ -140,7 +141,7 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
     """CORS for browser players and publishers served from other origins (`ServerSettings.cors_origins`);
     preflights are answered here, before the token check (browsers send them without credentials)."""
-    allowed: list[str] = request.app["settings"].cors_origins
+    allowed = request.app[SETTINGS].cors_origins
     if request.method == "OPTIONS":
         response: web.StreamResponse = options_response(ALLOWED_METHODS)
     else:
