@@ -58,7 +58,7 @@ def test_a_camera_is_recorded_as_its_own_packets_in_segments_with_their_detectio
     assert len(recorder.segments) >= 2 and recorder.dropped == 0 and stream.stats.drops["record"] == 0
     assert not recorder.wants_annotated()  # copying: nothing was drawn for the recording
     originals = _keyframe_images(CAR_VIDEO)
-    for path in recorder.segments[:2]:
+    for path in list(recorder.segments)[:2]:
         with av.open(str(path)) as container:
             video = container.streams.video[0]
             assert [a.codec_context.name for a in container.streams.audio] == ["aac"]  # the audio kept

@@ -56,6 +56,18 @@ def test_segments_roll_over_by_stream_time_and_each_plays_from_zero(tmp_path: Pa
     assert indices == list(range(50))  # nothing lost at the borders
 
 
+def test_a_recorder_lists_only_its_newest_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamvis.sinks.record.RECENT_SEGMENTS", 2)  # a recorder runs for months: its list is bounded
+    recorder = SegmentedRecorder(tmp_path, "cam", segment_s=1.0)
+    for result in _results(50):
+        recorder.write(result)
+    recorder.close()
+    assert len(list((tmp_path / "cam").glob("*.mp4"))) == 5 and len(recorder.segments) == 2
+    indices = [json.loads(line)["frame_index"] for mp4 in recorder.segments
+               for line in mp4.with_suffix(".jsonl").read_text().splitlines()]
+    assert indices == list(range(30, 50))  # the last two seconds' segments, in order
+
+
 class SlowSink:
     """A sink slower than the stream (a slow disk)."""
 

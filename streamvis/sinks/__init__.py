@@ -13,6 +13,8 @@ from streamvis.sinks.events import EventsWriter
 from streamvis.sinks.narration_audio import AudioDescriptionTrack
 from streamvis.sinks.video import VideoWriter
 
+RECENT_SEGMENTS = 100  # the segment paths a recorder lists (`segments`): the newest; it runs for months
+
 
 class Sink(Protocol):
     def write(self, result: Result) -> None:

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import av
 from streamvis.errors import OutputError, reason
 from streamvis.frame import Result
 from streamvis.serialize import result_to_json
-from streamvis.sinks import Sink
+from streamvis.sinks import RECENT_SEGMENTS, Sink
 from streamvis.sinks.events import EventsWriter
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class CopyRecorder:
         self.folder = folder / stream_id
         self.stream_id = stream_id
         self.segment_s = segment_s
-        self.segments: list[Path] = []
+        self.segments: deque[Path] = deque(maxlen=RECENT_SEGMENTS)  # the newest segments written
         self.dropped = 0
         self._make_fallback = fallback
         self._fallback: Sink | None = None

@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from streamvis.config import OutputConfig
 from streamvis.errors import OutputError
 from streamvis.frame import Result
 from streamvis.serialize import result_to_json
-from streamvis.sinks import Sink
+from streamvis.sinks import RECENT_SEGMENTS, Sink
 from streamvis.sinks.events import EventsWriter
 from streamvis.sinks.video import VideoWriter
 
@@ -39,7 +40,7 @@ class SegmentedRecorder:
         self.segment_s = segment_s
         self.output = output or OutputConfig(copy_audio=False)
         self.fps = fps
-        self.segments: list[Path] = []
+        self.segments: deque[Path] = deque(maxlen=RECENT_SEGMENTS)  # the newest segments written
         self._video: VideoWriter | None = None
         self._events: EventsWriter | None = None
         self._start_pts = 0.0
