@@ -26,6 +26,8 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,18 @@ SAMPLE_EVERY_S = 30.0
 WARM_UP_S = 60.0
 VIEWER_EVERY_S = 40.0
 VIEWER_WATCH_S = 60.0
+
+
+def serving_pid(pid: int) -> int:
+    """`pid`, or the `streamvis serve` a wrapper (heaptrack, ...) with that pid started."""
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((child / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"serve" in (child / "cmdline").read_bytes():
+                return int(child.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return pid
 
 
 def proc_counts(pid: int) -> tuple[int, int]:
@@ -114,16 +128,18 @@ async def viewers(url: str, streams: list[str], until: float, counts: dict[str, 
 class SoakServer:
     """One `streamvis serve` of the soak, with the environment it was given, and its samples."""
 
-    def __init__(self, label: str, env_vars: list[str], urls: list[str], models_dir: str, record: Path) -> None:
+    def __init__(self, label: str, env_vars: list[str], urls: list[str], models_dir: str, record: Path,
+                 wrapper: list[str]) -> None:
         self.label, self.record = label, record
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        exe = str(Path(sys.executable).parent / "streamvis")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "streamvis"), "serve", *[a for u in urls for a in ("--source", u)],
-             "-p", "detect", "--port", str(port), "--models-dir", models_dir, "--record", str(record),
-             "--record-segment-s", "120"],
+            [*wrapper, exe, "serve", *[a for u in urls for a in ("--source", u)], "-p", "detect", "--port",
+             str(port), "--models-dir", models_dir, "--record", str(record), "--record-segment-s", "120"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, **dict(kv.split("=", 1) for kv in env_vars)})
+        self.pid = self.process.pid  # under a wrapper: the server it started (`wait_ready`)
         self.samples: list[dict[str, float | str]] = []
         self.counts = {"joined": 0, "frames": 0, "failed": 0}
         self.cpu0 = self.wall0 = 0.0
@@ -133,23 +149,26 @@ class SoakServer:
         while time.monotonic() < deadline:
             try:
                 if len(get_json(self.url + "/healthz")["streams"]) == cameras:
+                    self.pid = serving_pid(self.process.pid)
                     return
             except OSError:
                 pass
             time.sleep(1.0)
 
     def start_clock(self) -> None:
-        self.cpu0, self.wall0 = cpu_seconds(self.process.pid), time.monotonic()
+        self.cpu0, self.wall0 = cpu_seconds(self.pid), time.monotonic()
 
     def take_sample(self, elapsed_s: float) -> dict[str, float | str]:
-        self.samples.append(sample(self.process.pid, self.url, self.record, elapsed_s, self.cpu0, self.wall0))
+        self.samples.append(sample(self.pid, self.url, self.record, elapsed_s, self.cpu0, self.wall0))
         self.start_clock()
         return self.samples[-1]
 
     def summary(self, alive: bool, restarts: int) -> str:
         first, last, samples = self.samples[0], self.samples[-1], self.samples
-        return (f"{self.label}: alive at the end: {alive}. From minute {first['minute']} to {last['minute']}: RSS "
-                f"{first['rss_mb']} -> {last['rss_mb']} MB (max {max(float(s['rss_mb']) for s in samples):.0f}; "
+        return (f"{self.label}: alive at the end: {alive}. RSS trend over the run's second half: "
+                f"{rss_trend_mb_per_h(samples):+.0f} MB an hour. From minute {first['minute']} to "
+                f"{last['minute']}: RSS {first['rss_mb']} -> {last['rss_mb']} MB "
+                f"(max {max(float(s['rss_mb']) for s in samples):.0f}; "
                 f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
                 f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
                 f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
@@ -167,6 +186,8 @@ def main() -> None:
     parser.add_argument("--compare-env", action="append", default=None, metavar="K=V",
                         help="run a second server beside it, on the same cameras and viewers, with this environment "
                              "(the baseline; repeatable), e.g. STREAMVIS_HEAP_TRIM_S=0")
+    parser.add_argument("--server-wrapper", default="", metavar="CMD",
+                        help="a command the (first) server runs under, e.g. 'heaptrack -o /tmp/serve'")
     parser.add_argument("--models-dir", default=env.models_dir() or ROOT.parent / "shared/models")
     args = parser.parse_args()
     use_loopback_ice(only=True)
@@ -180,7 +201,8 @@ def main() -> None:
         setups = [(" ".join(args.server_env) or "defaults", args.server_env)]
         if args.compare_env is not None:
             setups.append((" ".join(args.compare_env) or "defaults", args.compare_env))
-        servers = [SoakServer(label, env_vars, urls, str(args.models_dir), Path(tmp) / f"recordings{i}")
+        servers = [SoakServer(label, env_vars, urls, str(args.models_dir), Path(tmp) / f"recordings{i}",
+                              shlex.split(args.server_wrapper) if i == 0 else [])
                    for i, (label, env_vars) in enumerate(setups)]
         try:
             for server in servers:
@@ -211,7 +233,9 @@ def main() -> None:
             alive = [server.process.poll() is None for server in servers]
         finally:
             for server in servers:
-                stop(server.process, timeout_s=30)
+                if server.pid != server.process.pid:  # a wrapper waits for the server: end the server first
+                    os.kill(server.pid, signal.SIGTERM)
+                stop(server.process, timeout_s=60)
             steady_server.kill()
             for camera in flaky:
                 camera.kill()
@@ -259,6 +283,19 @@ def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall
             "frames_out": sum(s["stats"]["frames_out"] for s in streams),
             "drops": ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if v) or "0",
             "segments": len(list(record.rglob("*.mp4"))), "trims": trims}
+
+
+def rss_trend_mb_per_h(samples: list[dict[str, float | str]]) -> float:
+    """The least-squares slope of RSS over the second half of the samples (after the warm-up; a trimmed heap's
+    RSS goes up and down between trims, so two samples alone say little), in MB an hour."""
+    half = samples[len(samples) // 2:]
+    if len(half) < 2:
+        return float("nan")
+    minutes = [float(s["minute"]) for s in half]
+    rss = [float(s["rss_mb"]) for s in half]
+    mean_t, mean_r = sum(minutes) / len(minutes), sum(rss) / len(rss)
+    spread = sum((t - mean_t) ** 2 for t in minutes)
+    return 60 * sum((t - mean_t) * (r - mean_r) for t, r in zip(minutes, rss, strict=True)) / spread
 
 
 def heap_metrics(url: str) -> dict[str, float]:
