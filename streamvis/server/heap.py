@@ -63,7 +63,6 @@ class MemoryParts:
     arenas_mb: float = 0.0  # its thread arenas
     anon_mb: float = 0.0  # other anonymous memory: blocks malloc maps on their own, thread stacks, Python's arenas
     files_mb: float = 0.0  # mapped files: libraries, models
-    arena_regions: int = 0  # 64 MiB regions reserved for thread arenas (an arena takes more than one past 64 MiB)
 
 
 def memory_parts(pid: int | str = "self") -> MemoryParts:
@@ -88,7 +87,6 @@ def memory_parts(pid: int | str = "self") -> MemoryParts:
                     and mappings[j + 1][1] <= start + ARENA_BYTES:
                 j, reach = j + 1, mappings[j + 1][1]
             if reach == start + ARENA_BYTES:
-                parts.arena_regions += 1
                 parts.arenas_mb += sum(m[3] for m in mappings[i:j + 1])
                 i = j + 1
                 continue
@@ -127,10 +125,6 @@ class HeapTrimmer:
         self.trim_s = 0.0
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def available(self) -> bool:
-        return _glibc() is not None
-
     def trim(self) -> int:
         """One trim now; the resident bytes it gave back (0 where nothing was, or on other C libraries)."""
         libc = _glibc()
@@ -145,7 +139,7 @@ class HeapTrimmer:
         return released
 
     def start(self) -> None:
-        if self.interval_s > 0 and self.available and self._task is None:
+        if self.interval_s > 0 and _glibc() is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="heap-trim")
 
     async def stop(self) -> None:
