@@ -57,15 +57,16 @@ def _cells(table: Table) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def save_table(name: str, table: Table, notes: str = "") -> Path:
-    """Write `table` with where it was measured to `benchmarks/results/<name>.md` and `.json`; returns the .md."""
+def save_table(name: str, table: Table, notes: str = "", data: dict[str, Any] | None = None) -> Path:
+    """Write `table` with where it was measured to `benchmarks/results/<name>.md` and `.json` (with `data`, what the
+    table shows only in part, in the .json alone); returns the .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     headers, rows = _cells(table)
     where = machine()
     stamp = {"name": name, "title": str(table.title or name), "machine": where, "commit": commit(),
              "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
              "command": shlex.join([Path(sys.executable).name, *sys.argv]), "headers": headers, "rows": rows,
-             "notes": notes}
+             "notes": notes, **({"data": data} if data else {})}
     (RESULTS / f"{name}.json").write_text(json.dumps(stamp, indent=2) + "\n")
     flags = " ".join(where["flags"]) or "none of note"
     lines = [f"**{stamp['title']}**", "",

@@ -11,7 +11,8 @@ run in servers of their own that are killed and started again on the same port e
 watches for 60 s (one or two at a time). Every 30 s: the server's RSS, threads and open files, frames out, frames
 dropped by place and recording segments, and where the resident memory lies (`/proc/PID/smaps`: glibc's main
 heap, its per-thread arenas, other anonymous memory, mapped files). The table shows a sample every few minutes
-and the summary compares the first sample after the warm-up with the last: what grows is a leak; drops anywhere
+(the .json keeps them all); the summary compares the first sample after the warm-up with the last, fits RSS's trend
+over the second half and gives its band in each quarter of the run: what grows is a leak; drops anywhere
 but the counted, newest-wins places would be a bug (there are no others: each queue names its policy).
 
 `--compare-env K=V` runs a second server beside the first, on the same cameras, with the same viewers at the same
@@ -166,7 +167,8 @@ class SoakServer:
     def summary(self, alive: bool, restarts: int) -> str:
         first, last, samples = self.samples[0], self.samples[-1], self.samples
         return (f"{self.label}: alive at the end: {alive}. RSS trend over the run's second half: "
-                f"{rss_trend_mb_per_h(samples):+.0f} MB an hour. From minute {first['minute']} to "
+                f"{rss_trend_mb_per_h(samples):+.0f} MB an hour; by quarter of the run, {rss_by_quarter(samples)}. "
+                f"From minute {first['minute']} to "
                 f"{last['minute']}: RSS {first['rss_mb']} -> {last['rss_mb']} MB "
                 f"(max {max(float(s['rss_mb']) for s in samples):.0f}; "
                 f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
@@ -261,7 +263,8 @@ def main() -> None:
     notes = " ".join(server.summary(ok, restarts) for server, ok in zip(servers, alive, strict=True))
     notes += " Drops are counted totals since the start."
     console.print(notes)
-    save_table("soak" if len(servers) == 1 else "soak-compare", table, notes=notes)
+    save_table("soak" if len(servers) == 1 else "soak-compare", table, notes=notes,
+               data={"samples": {server.label: server.samples for server in servers}})
 
 
 def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall0: float) -> dict[str, float | str]:
@@ -296,6 +299,15 @@ def rss_trend_mb_per_h(samples: list[dict[str, float | str]]) -> float:
     mean_t, mean_r = sum(minutes) / len(minutes), sum(rss) / len(rss)
     spread = sum((t - mean_t) ** 2 for t in minutes)
     return 60 * sum((t - mean_t) * (r - mean_r) for t, r in zip(minutes, rss, strict=True)) / spread
+
+
+def rss_by_quarter(samples: list[dict[str, float | str]]) -> str:
+    """RSS in each quarter of the samples, mean (min-max) MB: memory that levels off shows the same band in the
+    last two quarters, memory that grows a higher one in each."""
+    rss = [float(s["rss_mb"]) for s in samples]
+    quarters = [rss[len(rss) * q // 4:len(rss) * (q + 1) // 4] for q in range(4)]
+    return "RSS mean (min-max) " + ", ".join(f"{sum(q) / len(q):.0f} ({min(q):.0f}-{max(q):.0f})"
+                                             for q in quarters if q) + " MB"
 
 
 def heap_metrics(url: str) -> dict[str, float]:
