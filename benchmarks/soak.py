@@ -12,8 +12,9 @@ watches for 60 s (one or two at a time). Every 30 s: the server's RSS, threads a
 dropped by place and recording segments, and where the resident memory lies (`/proc/PID/smaps`: glibc's main
 heap, its per-thread arenas, other anonymous memory, mapped files). The table shows a sample every few minutes
 (the .json keeps them all); the summary compares the first sample after the warm-up with the last, fits RSS's trend
-over the second half and gives its band in each quarter of the run: what grows is a leak; drops anywhere
-but the counted, newest-wins places would be a bug (there are no others: each queue names its policy).
+over the second half and gives its band in each quarter of the run, and says whether RSS is flat by a criterion
+fixed before any run (`rss_verdict`): what grows is a leak; drops anywhere but the counted, newest-wins places
+would be a bug (there are no others: each queue names its policy).
 
 `--compare-env K=V` runs a second server beside the first, on the same cameras, with the same viewers at the same
 moments, in the environment given: a baseline in the same run (for the C heap: `MALLOC_ARENA_MAX=16` and
@@ -53,6 +54,8 @@ from streamvis.server.heap import memory_parts  # noqa: E402
 
 SAMPLE_EVERY_S = 30.0
 WARM_UP_S = 60.0
+FLAT_TREND_MB_PER_H = 5.0  # at most this fitted rise over the second half ...
+FLAT_LAST_QUARTER = 1.02  # ... and the last quarter's highest RSS at most 2% above the second quarter's
 VIEWER_EVERY_S = 40.0
 VIEWER_WATCH_S = 60.0
 
@@ -167,7 +170,8 @@ class SoakServer:
     def summary(self, alive: bool, restarts: int) -> str:
         first, last, samples = self.samples[0], self.samples[-1], self.samples
         return (f"{self.label}: alive at the end: {alive}. RSS trend over the run's second half: "
-                f"{rss_trend_mb_per_h(samples):+.0f} MB an hour; by quarter of the run, {rss_by_quarter(samples)}. "
+                f"{rss_trend_mb_per_h(samples):+.0f} MB an hour; by quarter of the run, {rss_by_quarter(samples)}; "
+                f"{rss_verdict(samples)}. "
                 f"From minute {first['minute']} to "
                 f"{last['minute']}: RSS {first['rss_mb']} -> {last['rss_mb']} MB "
                 f"(max {max(float(s['rss_mb']) for s in samples):.0f}; "
@@ -308,6 +312,21 @@ def rss_by_quarter(samples: list[dict[str, float | str]]) -> str:
     quarters = [rss[len(rss) * q // 4:len(rss) * (q + 1) // 4] for q in range(4)]
     return "RSS mean (min-max) " + ", ".join(f"{sum(q) / len(q):.0f} ({min(q):.0f}-{max(q):.0f})"
                                              for q in quarters if q) + " MB"
+
+
+def rss_verdict(samples: list[dict[str, float | str]]) -> str:
+    """Whether RSS is flat: a fitted trend over the second half of at most FLAT_TREND_MB_PER_H, and a last
+    quarter whose highest sample is at most FLAT_LAST_QUARTER times the second quarter's (a trimmed heap goes up
+    and down between trims: its highs, not its lows, are what a box must hold). Says which part fails."""
+    rss = [float(s["rss_mb"]) for s in samples]
+    if len(rss) < 8:
+        return "too short a run to call RSS flat"
+    trend = rss_trend_mb_per_h(samples)
+    second, last = max(rss[len(rss) // 4:len(rss) // 2]), max(rss[len(rss) * 3 // 4:])
+    failed = ([f"trend {trend:+.0f} > {FLAT_TREND_MB_PER_H:.0f} MB an hour"] if trend > FLAT_TREND_MB_PER_H else []) \
+        + ([f"last quarter's highest {last:.0f} MB > {FLAT_LAST_QUARTER:.2f} x {second:.0f}"]
+           if last > FLAT_LAST_QUARTER * second else [])
+    return "RSS flat" if not failed else "RSS not flat (" + "; ".join(failed) + ")"
 
 
 def heap_metrics(url: str) -> dict[str, float]:
