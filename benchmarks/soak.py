@@ -175,7 +175,8 @@ class SoakServer:
                 f"From minute {first['minute']} to "
                 f"{last['minute']}: RSS {first['rss_mb']} -> {last['rss_mb']} MB "
                 f"(max {max(float(s['rss_mb']) for s in samples):.0f}; "
-                f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}), "
+                f"heap / arenas / other anon / files {first['memory']} -> {last['memory']}; malloc in use "
+                f"{first['in_use_mb']} -> {last['in_use_mb']} MB, by quarter {in_use_by_quarter(samples)}), "
                 f"threads {first['threads']} -> {last['threads']} (max {max(int(s['threads']) for s in samples)}), "
                 f"open files {first['fds']} -> {last['fds']} (max {max(int(s['fds']) for s in samples)}); "
                 f"camera restarts {restarts}; viewers joined {self.counts['joined']} ({self.counts['failed']} "
@@ -229,7 +230,8 @@ def main() -> None:
                 if now >= next_sample:
                     for server in servers:
                         last = server.take_sample(now - start)
-                        print(f"{last['minute']} min, {server.label}: RSS {last['rss_mb']} MB ({last['memory']}), "
+                        print(f"{last['minute']} min, {server.label}: RSS {last['rss_mb']} MB ({last['memory']}; "
+                              f"malloc in use {last['in_use_mb']}), "
                               f"{last['threads']} threads, {last['fds']} files, CPU {last['cpu']}%, drops "
                               f"{last['drops']}; {last['trims']}", flush=True)
                     next_sample += SAMPLE_EVERY_S
@@ -249,7 +251,8 @@ def main() -> None:
     table = Table(title=f"Soak: {args.cameras} RTSP cameras ({args.cameras // 2} quiet, 2 killed and restarted "
                         f"every {args.restart_every_s:g} s), --record, viewers joining and leaving, "
                         f"{args.minutes:g} min, server with {servers[0].label}{compared}")
-    for column in ("minute", "server", "RSS MB", "heap / arenas / other anon / files MB", "threads", "open files",
+    for column in ("minute", "server", "RSS MB", "heap / arenas / other anon / files MB", "malloc in use MB",
+                   "threads", "open files",
                    "CPU %", "frames out", "drops (place: frames)", "segments", "heap trims"):
         table.add_column(column, justify="right")
     samples = servers[0].samples
@@ -260,7 +263,8 @@ def main() -> None:
             if index < len(server.samples):
                 row = server.samples[index]
                 table.add_row(*(str(row[k]) for k in ("minute",)), server.label,
-                              *(str(row[k]) for k in ("rss_mb", "memory", "threads", "fds", "cpu", "frames_out",
+                              *(str(row[k]) for k in ("rss_mb", "memory", "in_use_mb", "threads", "fds", "cpu",
+                                                      "frames_out",
                                                       "drops", "segments", "trims")))
     console.print(table)
     restarts = sum(c.restarts for c in flaky)
@@ -282,10 +286,12 @@ def sample(pid: int, url: str, record: Path, elapsed_s: float, cpu0: float, wall
     parts = memory_parts(pid)
     memory = " / ".join(f"{mb:.0f}" for mb in (parts.heap_mb, parts.arenas_mb, parts.anon_mb, parts.files_mb))
     heap = heap_metrics(url)
+    in_use = heap.get("streamvis_heap_in_use_bytes")
     trims = (f"{heap.get('streamvis_heap_trims_total', 0):.0f} trims gave back "
              f"{heap.get('streamvis_heap_released_bytes_total', 0) / 1e6:.0f} MB in "
              f"{heap.get('streamvis_heap_trim_seconds_total', 0) * 1e3:.0f} ms")
     return {"minute": f"{elapsed_s / 60:.1f}", "rss_mb": f"{rss_mb(pid):.0f}", "memory": memory,
+            "in_use_mb": "-" if in_use is None else f"{in_use / 1e6:.0f}",
             "threads": threads, "fds": fds, "cpu": f"{cpu:.0f}",
             "frames_out": sum(s["stats"]["frames_out"] for s in streams),
             "drops": ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if v) or "0",
@@ -308,10 +314,19 @@ def rss_trend_mb_per_h(samples: list[dict[str, float | str]]) -> float:
 def rss_by_quarter(samples: list[dict[str, float | str]]) -> str:
     """RSS in each quarter of the samples, mean (min-max) MB: memory that levels off shows the same band in the
     last two quarters, memory that grows a higher one in each."""
-    rss = [float(s["rss_mb"]) for s in samples]
-    quarters = [rss[len(rss) * q // 4:len(rss) * (q + 1) // 4] for q in range(4)]
-    return "RSS mean (min-max) " + ", ".join(f"{sum(q) / len(q):.0f} ({min(q):.0f}-{max(q):.0f})"
-                                             for q in quarters if q) + " MB"
+    return "RSS mean (min-max) " + _by_quarter([float(s["rss_mb"]) for s in samples])
+
+
+def in_use_by_quarter(samples: list[dict[str, float | str]]) -> str:
+    """What malloc had handed out, by quarter as `rss_by_quarter`: level while RSS rises is fragmentation, rising
+    with it a leak ("-" where the server does not say)."""
+    in_use = [float(s["in_use_mb"]) for s in samples if s.get("in_use_mb", "-") != "-"]
+    return _by_quarter(in_use) if in_use else "-"
+
+
+def _by_quarter(mb: list[float]) -> str:
+    quarters = [mb[len(mb) * q // 4:len(mb) * (q + 1) // 4] for q in range(4)]
+    return ", ".join(f"{sum(q) / len(q):.0f} ({min(q):.0f}-{max(q):.0f})" for q in quarters if q) + " MB"
 
 
 def rss_verdict(samples: list[dict[str, float | str]]) -> str:

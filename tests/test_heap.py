@@ -1,7 +1,7 @@
-"""The server's C heap: malloc's arenas capped before threads start, and the pages threads freed handed back
-to the system on a timer, counted in `/metrics`. Each check runs in a process of its own (the arena cap is set
-once per process), with threads that allocate as the server's do: many at once, freeing most of what they took.
-glibc only (the server does nothing elsewhere)."""
+"""The server's C heap: malloc's arenas capped before threads start, the pages threads freed handed back to the
+system on a timer, and the bytes malloc has handed out, all counted in `/metrics`. Each check of the arenas runs in
+a process of its own (the arena cap is set once per process), with threads that allocate as the server's do: many
+at once, freeing most of what they took. glibc only (the server does nothing elsewhere)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ def test_a_trim_hands_the_pages_threads_freed_back(tmp_path) -> None:
     assert result["released_mb"] > 100 and result["trims"] == 1
 
 
+def test_malloc_counts_what_it_handed_out_and_had_back() -> None:
+    before = heap.malloc_in_use_bytes()
+    blocks = [bytearray(60_000) for _ in range(500)]  # 30 MB from the arena, below the mmap threshold
+    during = heap.malloc_in_use_bytes()
+    del blocks
+    after = heap.malloc_in_use_bytes()
+    assert before is not None and during is not None and after is not None
+    assert during - before > 25e6 and during - after > 25e6
+
+
 def test_serve_trims_on_its_timer_and_counts_it_in_metrics(person_video, models_dir) -> None:
     server = Server("--source", str(person_video), "--models-dir", str(models_dir), "--loop",
                     env={"STREAMVIS_HEAP_TRIM_S": "0.5"})
@@ -95,6 +105,7 @@ def test_serve_trims_on_its_timer_and_counts_it_in_metrics(person_video, models_
         assert values["streamvis_heap_released_bytes_total"] >= 0
         assert values["streamvis_heap_trim_seconds_total"] > 0  # what it costs: benchmarks/soak.py
         assert values["streamvis_resident_bytes"] > 50e6  # the real server, models loaded
+        assert 10e6 < values["streamvis_heap_in_use_bytes"] < values["streamvis_resident_bytes"]
         assert server.get("/streams")[0] == 200 and STREAM in server.get("/streams")[1]
     finally:
         server.stop()

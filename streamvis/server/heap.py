@@ -12,6 +12,9 @@ threads come and go (viewers, reconnecting cameras). `serve` does two things abo
   of every arena (`malloc_trim(0)`), off the event loop (`HeapTrimmer`); what that gives back is counted in
   `/metrics`.
 
+`/metrics` also gives the bytes malloc has handed out and not had back (`malloc_in_use_bytes`): resident memory
+that grows while this stays level is what malloc keeps (fragmentation), not a leak.
+
 Why not jemalloc or tcmalloc: either would have to be preloaded into the process by whoever starts it; these two
 calls need nothing installed. `benchmarks/soak.py` measures both against glibc's defaults (`--server-env`).
 """
@@ -100,6 +103,29 @@ def memory_parts(pid: int | str = "self") -> MemoryParts:
     return parts
 
 
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc 2.33 and later): every field a size_t."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_in_use_bytes() -> int | None:
+    """Bytes malloc has handed out and not had back, in its arenas and in the blocks it maps on their own
+    (`mallinfo2`); None on other C libraries and glibc before 2.33. It walks every arena's free lists, each arena
+    locked in turn: a few milliseconds, for a scrape, not for every frame."""
+    libc = _glibc()
+    if libc is None:
+        return None
+    try:
+        mallinfo2 = libc.mallinfo2
+    except AttributeError:  # glibc before 2.33
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def cap_arenas(arenas: int | None = None) -> int | None:
     """Cap glibc's malloc arenas (the main one included) at `arenas`, by default one per usable core and at least
     2, unless `MALLOC_ARENA_MAX` is set; the cap set, or None. Call it before the threads start: a thread keeps
@@ -155,10 +181,16 @@ class HeapTrimmer:
             log.debug("heap trim gave back %.1f MB", released / 1e6)
 
     def prometheus_text(self) -> str:
+        in_use = malloc_in_use_bytes()
+        in_use_text = "" if in_use is None else (
+            "# HELP streamvis_heap_in_use_bytes Bytes malloc has handed out and not had back (live C memory).\n"
+            "# TYPE streamvis_heap_in_use_bytes gauge\n"
+            f"streamvis_heap_in_use_bytes {in_use}\n")
         return (
             "# HELP streamvis_resident_bytes The server's resident memory.\n"
             "# TYPE streamvis_resident_bytes gauge\n"
             f"streamvis_resident_bytes {resident_bytes()}\n"
+            f"{in_use_text}"
             "# HELP streamvis_heap_trims_total Times the C heap's free pages were handed back.\n"
             "# TYPE streamvis_heap_trims_total counter\n"
             f"streamvis_heap_trims_total {self.trims}\n"
