@@ -17,8 +17,8 @@ fixed before any run (`rss_verdict`): what grows is a leak; drops anywhere but t
 would be a bug (there are no others: each queue names its policy).
 
 `--compare-env K=V` runs a second server beside the first, on the same cameras, with the same viewers at the same
-moments, in the environment given: a baseline in the same run (for the C heap: `MALLOC_ARENA_MAX=16` and
-`STREAMVIS_HEAP_TRIM_S=0` are glibc's own defaults on 2 cores). Two servers share the cores, so their CPU and drops
+moments, in the environment given: a baseline in the same run (for the C heap: `STREAMVIS_HEAP_TRIM_S=0` gives
+glibc's own defaults; `MALLOC_ARENA_MAX=2` caps the arenas). Two servers share the cores, so their CPU and drops
 are those of a box twice as loaded; compare their memory, not their drops, with a run of one.
 """
 

@@ -179,9 +179,6 @@ def serve(
 ) -> None:
     """Serve annotated live video to browsers and WebRTC clients (viewer page, /offer, WHEP, /metrics)."""
     setup_logging(debug, False)
-    from streamvis.server.heap import cap_arenas
-
-    cap_arenas()  # before any thread starts: a thread keeps the malloc arena it first got
     from streamvis.config import load_pipeline
     from streamvis.live.settings import LiveSettings
     from streamvis.search.live import AlertSettings

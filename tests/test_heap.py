@@ -1,7 +1,7 @@
-"""The server's C heap: malloc's arenas capped before threads start, the pages threads freed handed back to the
-system on a timer, and the bytes malloc has handed out, all counted in `/metrics`. Each check of the arenas runs in
-a process of its own (the arena cap is set once per process), with threads that allocate as the server's do: many
-at once, freeing most of what they took. glibc only (the server does nothing elsewhere)."""
+"""The server's C heap: the pages threads freed handed back to the system on a timer, and the bytes malloc has
+handed out, both counted in `/metrics`. The trim is checked in a process of its own, with threads that allocate as
+the server's do: many at once, each in its own arena, freeing most of what they took. glibc only (the server does
+nothing elsewhere)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.skipif(heap._glibc() is None, reason="malloc's arenas a
 THREADS = """
 import ctypes, json, sys, threading
 from streamvis.server import heap
-cap = heap.cap_arenas(int(sys.argv[1])) if sys.argv[1] != "none" else None
-blocks_per_thread = int(sys.argv[2])
+blocks_per_thread = int(sys.argv[1])
 barrier, kept = threading.Barrier(8), []
 def work():
     blocks = [bytearray(60_000) for _ in range(blocks_per_thread)]
@@ -37,42 +36,29 @@ for t in threads: t.start()
 for t in threads: t.join()
 libc = ctypes.CDLL("libc.so.6")
 libc.fopen.restype = ctypes.c_void_p
-report = libc.fopen(sys.argv[3].encode(), b"w")
+report = libc.fopen(sys.argv[2].encode(), b"w")
 libc.malloc_info(0, ctypes.c_void_p(report))  # glibc's own account: one <heap nr=...> per arena
 libc.fclose(ctypes.c_void_p(report))
 before = heap.memory_parts()
 trimmer = heap.HeapTrimmer(0)
 released = trimmer.trim()
-print(json.dumps({"cap": cap, "arenas": open(sys.argv[3]).read().count("<heap nr="),
+print(json.dumps({"arenas": open(sys.argv[2]).read().count("<heap nr="),
                   "arenas_mb": before.arenas_mb, "heap_mb": before.heap_mb, "released_mb": released / 1e6,
                   "trims": trimmer.trims}))
 """
 
 
-def run_threads(tmp_path: Path, cap: str, blocks: int = 100, env: dict[str, str] | None = None) -> dict[str, float]:
-    """THREADS in a fresh process, with the arena cap `cap` ("none": glibc's defaults), `blocks` per thread and
-    `env` (no MALLOC_ARENA_MAX but the one `env` gives)."""
-    inherited = {k: v for k, v in os.environ.items() if k != heap.ARENA_MAX_ENV}
-    script = [sys.executable, "-c", textwrap.dedent(THREADS), cap, str(blocks), str(tmp_path / "malloc-info.xml")]
-    out = subprocess.run(script, capture_output=True, text=True, check=True, env={**inherited, **(env or {})})
+def run_threads(tmp_path: Path, blocks: int) -> dict[str, float]:
+    """THREADS in a fresh process with glibc's arenas (no MALLOC_ARENA_MAX), `blocks` per thread."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    script = [sys.executable, "-c", textwrap.dedent(THREADS), str(blocks), str(tmp_path / "malloc-info.xml")]
+    out = subprocess.run(script, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout)
 
 
-def test_threads_share_the_capped_arenas(tmp_path) -> None:
-    free = run_threads(tmp_path, "none")
-    capped = run_threads(tmp_path, "2")
-    assert free["cap"] is None and capped["cap"] == 2
-    assert free["arenas"] >= 5  # glibc's default: a new arena for each new thread, up to 8 per core
-    assert capped["arenas"] == 2  # the main arena and one other, for all 8 threads
-
-
-def test_the_users_malloc_arena_max_wins(tmp_path) -> None:
-    result = run_threads(tmp_path, "2", env={heap.ARENA_MAX_ENV: "3"})
-    assert result["cap"] is None and result["arenas"] == 3
-
-
 def test_a_trim_hands_the_pages_threads_freed_back(tmp_path) -> None:
-    result = run_threads(tmp_path, "none", blocks=500)
+    result = run_threads(tmp_path, blocks=500)
+    assert result["arenas"] >= 5  # glibc's own: a new arena for each new thread, up to 8 per core
     # 8 x 30 MB taken, 8 x 0.6 MB kept: nearly all of it lay free in the arenas until the trim
     assert result["arenas_mb"] + result["heap_mb"] > 150
     assert result["released_mb"] > 100 and result["trims"] == 1

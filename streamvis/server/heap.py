@@ -4,19 +4,19 @@ A server that decodes, encodes and detects many streams for days allocates and f
 frames, x264's buffers, numpy images, ONNX Runtime's tensors. glibc's malloc keeps what a thread freed in that
 thread's arena for reuse (up to 8 arenas per core) and hands a page back to the system only when it lies at the
 top of an arena. So the process keeps, spread over a dozen arenas, what its busiest moment held, and creeps up as
-threads come and go (viewers, reconnecting cameras). `serve` does two things about it, on glibc only:
+threads come and go (viewers, reconnecting cameras). Every `STREAMVIS_HEAP_TRIM_S` seconds (60 by default, 0
+never) `serve` asks malloc to hand back every whole free page of every arena (`malloc_trim(0)`), off the event
+loop (`HeapTrimmer`); what that gives back is counted in `/metrics`. glibc only.
 
-- before its threads start, it caps malloc's arenas at one per core, at least 2 (`cap_arenas`); a
-  `MALLOC_ARENA_MAX` in the environment wins;
-- every `STREAMVIS_HEAP_TRIM_S` seconds (60 by default, 0 never) it asks malloc to hand back every whole free page
-  of every arena (`malloc_trim(0)`), off the event loop (`HeapTrimmer`); what that gives back is counted in
-  `/metrics`.
+It leaves the number of arenas as glibc sets it. Capped at two (`MALLOC_ARENA_MAX=2`), the same server started
+lower but kept rising over two hours (+20 MB an hour), while with glibc's arenas and these trims it levelled off
+(`benchmarks/soak.py`; the many-cameras guide has both runs).
 
 `/metrics` also gives the bytes malloc has handed out and not had back (`malloc_in_use_bytes`): resident memory
 that grows while this stays level is what malloc keeps (fragmentation), not a leak.
 
-Why not jemalloc or tcmalloc: either would have to be preloaded into the process by whoever starts it; these two
-calls need nothing installed. `benchmarks/soak.py` measures both against glibc's defaults (`--server-env`).
+Why not jemalloc or tcmalloc: either would have to be preloaded into the process by whoever starts it; this call
+needs nothing installed. `benchmarks/soak.py` measures it against glibc's defaults (`--compare-env`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import platform
 import resource
 import time
@@ -34,8 +33,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-M_ARENA_MAX = -8  # mallopt's parameter number for the arena cap (glibc malloc.h)
-ARENA_MAX_ENV = "MALLOC_ARENA_MAX"  # glibc reads it at start: the user's own cap
 ARENA_BYTES = 64 << 20  # glibc reserves a thread arena's memory in 64 MiB regions on a 64 MiB boundary (64-bit)
 
 
@@ -124,20 +121,6 @@ def malloc_in_use_bytes() -> int | None:
     mallinfo2.restype = _MallInfo2
     info = mallinfo2()
     return int(info.uordblks + info.hblkhd)
-
-
-def cap_arenas(arenas: int | None = None) -> int | None:
-    """Cap glibc's malloc arenas (the main one included) at `arenas`, by default one per usable core and at least
-    2, unless `MALLOC_ARENA_MAX` is set; the cap set, or None. Call it before the threads start: a thread keeps
-    the arena it first got."""
-    libc = _glibc()
-    if libc is None or os.environ.get(ARENA_MAX_ENV, "").strip():
-        return None
-    cap = arenas or max(2, len(os.sched_getaffinity(0)))
-    if not libc.mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(cap)):
-        return None
-    log.debug("malloc arenas capped at %d", cap)
-    return cap
 
 
 class HeapTrimmer:
