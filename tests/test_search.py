@@ -173,6 +173,34 @@ def test_a_model_that_does_not_embed_images_and_text_is_refused(tiny_models: Tin
         ImageTextEmbedder(ClipEmbedderConfig(model=str(tiny_models.sam)))
 
 
+def test_a_cut_moment_holds_every_frame_to_its_end_with_the_frames_they_refer_to(person_video: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The shared person video is IBBP: the B-frame shown at 2.5 s refers to the P-frame shown at 2.8 s, which is
+    decoded before it. A moment from 2.0 to 2.55 s keeps that P-frame (decoded at 2.4 s) although it is shown later."""
+    from streamvis.search.clips import cut
+
+    start_s, end_s = 2.0, 2.55
+    clip = cut(person_video, start_s, end_s, tmp_path / "moment.mp4")
+    with av.open(str(person_video)) as src:
+        stream = src.streams.video[0]
+        time_base = stream.time_base
+        assert time_base is not None
+        src.seek(int(start_s / time_base), stream=stream, backward=True)
+        source = [p for p in src.demux(stream) if p.dts is not None]
+        source = source[next(i for i, p in enumerate(source) if p.is_keyframe):]
+        origin = source[0].dts
+        shifted = [(p.pts - origin, p.dts - origin, bytes(p)) for p in source]
+    with av.open(str(clip)) as cut_video:
+        cut_packets = [(p.pts, p.dts, bytes(p)) for p in cut_video.demux(video=0) if p.dts is not None]
+    with av.open(str(clip)) as cut_video:
+        frames = list(cut_video.decode(video=0))
+    assert cut_packets == shifted[:len(cut_packets)]  # the source's packets from a keyframe, in decoding order, no gap
+    shown_by_end = {pts for pts, _, _ in shifted if (pts + origin) * time_base <= end_s}
+    assert shown_by_end <= {pts for pts, _, _ in cut_packets}
+    assert max(pts for pts, _, _ in cut_packets) * time_base > end_s - start_s  # the P-frame shown after the end
+    assert len(frames) == len(cut_packets) and frames[0].key_frame
+
+
 def test_process_indexes_tracks_and_search_finds_them(tiny_models: TinyModels, person_video: Path,
                                                       models_dir: Path, tmp_path: Path) -> None:
     clip = cut_clip(person_video, tmp_path / "people.mp4", 150)

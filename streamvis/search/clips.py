@@ -1,7 +1,9 @@
 """A moment cut out of a video by copying its packets (no re-encoding): from the keyframe at or before its start
-to its end, timestamps moved to start at 0; video only. A live index's moments (Unix times) are cut from the
-recording segment that holds them (`serve --record`: each segment's JSONL maps `wall_s` to `video_pts`); a moment
-that runs on past its segment's end is cut to that end."""
+to its end, timestamps moved to start at 0; video only. The cut is whole in decoding order (every packet decoded by
+the moment's end), so a B-frame shown before the end keeps the later frame it refers to, and the clip may show a
+frame or two past the end. A live index's moments (Unix times) are cut from the recording segment that holds them
+(`serve --record`: each segment's JSONL maps `wall_s` to `video_pts`); a moment that runs on past its segment's end
+is cut to that end."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from streamvis.errors import OutputError
 
 
 def cut(video: Path, start_s: float, end_s: float, out: Path) -> Path:
-    """`video` from the keyframe at or before `start_s` to `end_s` into `out` (the same codec, packets copied)."""
+    """`video` from the keyframe at or before `start_s` to `end_s` into `out` (the same codec, packets copied): every
+    packet from that keyframe on that is decoded at or before `end_s`, so no frame loses one it refers to."""
     try:
         with av.open(str(video)) as src:
             stream = src.streams.video[0]
@@ -34,10 +37,8 @@ def cut(video: Path, start_s: float, end_s: float, out: Path) -> Path:
                         if not packet.is_keyframe:
                             continue
                         origin = packet.dts
-                    if packet.pts * time_base > end_s:
-                        if packet.is_keyframe:
-                            break
-                        continue
+                    if packet.dts * time_base > end_s:  # every frame shown by end_s is in, with its references
+                        break
                     packet.pts -= origin
                     packet.dts -= origin
                     packet.stream = copy
