@@ -74,6 +74,10 @@ def test_a_camera_is_recorded_as_its_own_packets_in_segments_with_their_detectio
         for record in records:  # each record names a frame of this segment's video, by its time in it
             assert min(abs(record["video_pts"] - t) for t in pts_s) < 1e-3
             assert record["detections"][0]["class_name"] == "thing"
+        # the stream's clock and the segment's run together: a frame's pts is its time in the segment plus where
+        # the segment began (the recording never shifts the times of the packets the stream decodes)
+        starts = {round(r["pts"] - r["video_pts"], 3) for r in records}
+        assert max(starts) - min(starts) < 0.01, starts
         indices = [r["frame_index"] for r in records]
         assert indices == sorted(indices)
 

@@ -225,14 +225,15 @@ class AVSource(Source):
         skipping = False  # what the decoder was last told
         decoded_here = 0  # frames of this connection so far: the clock is chosen from the first ones
         for packet in packets if packets is not None else container.demux(*demuxed):
-            if tap is not None:
-                tap.packet(self.connection, packet)
-                if packet.stream.type != "video":
-                    continue
+            if packet.stream.type != "video":  # demuxed for the tap alone
+                if tap is not None:
+                    tap.packet(self.connection, packet)
+                continue
             skip = self.references_only and decoded_here > PROBE_FRAMES and self.clock.kind == "pts"
             if skip != skipping:
                 stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
                 skipping = skip
+            has_data = bool(packet.size)
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
@@ -244,10 +245,13 @@ class AVSource(Source):
                     raise DecodeError(f"{self.source_id}: {consecutive} consecutive undecodable packets "
                                       f"after frame {self.report.frames}") from exc
                 continue
+            finally:
+                if tap is not None:  # only once decoded: the tap's thread rewrites the packet's times for its file
+                    tap.packet(self.connection, packet)
             consecutive = 0
             decoded_here += len(decoded)
             if skipping:
-                self.report.skipped_frames += int(bool(packet.size) and not decoded)
+                self.report.skipped_frames += int(has_data and not decoded)
             else:
                 self._referenced.extend(frame.pict_type != PictureType.B for frame in decoded)
             yield from decoded

@@ -27,14 +27,15 @@ class SourceReport:
 
 
 class PacketTap(Protocol):
-    """Takes a live source's packets as they are demuxed (video and audio), before decoding: a recording that
-    copies the camera's own stream. Called from the source's reading thread; must not block."""
+    """Takes a live source's packets as they are demuxed (video and audio; a video packet as soon as it is decoded): a
+    recording that copies the camera's own stream. Called from the source's reading thread; must not block."""
 
     def connected(self, connection: int, container: Any) -> None:
         """Connection `connection` (0, 1, ...) opened: `container` is its PyAV input (streams, codecs)."""
 
     def packet(self, connection: int, packet: Any) -> None:
-        """One demuxed packet of that connection (video or audio), in demux order."""
+        """One demuxed packet of that connection (video or audio), in demux order, a video packet once it has been
+        decoded: the packet is the tap's from then on (it may rewrite its times and stream on another thread)."""
 
     def disconnected(self, connection: int) -> None:
         """That connection ended; its container is closed after this returns."""
