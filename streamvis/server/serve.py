@@ -21,7 +21,7 @@ from streamvis.live.budget import BudgetBoard
 from streamvis.live.runner import LiveStream
 from streamvis.live.settings import LiveSettings
 from streamvis.pipeline.loading import load_models
-from streamvis.runtime.threads import apply_torch_budget
+from streamvis.runtime.threads import apply_opencv_budget, apply_torch_budget
 from streamvis.search.live import AlertSettings
 from streamvis.server import aiortc_compat
 from streamvis.server.aiortc_compat import is_loopback
@@ -102,6 +102,7 @@ def build_streams(sources: list[str], config: PipelineConfig, models_dir: str | 
 
         settings.moments = LiveIndex(index, models.embedder, config.embedder, alerts)
     apply_torch_budget(max(1, len(sources)), models.providers().values())
+    apply_opencv_budget(max(1, len(sources)))
     if config.latency.budget_ms is not None and settings.budget_board is None:
         settings.budget_board = BudgetBoard()  # one plan over the cores for every stream of this server
 
