@@ -15,9 +15,9 @@ caps its detector runs. Then (`source.skip_unneeded_frames`, on by default):
   this; a camera without them (H.264 Baseline, most IP cameras' defaults) is decoded whole. Counted:
   `skipped_frames`.
 
-The camera's packets are copied to a recording before decoding, so a copied recording keeps every frame; its JSONL
-then has a record for each frame processed. A viewer who arrives, or a sink that draws every frame, gets every
-frame again within a second.
+The camera's packets are copied to a recording as they are demuxed (a video packet once the decoder has read it,
+decoded or left out), so a copied recording keeps every frame; its JSONL then has a record for each frame
+processed. A viewer who arrives, or a sink that draws every frame, gets every frame again within a second.
 """
 
 from __future__ import annotations

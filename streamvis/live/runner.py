@@ -290,7 +290,7 @@ class LiveStream:
         return source
 
     def add_packet_tap(self, tap: PacketTap) -> None:
-        """Give `tap` the packets of this stream's source before decoding (a recording that copies them), or
+        """Give `tap` the packets of this stream's source as they are demuxed (a recording that copies them), or
         tell it the source has none to give (only a live source FFmpeg demuxes has). Call before `start()`."""
         self._packet_tap = tap
 

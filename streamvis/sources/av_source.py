@@ -122,7 +122,7 @@ def _key(packet: Any) -> PacketKey:
 
 class AVSource(Source):
     """One video stream of anything FFmpeg opens; of a file, optionally only a `FrameSpan` of it. Its packets,
-    video and audio, can be tapped before decoding (`packet_tap`: a recording that copies them)."""
+    video and audio, can be tapped as they are demuxed (`packet_tap`: a recording that copies them)."""
 
     copies_packets = True
     skips_frames = True

@@ -67,7 +67,7 @@ class Source(ABC):
     estimated_frames: int | None = None
     #: whether `packet_tap` is honoured: the source demuxes a container whose packets can be copied
     copies_packets: bool = False
-    #: given the packets before decoding, when set before iterating (and `copies_packets`)
+    #: given the packets as they are demuxed, when set before iterating (and `copies_packets`)
     packet_tap: PacketTap | None = None
     #: whether `references_only` and `max_fps` are honoured: the source decodes a compressed stream, some of whose
     #: frames no other frame refers to (B-frames, mostly), and times its frames by the stream's own timestamps
