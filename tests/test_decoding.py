@@ -71,6 +71,23 @@ def test_past_max_fps_frames_are_decoded_but_not_passed_on(video, max_fps, gaps)
     assert source._past_rate(0.0) is False
 
 
+def test_only_the_frames_others_refer_to_still_give_max_fps_when_they_come_a_little_more_often() -> None:
+    """The person video's reference frames come 0.3 s apart (IBBP at 10 fps): at 3 a second each slot takes the
+    reference frame nearest it, a little early or late, not every other one (2 a second before)."""
+    need(PERSON_VIDEO)
+    source = open_source(str(PERSON_VIDEO))
+    kept = []
+    for frame in source:
+        if frame.index == 100:  # the share of frames others refer to is known
+            source.references_only, source.max_fps = True, 3.0
+        if frame.index >= 100:
+            kept.append(frame.pts)
+        if len(kept) == 60:
+            break
+    source.close()
+    assert len(kept) / (kept[-1] - kept[0]) == pytest.approx(3.0, rel=0.1)
+
+
 def test_a_keyframe_the_busy_detector_missed_gets_the_next_frame_not_the_next_slot() -> None:
     need(CAR_VIDEO)
     whole = [round(frame.pts, 6) for frame in itertools.islice(open_source(str(CAR_VIDEO)), 60)]

@@ -88,6 +88,7 @@ def open_options(spec: SourceSpec, config: SourceConfig) -> dict[str, str]:
 
 REFERENCE_WINDOW = 100  # frames over which the share of frames others refer to is measured
 REFERENCE_MIN_FRAMES = 30  # frames seen before that share is trusted
+EARLY_SHARE_OF_SPACING = 0.45  # under `max_fps`, a frame this share of the frames' spacing before a slot falls on it
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
 
 
@@ -200,6 +201,11 @@ class AVSource(Source):
             return False
         if self._slots is None or self._slots.interval_s != 1 / rate:
             self._slots = RateSlots(1 / rate)
+        # a frame less than half the frames' spacing before a slot is the one nearest it: it falls on the slot (only
+        # the frames others refer to, 0.3 s apart for 3 a second, would otherwise give every other one, 2 a second);
+        # of two frames as near, the one after the slot
+        offered_fps = self.reference_fps if self.references_only else self.fps
+        self._slots.early_s = EARLY_SHARE_OF_SPACING / offered_fps if offered_fps else 0.0
         if self._slots.take(pts):
             return False
         if self.pass_next_frame:
