@@ -137,6 +137,7 @@ class AVSource(Source):
         self.connection = 0  # this source's connections so far (a live source reconnects)
         self._referenced: deque[bool] = deque(maxlen=REFERENCE_WINDOW)  # lately decoded frames: not a B-frame
         self._slots: RateSlots | None = None  # the frames passed on under `max_fps`
+        self._slots_references_only: bool | None = None  # what `_slots.early_s` was set for (None: not yet)
         if spec.kind == "file" and not Path(spec.target).exists():
             raise SourceNotFoundError(f"input not found: {spec.target}")
         if spec.kind == "device" and not Path(spec.target).exists():
@@ -201,11 +202,15 @@ class AVSource(Source):
             return False
         if self._slots is None or self._slots.interval_s != 1 / rate:
             self._slots = RateSlots(1 / rate)
-        # a frame less than half the frames' spacing before a slot is the one nearest it: it falls on the slot (only
-        # the frames others refer to, 0.3 s apart for 3 a second, would otherwise give every other one, 2 a second);
-        # of two frames as near, the one after the slot
-        offered_fps = self.reference_fps if self.references_only else self.fps
-        self._slots.early_s = EARLY_SHARE_OF_SPACING / offered_fps if offered_fps else 0.0
+            self._slots_references_only = None
+        if self._slots_references_only != self.references_only:
+            # a frame less than half the frames' spacing before a slot is the one nearest it: it falls on the slot
+            # (only the frames others refer to, 0.3 s apart for 3 a second, would otherwise give every other one, 2
+            # a second); of two frames as near, the one after the slot. The share of reference frames is measured
+            # while every frame is decoded, so it holds as long as `references_only` does.
+            offered_fps = self.reference_fps if self.references_only else self.fps
+            self._slots.early_s = EARLY_SHARE_OF_SPACING / offered_fps if offered_fps else 0.0
+            self._slots_references_only = self.references_only
         if self._slots.take(pts):
             return False
         if self.pass_next_frame:
