@@ -95,6 +95,10 @@ class YoloxConfig(_DetectorBase):
                          "physical core live, one per frame in flight offline)")
     spin_wait: bool = Field(False, description="let idle onnxruntime threads spin between frames (its own default): "
                             "a little lower latency, but it burns the cores the decoder and encoder need")
+    fit_input: bool | Literal["auto"] = Field("auto", description="each frame goes in at its own shape (768x432 as "
+                                              "416x256, not letterboxed into 416x416: 0.62 of the work), the graph "
+                                              "loaded with a free input size; auto: on the CPU provider (TensorRT "
+                                              "builds an engine per shape), where the graph allows it")
 
 
 class Florence2Config(_DetectorBase, TorchSettings, CompileSettings, OnnxSettings):

@@ -77,8 +77,10 @@ def engine_build(name: str, active: bool) -> Iterator[None]:
 
 
 def create_session(path: Path, providers: list[str], name: str, threads: int | None = None,
-                   spin_wait: bool = True) -> tuple[Any, str]:
+                   spin_wait: bool = True, graph: bytes | None = None) -> tuple[Any, str]:
     """An InferenceSession and the provider really in use (a GPU build lists CUDA even without a GPU).
+
+    `graph`: the graph's bytes when they are a copy of the file at `path` changed in memory.
 
     `threads`: intra-op threads (None: onnxruntime's default, one per physical core). `spin_wait`: whether idle
     intra-op threads spin between runs (onnxruntime's default): a little lower latency for one run at a time,
@@ -101,7 +103,8 @@ def create_session(path: Path, providers: list[str], name: str, threads: int | N
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         with engine_build(name, building):
-            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            session = ort.InferenceSession(graph if graph is not None else str(path), sess_options=options,
+                                           providers=chosen)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ModelError(f"cannot load {name} from {path}: {first}") from exc
