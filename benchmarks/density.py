@@ -16,7 +16,8 @@ video re-encoded, `--record-annotated`, as `--record` did before), with one Pyth
 at 8, gating without the queue at 16, and at 16 (half quiet, then all busy) the queue running one keyframe at a
 time (`batching.cpu_workers=1`, the default before one run per core). The NVR rows use `examples/nvr.sh`'s
 settings (`--record`, `detector.fps` 5), the setting the issue's targets describe, at 16 and 32 cameras and at
-`detector.fps` 3, each with and without processing only what is detected (`source.skip_unneeded_frames`: while
+`detector.fps` 3, at 16 and 32 also with YOLOX letterboxed into its square input as before `detector.fit_input`,
+each with and without processing only what is detected (`source.skip_unneeded_frames`: while
 nobody watches, only `detector.fps` frames a second passed on, and the frames no other frame refers to left
 undecoded where the rest keep up); frames decoded and frames processed a second are both given. A busy camera's
 detector runs are also given per second of motion (its runs over the seconds in which its motion gating saw
@@ -224,10 +225,13 @@ def main() -> None:
     ]
     nvr = ["--record", record, "--set", "detector.fps=5"]  # examples/nvr.sh: recorded, detected 5 times a second
     every_frame = [*nvr, "--set", "source.skip_unneeded_frames=false"]  # before: every frame decoded and processed
+    square = [*nvr, "--set", "detector.fit_input=false"]  # before: YOLOX letterboxed into its square input
     nvr_rows = [
         Row("NVR (examples/nvr.sh: --record, detector.fps 5), every frame processed (before)", 16, 8, every_frame),
+        Row("NVR, the detector's square input (before)", 16, 8, square),
         Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 16, 8, nvr),
         Row("NVR (examples/nvr.sh: --record, detector.fps 5), every frame processed (before)", 32, 24, every_frame),
+        Row("NVR, the detector's square input (before)", 32, 24, square),
         Row("NVR (examples/nvr.sh: --record, detector.fps 5)", 32, 24, nvr),
         Row("NVR, busy cameras only", 16, 0, nvr),
         Row("NVR, quiet cameras only, every frame processed (before)", 8, 8, every_frame),

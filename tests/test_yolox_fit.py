@@ -33,6 +33,17 @@ def test_the_input_holds_the_picture_at_the_squares_scale_in_whole_strides(image
     assert fitted_input_hw(image_hw, model_hw) == input_hw
 
 
+@pytest.mark.parametrize(
+    ("image_hw", "max_scale", "input_hw"),
+    [((216, 216), None, (416, 416)),    # a motion crop of a 768x432 camera, enlarged 1.93x to fill the input
+     ((216, 216), 1.25, (288, 288)),    # enlarged 1.25x: 270, to the next whole stride
+     ((216, 384), 1.0, (224, 384)),
+     ((432, 768), 1.25, (256, 416))],   # a picture the input shrinks is not touched
+)
+def test_a_small_picture_is_enlarged_at_most_max_scale(image_hw, max_scale, input_hw) -> None:
+    assert fitted_input_hw(image_hw, (416, 416), max_scale) == input_hw
+
+
 def _person_frames(video: Path, count: int, every: int) -> list[np.ndarray]:
     with av.open(str(video)) as container:
         frames = [f.to_ndarray(format="bgr24") for i, f in zip(range(count * every), container.decode(video=0),
@@ -62,6 +73,12 @@ def test_a_camera_frame_runs_at_its_own_shape_and_finds_what_the_square_finds(mo
                 missed.append((index, int(class_id), float(confidence)))
     assert total >= 20, "the clip should show people in most of these frames"
     assert not missed, f"boxes of the square input not found again (frame, class, confidence): {missed}"
+    crop = np.ascontiguousarray(frame[100:316, 300:516])  # a motion crop: half the frame's height, square
+    fitted.detect(crop)
+    assert fitted.last_input_hw == (288, 288)  # enlarged at most 1.25x (detector.max_upscale), not to 416
+    filling = load_detector(YoloxConfig(providers=["cpu"], max_upscale=None), models_dir=models_dir)
+    filling.detect(crop)
+    assert filling.last_input_hw == (416, 416)
 
 
 def test_the_freed_graph_is_the_export_with_only_its_sizes_named(models_dir: Path) -> None:

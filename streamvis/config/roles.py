@@ -99,6 +99,9 @@ class YoloxConfig(_DetectorBase):
                                               "416x256, not letterboxed into 416x416: 0.62 of the work), the graph "
                                               "loaded with a free input size; auto: on the CPU provider (TensorRT "
                                               "builds an engine per shape), where the graph allows it")
+    max_upscale: float | None = Field(1.25, ge=1, description="with fit_input, a picture smaller than the input (a "
+                                      "motion crop, a small camera) is enlarged at most about this much: a motion "
+                                      "crop then costs what a whole frame does; none: enlarged to fill the input")
 
 
 class Florence2Config(_DetectorBase, TorchSettings, CompileSettings, OnnxSettings):

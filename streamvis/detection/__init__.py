@@ -82,7 +82,7 @@ def load_yolox(config: YoloxConfig, models_dir: str | Path | None = None,
         classes = sibling if sibling.is_file() else None
     return YoloxDetector(weights, list(config.providers), config.confidence, config.nms_iou, classes,
                          name=entry.name if entry else weights.stem, threads=config.threads or threads,
-                         spin_wait=config.spin_wait, fit_input=config.fit_input)
+                         spin_wait=config.spin_wait, fit_input=config.fit_input, max_upscale=config.max_upscale)
 
 
 def load_detector(config: AnyDetectorConfig, models_dir: str | Path | None = None,

@@ -44,11 +44,13 @@ def letterbox(image_bgr: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndar
     return tensor, ratio
 
 
-def fitted_input_hw(image_hw: tuple[int, int], model_hw: tuple[int, int], stride: int = STRIDES[-1]) -> tuple[int, int]:
+def fitted_input_hw(image_hw: tuple[int, int], model_hw: tuple[int, int], max_scale: float | None = None,
+                    stride: int = STRIDES[-1]) -> tuple[int, int]:
     """The smallest input, in whole multiples of `stride`, that holds the image at the scale `model_hw` would give
-    it (letterbox's ratio): 432 x 768 into 416 x 416 -> 256 x 416. Never larger than `model_hw`."""
+    it (letterbox's ratio), or at most `max_scale` (a small picture is enlarged no further: that costs work and
+    adds no detail): 432 x 768 into 416 x 416 -> 256 x 416. Never larger than `model_hw`."""
     height, width = image_hw
-    ratio = min(model_hw[0] / height, model_hw[1] / width)
+    ratio = min(model_hw[0] / height, model_hw[1] / width, max_scale or math.inf)
     return (min(model_hw[0], math.ceil(height * ratio / stride) * stride),
             min(model_hw[1], math.ceil(width * ratio / stride) * stride))
 
@@ -126,13 +128,15 @@ class YoloxDetector:
 
     `fit_input`: each frame goes in at its own shape (`fitted_input_hw`) rather than letterboxed into the model's
     square; auto: where the CPU runs the model (GPU providers keep the square), and only when the graph proves
-    to run at another size (checked once at load; an export that fixes its anchor count keeps the square)."""
+    to run at another size (checked once at load; an export that fixes its anchor count keeps the square).
+    `max_upscale`: with a fitted input, a picture smaller than the model's input (a motion crop, a small camera)
+    is enlarged at most about this much (to the next whole stride); None: to fill the input."""
 
     open_vocabulary = False
 
     def __init__(self, weights: Path, providers: list[str], confidence: float = 0.3, nms_iou: float = 0.45,
                  classes_file: Path | None = None, name: str | None = None, threads: int | None = None,
-                 spin_wait: bool = False, fit_input: FitInput = "auto") -> None:
+                 spin_wait: bool = False, fit_input: FitInput = "auto", max_upscale: float | None = None) -> None:
         self.name = name or weights.stem
         on_cpu = choose_providers(providers, import_onnxruntime().get_available_providers())[0] == PROVIDER_NAMES["cpu"]
         wants_fit = fit_input is True or (fit_input == "auto" and on_cpu)
@@ -156,6 +160,7 @@ class YoloxDetector:
         self._class_name_array = np.array(self.class_names, dtype=str)
         self.fit_input = graph is not None and self._runs_at_other_sizes(required=fit_input is True)
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.max_upscale = max_upscale
         self.confidence = confidence
         self.nms_iou = nms_iou
         self.last_timings_ms: dict[str, float] = {}
@@ -201,7 +206,7 @@ class YoloxDetector:
         that holds each of them at its scale."""
         if not self.fit_input:
             return self.input_hw
-        sizes = [fitted_input_hw(image.shape[:2], self.input_hw) for image in images_bgr]
+        sizes = [fitted_input_hw(image.shape[:2], self.input_hw, self.max_upscale) for image in images_bgr]
         return max(h for h, _ in sizes), max(w for _, w in sizes)
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
