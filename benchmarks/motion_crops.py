@@ -90,7 +90,7 @@ def coco_recall(detectors: dict[str, YoloxDetector], margin: float, max_fraction
             x1, y1, x2, y2 = (int(v) for v in region)
             for label, detector in detectors.items():
                 start = time.perf_counter()
-                crop = detector.detect(np.ascontiguousarray(image[y1:y2, x1:x2]))
+                crop = detector.detect_crop(np.ascontiguousarray(image[y1:y2, x1:x2]))
                 crop_ms[label].append((time.perf_counter() - start) * 1e3)
                 crop.xyxy = crop.xyxy + np.array([x1, y1, x1, y1], np.float32)
                 found_crop[label][size] += hit(crop, box, class_id)

@@ -33,6 +33,36 @@ def test_the_input_holds_the_picture_at_the_squares_scale_in_whole_strides(image
     assert fitted_input_hw(image_hw, model_hw) == input_hw
 
 
+def test_a_motion_crop_is_enlarged_at_most_max_upscale_whatever_queue_it_takes(models_dir: Path,
+                                                                              person_video: Path) -> None:
+    """A crop half as high as the frame costs what the whole frame does (288x288 against 416x256) where filling
+    the input would cost a square run; a small whole picture is still enlarged to fill the input."""
+    from streamvis.config import PipelineConfig
+    from streamvis.detection.batched import BatchedDetector
+    from streamvis.pipeline.loading import Models
+    from streamvis.pipeline.step import Pipeline
+
+    frame = _person_frames(person_video, count=1, every=1)[0]
+    fitted = load_detector(YoloxConfig(providers=["cpu"]), models_dir=models_dir)
+    assert isinstance(fitted, YoloxDetector) and fitted.max_upscale == 1.25  # detector.max_upscale's default
+    queued = BatchedDetector(fitted, max_batch=1, batch_wait_ms=0.0)  # serve's one queue for every stream
+    try:
+        for detector in (fitted, queued):
+            pipeline = Pipeline(PipelineConfig(), Models(detector=detector), 10.0, annotate=False)
+            pipeline.detect(frame, np.array([300, 100, 516, 316], np.float32))
+            assert fitted.last_input_hw == (288, 288)  # 216 x 1.25 = 270, to the next whole stride
+            pipeline.detect(frame)
+            assert fitted.last_input_hw == (256, 416)
+    finally:
+        queued.close()
+    fitted.detect(frame[:216, :216])
+    assert fitted.last_input_hw == (416, 416)  # a whole picture: enlarged to fill, as through the square
+    filling = load_detector(YoloxConfig(providers=["cpu"], max_upscale=None), models_dir=models_dir)
+    assert isinstance(filling, YoloxDetector)
+    filling.detect_crop(frame[:216, :216])
+    assert filling.last_input_hw == (416, 416)
+
+
 @pytest.mark.parametrize(
     ("image_hw", "max_scale", "input_hw"),
     [((216, 216), None, (416, 416)),    # a motion crop of a 768x432 camera, enlarged 1.93x to fill the input
@@ -73,12 +103,6 @@ def test_a_camera_frame_runs_at_its_own_shape_and_finds_what_the_square_finds(mo
                 missed.append((index, int(class_id), float(confidence)))
     assert total >= 20, "the clip should show people in most of these frames"
     assert not missed, f"boxes of the square input not found again (frame, class, confidence): {missed}"
-    crop = np.ascontiguousarray(frame[100:316, 300:516])  # a motion crop: half the frame's height, square
-    fitted.detect(crop)
-    assert fitted.last_input_hw == (288, 288)  # enlarged at most 1.25x (detector.max_upscale), not to 416
-    filling = load_detector(YoloxConfig(providers=["cpu"], max_upscale=None), models_dir=models_dir)
-    filling.detect(crop)
-    assert filling.last_input_hw == (416, 416)
 
 
 def test_the_freed_graph_is_the_export_with_only_its_sizes_named(models_dir: Path) -> None:

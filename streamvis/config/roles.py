@@ -99,9 +99,10 @@ class YoloxConfig(_DetectorBase):
                                               "416x256, not letterboxed into 416x416: 0.62 of the work), the graph "
                                               "loaded with a free input size; auto: on the CPU provider (TensorRT "
                                               "builds an engine per shape), where the graph allows it")
-    max_upscale: float | None = Field(1.25, ge=1, description="with fit_input, a picture smaller than the input (a "
-                                      "motion crop, a small camera) is enlarged at most about this much: a motion "
-                                      "crop then costs what a whole frame does; none: enlarged to fill the input")
+    max_upscale: float | None = Field(1.25, ge=1, description="with fit_input, a motion crop (motion.crop) is "
+                                      "enlarged at most this much into the input: it then costs what the whole "
+                                      "frame does; none: enlarged to fill the input (more small objects found, "
+                                      "1.7 times the work)")
 
 
 class Florence2Config(_DetectorBase, TorchSettings, CompileSettings, OnnxSettings):

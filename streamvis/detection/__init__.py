@@ -42,6 +42,14 @@ class BatchDetector(Detector, Protocol):
 
 
 @runtime_checkable
+class CropDetector(Detector, Protocol):
+    """A detector with a cheaper way to see a part of a frame (motion-region detection): YOLOX with its input
+    fitted to the picture enlarges a crop at most `detector.max_upscale` times instead of to fill its input."""
+
+    def detect_crop(self, crop_bgr: np.ndarray) -> sv.Detections: ...
+
+
+@runtime_checkable
 class Prioritized(Detector, Protocol):
     """A detector shared by streams through a queue (`BatchedDetector`): a stream can say how much its next
     requests matter (a watched stream before an unwatched one when the queue is full)."""

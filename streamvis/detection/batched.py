@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import supervision as sv
 
 from streamvis.batching import Batcher
-from streamvis.detection import BatchDetector, Detector
+from streamvis.detection import BatchDetector, CropDetector, Detector
+
+
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """A part of a frame to detect on (motion-region detection), queued beside whole frames."""
+
+    image_bgr: np.ndarray
 
 
 def detect_many(detector: Detector, images_bgr: list[np.ndarray]) -> list[sv.Detections]:
@@ -14,6 +23,18 @@ def detect_many(detector: Detector, images_bgr: list[np.ndarray]) -> list[sv.Det
     if isinstance(detector, BatchDetector):
         return list(detector.detect_batch(images_bgr))
     return [detector.detect(image) for image in images_bgr]
+
+
+def detect_queued(detector: Detector, items: list[np.ndarray | Crop]) -> list[sv.Detections]:
+    """The whole frames of a batch together (`detect_many`), its crops one by one (`CropDetector.detect_crop`
+    where the detector has it), in the batch's order."""
+    wholes = [(i, item) for i, item in enumerate(items) if not isinstance(item, Crop)]
+    found = dict(zip([i for i, _ in wholes], detect_many(detector, [image for _, image in wholes]), strict=True))
+    for i, item in enumerate(items):
+        if isinstance(item, Crop):
+            found[i] = (detector.detect_crop(item.image_bgr) if isinstance(detector, CropDetector)
+                        else detector.detect(item.image_bgr))
+    return [found[i] for i in range(len(items))]
 
 
 class BatchedDetector:
@@ -24,8 +45,8 @@ class BatchedDetector:
         self.name = detector.name
         self.open_vocabulary = detector.open_vocabulary
         self.last_timings_ms: dict[str, float] = {}  # the batch's, in the batch's own thread
-        self.batcher: Batcher[np.ndarray, sv.Detections] = Batcher(
-            f"detect-{detector.name}", lambda images: detect_many(detector, images), max_batch, batch_wait_ms,
+        self.batcher: Batcher[np.ndarray | Crop, sv.Detections] = Batcher(
+            f"detect-{detector.name}", lambda items: detect_queued(detector, items), max_batch, batch_wait_ms,
             workers=workers)
 
     @property
@@ -41,6 +62,12 @@ class BatchedDetector:
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         detections = self.batcher(image_bgr)
+        self.last_timings_ms = dict(self.inner.last_timings_ms)
+        return detections
+
+    def detect_crop(self, crop_bgr: np.ndarray) -> sv.Detections:
+        """A motion crop through the same queue: the shared detector's `detect_crop` where it has one."""
+        detections = self.batcher(Crop(crop_bgr))
         self.last_timings_ms = dict(self.inner.last_timings_ms)
         return detections
 

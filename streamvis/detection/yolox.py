@@ -129,8 +129,8 @@ class YoloxDetector:
     `fit_input`: each frame goes in at its own shape (`fitted_input_hw`) rather than letterboxed into the model's
     square; auto: where the CPU runs the model (GPU providers keep the square), and only when the graph proves
     to run at another size (checked once at load; an export that fixes its anchor count keeps the square).
-    `max_upscale`: with a fitted input, a picture smaller than the model's input (a motion crop, a small camera)
-    is enlarged at most about this much (to the next whole stride); None: to fill the input."""
+    `max_upscale`: with a fitted input, a motion crop (`detect_crop`) is enlarged at most about this much (to the
+    next whole stride); None: to fill the input, as a whole picture is."""
 
     open_vocabulary = False
 
@@ -201,23 +201,31 @@ class YoloxDetector:
             self._grids[input_hw] = make_grids(input_hw)
         return self._grids[input_hw]
 
-    def input_hw_for(self, images_bgr: list[np.ndarray]) -> tuple[int, int]:
+    def input_hw_for(self, images_bgr: list[np.ndarray], max_upscale: float | None = None) -> tuple[int, int]:
         """The input size one run of these images takes: the model's square, or with `fit_input` the smallest
-        that holds each of them at its scale."""
+        that holds each of them at its scale (enlarged at most `max_upscale` times)."""
         if not self.fit_input:
             return self.input_hw
-        sizes = [fitted_input_hw(image.shape[:2], self.input_hw, self.max_upscale) for image in images_bgr]
+        sizes = [fitted_input_hw(image.shape[:2], self.input_hw, max_upscale) for image in images_bgr]
         return max(h for h, _ in sizes), max(w for _, w in sizes)
 
     def detect(self, image_bgr: np.ndarray) -> sv.Detections:
         return self.detect_batch([image_bgr])[0]
 
+    def detect_crop(self, crop_bgr: np.ndarray) -> sv.Detections:
+        """A part of a frame (a motion crop), enlarged at most `max_upscale` times with a fitted input: it costs
+        about what the whole frame does, where filling the input would cost a square run."""
+        return self._run([crop_bgr], self.max_upscale)[0]
+
     def detect_batch(self, images_bgr: list[np.ndarray]) -> list[sv.Detections]:
         """One onnxruntime run for all images when the export has a dynamic batch axis, else one run each."""
+        return self._run(images_bgr, None)
+
+    def _run(self, images_bgr: list[np.ndarray], max_upscale: float | None) -> list[sv.Detections]:
         t0 = time.perf_counter()
         together = self.batches and len(images_bgr) > 1
-        sizes = ([self.input_hw_for(images_bgr)] * len(images_bgr) if together
-                 else [self.input_hw_for([image]) for image in images_bgr])
+        sizes = ([self.input_hw_for(images_bgr, max_upscale)] * len(images_bgr) if together
+                 else [self.input_hw_for([image], max_upscale) for image in images_bgr])
         letterboxed = [letterbox(image, input_hw) for image, input_hw in zip(images_bgr, sizes, strict=True)]
         t1 = time.perf_counter()
         if together:
