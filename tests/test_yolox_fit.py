@@ -166,3 +166,23 @@ def test_a_graph_that_cannot_be_freed_is_named_in_the_error(models_dir: Path, tm
         path.write_bytes(weights.read_bytes()[:100_000])
     with pytest.raises(ModelError, match=message):
         free_size_graph(path)
+
+
+def test_an_older_export_that_lists_its_weights_as_inputs_is_freed_at_its_image(models_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """IR 3 graphs name every initializer among the inputs too, some before the image."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(models_dir / "yolox-nano" / "yolox_nano.onnx"))
+    weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer]
+    image = onnx.ValueInfoProto()
+    image.CopyFrom(model.graph.input[0])
+    del model.graph.input[:]
+    model.graph.input.extend([*weights[:5], image, *weights[5:]])
+    model.ir_version = 3
+    onnx.save(model, str(tmp_path / "ir3.onnx"))
+    detector = YoloxDetector(tmp_path / "ir3.onnx", ["cpu"])
+    assert detector.fit_input and detector.input_hw == (416, 416)
+    detector.detect(np.full((432, 768, 3), 114, np.uint8))
+    assert detector.last_input_hw == (256, 416)
