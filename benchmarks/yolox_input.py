@@ -64,11 +64,10 @@ def coco_rows(models_dir: Path, coco128: Path) -> Table:
                         "against the input fitted to each photo")
     for column in ("input", "mAP@0.5:0.95", "vs square", "ms a run (1 thread)", "time vs square"):
         table.add_column(column, justify="left" if column == "input" else "right")
-    base_map = base_ms = 0.0
-    for label, fit in RUNS.items():
-        score = coco_map(coco128, detector(models_dir, fit, confidence=0.001, nms_iou=0.65))
-        ms = run_ms(detector(models_dir, fit), images)
-        base_map, base_ms = (score, ms) if not fit else (base_map, base_ms)
+    measured = {label: (coco_map(coco128, detector(models_dir, fit, confidence=0.001, nms_iou=0.65)),
+                        run_ms(detector(models_dir, fit), images)) for label, fit in RUNS.items()}
+    base_map, base_ms = measured["square (before)"]
+    for label, (score, ms) in measured.items():
         table.add_row(label, f"{score:.4f}", f"{score - base_map:+.4f}", f"{ms:.1f}", f"{ms / base_ms:.2f}")
     return table
 

@@ -8,7 +8,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.batching import Batcher
-from streamvis.detection import BatchDetector, CropDetector, Detector
+from streamvis.detection import BatchDetector, Detector, detect_crop
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +26,13 @@ def detect_many(detector: Detector, images_bgr: list[np.ndarray]) -> list[sv.Det
 
 
 def detect_queued(detector: Detector, items: list[np.ndarray | Crop]) -> list[sv.Detections]:
-    """The whole frames of a batch together (`detect_many`), its crops one by one (`CropDetector.detect_crop`
-    where the detector has it), in the batch's order."""
+    """The whole frames of a batch together (`detect_many`), its crops one by one (`detect_crop`), in the batch's
+    order."""
     wholes = [(i, item) for i, item in enumerate(items) if not isinstance(item, Crop)]
     found = dict(zip([i for i, _ in wholes], detect_many(detector, [image for _, image in wholes]), strict=True))
     for i, item in enumerate(items):
         if isinstance(item, Crop):
-            found[i] = (detector.detect_crop(item.image_bgr) if isinstance(detector, CropDetector)
-                        else detector.detect(item.image_bgr))
+            found[i] = detect_crop(detector, item.image_bgr)
     return [found[i] for i in range(len(items))]
 
 

@@ -158,8 +158,8 @@ class YoloxDetector:
             raise ModelError(f"{weights}: expected a YOLOX output [1,A,5+C], found {out_shape}")
         self.class_names = load_class_names(classes_file, int(out_shape[2]) - 5)
         self._class_name_array = np.array(self.class_names, dtype=str)
-        self.fit_input = graph is not None and self._runs_at_other_sizes(required=fit_input is True)
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.fit_input = graph is not None and self._runs_at_other_sizes(required=fit_input is True)
         self.max_upscale = max_upscale
         self.confidence = confidence
         self.nms_iou = nms_iou
@@ -184,8 +184,9 @@ class YoloxDetector:
         probe_hw = fitted_input_hw((9, 16), self.input_hw)
         try:
             raw = self.session.run(None, {self.input_name: np.zeros((1, 3, *probe_hw), np.float32)})[0]
-            ok = raw.shape[1] == len(make_grids(probe_hw)[0])
-            problem = f"{raw.shape[1]} anchors at {probe_hw}, expected {len(make_grids(probe_hw)[0])}"
+            anchors = len(self.grids(probe_hw)[0])
+            ok = raw.shape[1] == anchors
+            problem = f"{raw.shape[1]} anchors at {probe_hw}, expected {anchors}"
         except Exception as exc:  # onnxruntime raises its own untyped errors for a graph fixed inside
             ok, problem = False, reason(exc)
         if ok:

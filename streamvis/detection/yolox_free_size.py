@@ -15,6 +15,7 @@ stable, and the tests check the result against `onnx`'s reading of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from streamvis.errors import ModelError, reason
@@ -92,12 +93,12 @@ def _first(fields: list[Field], number: int) -> bytes | memoryview | None:
     return next((payload for n, wire, payload in fields if n == number and wire == LENGTH), None)
 
 
-def _edit(fields: list[Field], number: int, change: object) -> list[Field]:
+def _edit(fields: list[Field], number: int, change: Callable[[list[Field]], list[Field]]) -> list[Field]:
     """`fields` with the first LENGTH field `number` replaced by `change(its fields)` (joined again)."""
     out, done = [], False
     for n, wire, payload in fields:
         if n == number and wire == LENGTH and not done:
-            payload, done = _join(change(_fields(payload))), True  # type: ignore[operator]
+            payload, done = _join(change(_fields(payload))), True
         out.append((n, wire, payload))
     if not done:
         raise ValueError(f"no field {number} where one is needed")
@@ -156,8 +157,8 @@ def free_size_graph(weights: Path) -> tuple[bytes, tuple[int, int]]:
                 continue  # inferred for the square input
             if i == position:
                 payload = _join(_with_dims(image, {2: "height", 3: "width"}))
-            elif n == GRAPH_OUTPUT and len(_dims(_fields(payload))) == 3:
-                payload = _join(_with_dims(_fields(payload), {1: "anchors"}))
+            elif n == GRAPH_OUTPUT and len(_dims(output := _fields(payload))) == 3:
+                payload = _join(_with_dims(output, {1: "anchors"}))
             edited.append((n, wire, payload))
         return _join([(n, wire, _join(edited) if n == MODEL_GRAPH else p) for n, wire, p in model]), input_hw
     except (ValueError, StopIteration) as exc:

@@ -13,7 +13,7 @@ import numpy as np
 import supervision as sv
 
 from streamvis.config import Florence2Config, PipelineConfig, RapidOcrReaderConfig
-from streamvis.detection import CropDetector, NoDetector
+from streamvis.detection import NoDetector, detect_crop
 from streamvis.errors import ConfigError
 from streamvis.frame import Frame, Result, TextReading
 from streamvis.narration.narrator import Narrator
@@ -149,10 +149,7 @@ class Pipeline:
         if region_xyxy is None:
             return self._filter(self.detector.detect(image_bgr))
         x1, y1, x2, y2 = (int(v) for v in region_xyxy)
-        crop = np.ascontiguousarray(image_bgr[y1:y2, x1:x2])
-        detector = self.detector  # a crop costs no more than the whole frame where the detector allows it
-        found = self._filter(detector.detect_crop(crop) if isinstance(detector, CropDetector)
-                             else detector.detect(crop))
+        found = self._filter(detect_crop(self.detector, np.ascontiguousarray(image_bgr[y1:y2, x1:x2])))
         found.xyxy = found.xyxy + np.array([x1, y1, x1, y1], found.xyxy.dtype)
         if found.mask is not None:
             masks = np.zeros((len(found), *image_bgr.shape[:2]), bool)
